@@ -1,0 +1,262 @@
+// Cauchy product kernels, forward and backward (definitions in ssmkit.h and
+// python/ssmkit/ops/reference.py). Included inside the per-ISA namespace.
+//
+// Layout: z is vectorised (W values of l per SIMD register), each pair (v_n, w_n) is
+// broadcast. A conjugate pair shares the real part of its denominators:
+//   z - w = (dr, zi - wi),  z - conj(w) = (dr, zi + wi),  dr = zr - wr,
+// and 1/d = conj(d) / |d|^2 with one exact division per term (no reciprocal
+// approximation, so accuracy matches a direct complex division).
+//
+// Sums are blocked (16 terms, then 16 blocks, then the rest) so the rounding error
+// grows with log(N) rather than with N, as in a pairwise sum.
+#pragma once
+
+constexpr int64_t kFwdLBlock = 512;    // l values per forward task
+constexpr int64_t kBwdLChunk = 4096;   // l values per backward task (fixed: results do not
+                                       // depend on the thread count)
+constexpr int64_t kSumBlock = 16;      // terms per inner accumulation block
+
+// out = sum_n v_n / (z - w_n) [+ conj(v_n) / (z - conj(w_n))] for W values of z.
+template <typename T, bool kConj>
+inline void cauchy_lanes(typename Simd<T>::V zr, typename Simd<T>::V zi, const T* wr,
+                         const T* wi, const T* vr, const T* vi, int64_t N,
+                         typename Simd<T>::V& out_r, typename Simd<T>::V& out_i) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V one = S::splat(1);
+  V tot_r = S::zero(), tot_i = S::zero();
+  for (int64_t n00 = 0; n00 < N; n00 += kSumBlock * kSumBlock) {
+    V mid_r = S::zero(), mid_i = S::zero();
+    const int64_t n01 = imin(N, n00 + kSumBlock * kSumBlock);
+    for (int64_t n0 = n00; n0 < n01; n0 += kSumBlock) {
+      V a_r = S::zero(), a_i = S::zero(), b_r = S::zero(), b_i = S::zero();
+      const int64_t n1 = imin(n01, n0 + kSumBlock);
+      for (int64_t n = n0; n < n1; ++n) {
+        const V dr = zr - wr[n];
+        const V di1 = zi - wi[n];
+        const V dr2 = dr * dr;
+        const V r1 = one / (di1 * di1 + dr2);
+        const V p = vr[n] * dr, s = vi[n] * dr;
+        // v * conj(z - w) / |z - w|^2
+        a_r += (p + vi[n] * di1) * r1;
+        a_i += (s - vr[n] * di1) * r1;
+        if constexpr (kConj) {
+          const V di2 = zi + wi[n];
+          const V r2 = one / (di2 * di2 + dr2);
+          // conj(v) * conj(z - conj(w)) / |z - conj(w)|^2
+          b_r += (p - vi[n] * di2) * r2;
+          b_i -= (s + vr[n] * di2) * r2;
+        }
+      }
+      mid_r += a_r + b_r;
+      mid_i += a_i + b_i;
+    }
+    tot_r += mid_r;
+    tot_i += mid_i;
+  }
+  out_r = tot_r;
+  out_i = tot_i;
+}
+
+template <typename T, bool kConj>
+void cauchy_forward_impl(const CauchyParams& p) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  const int64_t rows = p.batch.rows(), N = p.N, L = p.L;
+  if (rows == 0 || L == 0) return;
+  const int64_t blocks = ceil_div(L, kFwdLBlock);
+  const int64_t Np = round_up(N, W), Lp = round_up(kFwdLBlock, W);
+  T* out = static_cast<T*>(p.out);
+
+  struct Local : Scratch<T> {
+    int64_t row = -1;
+    using Scratch<T>::Scratch;
+  };
+  parallel_tasks(
+      rows * blocks, [&] { return Local(4 * Np + 2 * Lp); },
+      [&](Local& buf, int64_t t) {
+        const int64_t r = t / blocks, l0 = (t % blocks) * kFwdLBlock;
+        const int64_t nl = imin(kFwdLBlock, L - l0);
+        T *wr = buf.p, *wi = wr + Np, *vr = wi + Np, *vi = vr + Np, *zr = vi + Np, *zi = zr + Lp;
+        if (buf.row != r) {
+          split_row(p.w, row_offset(p.batch, p.w, r), 0, N, Np, wr, wi);
+          split_row(p.v, row_offset(p.batch, p.v, r), 0, N, Np, vr, vi);
+          buf.row = r;
+        }
+        split_row(p.z, row_offset(p.batch, p.z, r), l0, nl, round_up(nl, W), zr, zi);
+        T* o = out + 2 * (r * L + l0);
+        for (int64_t j = 0; j < nl; j += W) {
+          V acc_r, acc_i;
+          cauchy_lanes<T, kConj>(S::load(zr + j), S::load(zi + j), wr, wi, vr, vi, N, acc_r, acc_i);
+          const int m = static_cast<int>(imin(W, nl - j));
+          for (int k = 0; k < m; ++k) {
+            o[2 * (j + k)] = acc_r[k];
+            o[2 * (j + k) + 1] = acc_i[k];
+          }
+        }
+      });
+}
+
+// Backward. With g the output gradient and PyTorch's conjugate-Wirtinger convention:
+//   dv_n = conj(S1_n),  dw_n = conj(v_n * S2_n),  dz_l = -g_l * conj(T_l), where
+//   S1_n = sum_l conj(g_l) / (z_l - w_n)   [+ g_l / (conj(z_l) - w_n)]
+//   S2_n = sum_l conj(g_l) / (z_l - w_n)^2 [+ g_l / (conj(z_l) - w_n)^2]
+//   T_l  = sum_n v_n / (z_l - w_n)^2       [+ conj(v_n) / (z_l - conj(w_n))^2]
+// All three share 1/(z_l - w_n) and 1/(z_l - conj(w_n)), so one pass over (l, n)
+// computes them together. A task is one row and one chunk of l; the chunks' partial
+// S sums are added in chunk order afterwards.
+template <typename T, bool kConj, bool kNeedS, bool kNeedT>
+void cauchy_backward_impl(const CauchyBackwardParams& p) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  constexpr int64_t kVecBlock = 16;  // l-vectors per accumulation block
+  const int64_t rows = p.batch.rows(), N = p.N, L = p.L;
+  if (rows == 0) return;
+  if (L == 0 || N == 0) {
+    // Empty sums: zero gradients.
+    if (p.dv) std::memset(p.dv, 0, sizeof(T) * 2 * rows * N);
+    if (p.dw) std::memset(p.dw, 0, sizeof(T) * 2 * rows * N);
+    if (p.dz) std::memset(p.dz, 0, sizeof(T) * 2 * rows * L);
+    return;
+  }
+  const int64_t chunks = ceil_div(L, kBwdLChunk);
+  const int64_t Np = round_up(N, W), Lp = round_up(kBwdLChunk, W);
+  // Partial sums per (row, chunk, n): S1 re, im, S2 re, im.
+  Scratch<T> partial(rows * chunks * N * 4);
+  if (!partial.ok()) throw std::bad_alloc();
+
+  const int64_t per_thread = 4 * Np + 4 * Lp + 2 * kVecBlock * W * 2 + 4 * N * W;
+  parallel_tasks(
+      rows * chunks, [&] { return Scratch<T>(per_thread); },
+      [&](Scratch<T>& buf, int64_t t) {
+        const int64_t r = t / chunks, c = t % chunks, l0 = c * kBwdLChunk;
+        const int64_t nl = imin(kBwdLChunk, L - l0), nlp = round_up(nl, W);
+        const int64_t nvec = nlp / W;
+        const int tail = static_cast<int>(nl - (nvec - 1) * W);  // lanes used in the last vector
+        T *wr = buf.p, *wi = wr + Np, *vr = wi + Np, *vi = vr + Np;
+        T *zr = vi + Np, *zi = zr + Lp, *gr = zi + Lp, *gi = gr + Lp;
+        T* tblk = gi + Lp;                 // T of the current n-block: (kVecBlock, 2, W)
+        T* ttot = tblk + 2 * kVecBlock * W;  // T over all n: (kVecBlock, 2, W)
+        T* sacc = ttot + 2 * kVecBlock * W;  // S over the chunk: (N, 4, W)
+        split_row(p.w, row_offset(p.batch, p.w, r), 0, N, Np, wr, wi);
+        split_row(p.v, row_offset(p.batch, p.v, r), 0, N, Np, vr, vi);
+        split_row(p.z, row_offset(p.batch, p.z, r), l0, nl, nlp, zr, zi);
+        split_row(p.grad, row_offset(p.batch, p.grad, r), l0, nl, nlp, gr, gi);
+        if constexpr (kNeedS) std::memset(sacc, 0, sizeof(T) * 4 * N * W);
+        const V one = S::splat(1);
+
+        for (int64_t j0 = 0; j0 < nvec; j0 += kVecBlock) {
+          const int64_t j1 = imin(nvec, j0 + kVecBlock);
+          if constexpr (kNeedT) std::memset(ttot, 0, sizeof(T) * 2 * kVecBlock * W);
+          for (int64_t n0 = 0; n0 < N; n0 += kSumBlock) {
+            const int64_t n1 = imin(N, n0 + kSumBlock);
+            if constexpr (kNeedT) std::memset(tblk, 0, sizeof(T) * 2 * kVecBlock * W);
+            for (int64_t n = n0; n < n1; ++n) {
+              V s1r = S::zero(), s1i = S::zero(), s2r = S::zero(), s2i = S::zero();
+              for (int64_t j = j0; j < j1; ++j) {
+                const V zrv = S::load(zr + j * W), ziv = S::load(zi + j * W);
+                const V dr = zrv - wr[n];
+                const V di1 = ziv - wi[n];
+                const V dr2 = dr * dr;
+                const V r1 = one / (di1 * di1 + dr2);
+                // 1/(z - w) = (a1, b1) and its square (x1, y1)
+                V a1 = dr * r1, b1 = -di1 * r1;
+                V a2 = S::zero(), b2 = S::zero();
+                if constexpr (kConj) {
+                  const V di2 = ziv + wi[n];
+                  const V r2 = one / (di2 * di2 + dr2);
+                  a2 = dr * r2;  // 1/(z - conj(w)) = (a2, b2)
+                  b2 = -di2 * r2;
+                }
+                if (j == nvec - 1 && tail < W) {  // lanes past L contribute nothing
+                  a1 = S::keep_first(a1, tail), b1 = S::keep_first(b1, tail);
+                  a2 = S::keep_first(a2, tail), b2 = S::keep_first(b2, tail);
+                }
+                const V x1 = a1 * a1 - b1 * b1, y1 = T(2) * a1 * b1;
+                const V x2 = a2 * a2 - b2 * b2, y2 = T(2) * a2 * b2;
+                if constexpr (kNeedS) {
+                  const V grv = S::load(gr + j * W), giv = S::load(gi + j * W);
+                  if constexpr (kConj) {
+                    s1r += grv * (a1 + a2) + giv * (b1 + b2);
+                    s1i += grv * (b1 - b2) + giv * (a2 - a1);
+                    s2r += grv * (x1 + x2) + giv * (y1 + y2);
+                    s2i += grv * (y1 - y2) + giv * (x2 - x1);
+                  } else {
+                    s1r += grv * a1 + giv * b1;
+                    s1i += grv * b1 - giv * a1;
+                    s2r += grv * x1 + giv * y1;
+                    s2i += grv * y1 - giv * x1;
+                  }
+                }
+                if constexpr (kNeedT) {
+                  T* tb = tblk + (j - j0) * 2 * W;
+                  V tr = S::load(tb), ti = S::load(tb + W);
+                  if constexpr (kConj) {
+                    tr += vr[n] * (x1 + x2) + vi[n] * (y2 - y1);
+                    ti += vr[n] * (y1 + y2) + vi[n] * (x1 - x2);
+                  } else {
+                    tr += vr[n] * x1 - vi[n] * y1;
+                    ti += vr[n] * y1 + vi[n] * x1;
+                  }
+                  S::store(tb, tr);
+                  S::store(tb + W, ti);
+                }
+              }
+              if constexpr (kNeedS) {
+                T* sa = sacc + n * 4 * W;
+                S::store(sa, S::load(sa) + s1r);
+                S::store(sa + W, S::load(sa + W) + s1i);
+                S::store(sa + 2 * W, S::load(sa + 2 * W) + s2r);
+                S::store(sa + 3 * W, S::load(sa + 3 * W) + s2i);
+              }
+            }
+            if constexpr (kNeedT) {
+              for (int64_t k = 0; k < 2 * (j1 - j0); ++k)
+                S::store(ttot + k * W, S::load(ttot + k * W) + S::load(tblk + k * W));
+            }
+          }
+          if constexpr (kNeedT) {  // dz_l = -g_l * conj(T_l)
+            T* dz = static_cast<T*>(p.dz) + 2 * (r * L + l0);
+            for (int64_t j = j0; j < j1; ++j) {
+              const T* tt = ttot + (j - j0) * 2 * W;
+              for (int k = 0; k < W && j * W + k < nl; ++k) {
+                const int64_t l = j * W + k;
+                const T tr = tt[k], ti = tt[W + k];
+                dz[2 * l] = -(gr[l] * tr + gi[l] * ti);
+                dz[2 * l + 1] = -(gi[l] * tr - gr[l] * ti);
+              }
+            }
+          }
+        }
+        if constexpr (kNeedS) {
+          T* out = partial.p + (r * chunks + c) * N * 4;
+          for (int64_t n = 0; n < N; ++n)
+            for (int k = 0; k < 4; ++k) out[4 * n + k] = S::hsum(S::load(sacc + (4 * n + k) * W));
+        }
+      });
+
+  if constexpr (kNeedS) {
+    T* dv = static_cast<T*>(p.dv);
+    T* dw = static_cast<T*>(p.dw);
+#pragma omp parallel for schedule(static) if (rows * N > 4096)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* v = static_cast<const T*>(p.v.data) + 2 * row_offset(p.batch, p.v, r);
+      for (int64_t n = 0; n < N; ++n) {
+        T s[4] = {0, 0, 0, 0};
+        for (int64_t c = 0; c < chunks; ++c)
+          for (int k = 0; k < 4; ++k) s[k] += partial.p[((r * chunks + c) * N + n) * 4 + k];
+        if (dv) {  // conj(S1)
+          dv[2 * (r * N + n)] = s[0];
+          dv[2 * (r * N + n) + 1] = -s[1];
+        }
+        if (dw) {  // conj(v * S2)
+          const T vr_ = v[2 * n * p.v.stride], vi_ = v[2 * n * p.v.stride + 1];
+          dw[2 * (r * N + n)] = vr_ * s[2] - vi_ * s[3];
+          dw[2 * (r * N + n) + 1] = -(vr_ * s[3] + vi_ * s[2]);
+        }
+      }
+    }
+  }
+}

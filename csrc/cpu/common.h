@@ -1,0 +1,57 @@
+// Helpers shared by the CPU kernels: row addressing and de-interleaving.
+// Included inside the per-ISA anonymous namespace (see kernels.cpp).
+#pragma once
+
+// Offset, in complex elements, of row r of operand a, where r is the row-major index
+// over the broadcast batch shape.
+inline int64_t row_offset(const Batch& b, const In& a, int64_t r) {
+  int64_t off = 0;
+  for (int d = b.ndim - 1; d >= 0; --d) {
+    const int64_t i = r % b.shape[d];
+    r /= b.shape[d];
+    off += i * a.batch_stride[d];
+  }
+  return off;
+}
+
+// Copies n complex values of row `off` of a, starting at index i0, into separate
+// real and imaginary arrays (SIMD-friendly), and zero-fills up to `padded`.
+template <typename T>
+inline void split_row(const In& a, int64_t off, int64_t i0, int64_t n, int64_t padded, T* re,
+                      T* im) {
+  const T* base = static_cast<const T*>(a.data) + 2 * (off + i0 * a.stride);
+  if (a.stride == 1) {
+    for (int64_t i = 0; i < n; ++i) {
+      re[i] = base[2 * i];
+      im[i] = base[2 * i + 1];
+    }
+  } else {
+    const int64_t s = 2 * a.stride;
+    for (int64_t i = 0; i < n; ++i) {
+      re[i] = base[i * s];
+      im[i] = base[i * s + 1];
+    }
+  }
+  for (int64_t i = n; i < padded; ++i) re[i] = im[i] = 0;
+}
+
+// Runs body(t) for t in [0, tasks) on the OpenMP team. Each task owns its outputs,
+// so results do not depend on the thread count or schedule. make_scratch() is
+// called once per thread; an allocation failure is reported, never dereferenced.
+template <typename MakeScratch, typename Body>
+inline void parallel_tasks(int64_t tasks, MakeScratch make_scratch, Body body) {
+  bool out_of_memory = false;
+#pragma omp parallel if (tasks > 1)
+  {
+    auto scratch = make_scratch();
+    if (!scratch.ok()) {
+#pragma omp atomic write
+      out_of_memory = true;
+    }
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) {
+      if (scratch.ok()) body(scratch, t);
+    }
+  }
+  if (out_of_memory) throw std::bad_alloc();
+}

@@ -1,0 +1,59 @@
+// Portable SIMD for the CPU kernels: GCC/Clang vector extensions, so one source
+// compiles to AVX-512, AVX2, SSE2 or NEON depending on the flags of its translation
+// unit (see cmake/SsmkitCPU.cmake). Included inside the per-ISA namespace only.
+#pragma once
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#if defined(__AVX512F__)
+#define SSMKIT_VEC_BYTES 64
+#elif defined(__AVX2__)
+#define SSMKIT_VEC_BYTES 32
+#else
+#define SSMKIT_VEC_BYTES 16
+#endif
+
+template <typename T>
+struct Simd {
+  static constexpr int W = SSMKIT_VEC_BYTES / sizeof(T);  // lanes
+  typedef T V __attribute__((vector_size(SSMKIT_VEC_BYTES)));
+
+  static inline V zero() { return V{}; }
+  static inline V splat(T x) { return V{} + x; }
+  static inline V load(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(V));
+    return v;
+  }
+  static inline void store(T* p, V v) { std::memcpy(p, &v, sizeof(V)); }
+  static inline T hsum(V v) {
+    T s = 0;
+    for (int i = 0; i < W; ++i) s += v[i];
+    return s;
+  }
+  // Lanes [0, n) keep x, the others become 0: used on a tail vector.
+  static inline V keep_first(V x, int n) {
+    for (int i = n; i < W; ++i) x[i] = 0;
+    return x;
+  }
+};
+
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// Per-thread scratch memory, 64-byte aligned. Plain malloc/free: no std containers
+// in ISA-specific code, whose out-of-line copies could be shared between ISAs.
+template <typename T>
+struct Scratch {
+  T* p = nullptr;
+  explicit Scratch(int64_t n) {
+    size_t bytes = static_cast<size_t>(round_up(n > 0 ? n : 1, 16)) * sizeof(T);
+    p = static_cast<T*>(std::aligned_alloc(64, round_up(static_cast<int64_t>(bytes), 64)));
+  }
+  ~Scratch() { std::free(p); }
+  bool ok() const { return p != nullptr; }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+};

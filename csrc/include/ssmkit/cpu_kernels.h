@@ -1,0 +1,17 @@
+// Declarations of the per-instruction-set CPU kernels (csrc/cpu/kernels.cpp is
+// compiled once per ISA into namespace ssmkit::<isa>). Internal to the core:
+// callers use the entry points of ssmkit.h, which pick the ISA at run time.
+#pragma once
+#include "ssmkit/ssmkit.h"
+
+#define SSMKIT_DECLARE_CPU_KERNELS(isa)                     \
+  namespace isa {                                            \
+  void cauchy(const CauchyParams& p);                        \
+  void cauchy_backward(const CauchyBackwardParams& p);       \
+  }
+
+namespace ssmkit {
+SSMKIT_DECLARE_CPU_KERNELS(avx512)
+SSMKIT_DECLARE_CPU_KERNELS(avx2)
+SSMKIT_DECLARE_CPU_KERNELS(baseline)
+}  // namespace ssmkit

@@ -1,0 +1,16 @@
+"""ssmkit primitives: torch custom ops (with autograd) and NumPy entry points.
+
+Every op has a pure-PyTorch definition in :mod:`ssmkit.ops.reference`.
+"""
+
+from .cauchy import cauchy
+
+__all__ = ["cauchy", "reference"]
+
+
+def __getattr__(name):
+    if name == "reference":  # needs torch; import on first use
+        import importlib
+
+        return importlib.import_module(".reference", __name__)
+    raise AttributeError(f"module 'ssmkit.ops' has no attribute {name!r}")
