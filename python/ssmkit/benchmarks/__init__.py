@@ -1,0 +1,195 @@
+"""Benchmark machinery shared by ``ssmkit bench`` and the pytest-benchmark suite in bench/.
+
+A family module (listed in :data:`FAMILIES`) builds :class:`Case` objects: one operation
+at one shape, with ssmkit's implementation first and the baselines after it. Inputs are
+made when the case is built; each :class:`Impl` is a zero-argument callable doing one
+call, so timing measures the call and nothing else. :func:`run` times every impl of a
+case side by side in one process and reports throughput and the ratio to ssmkit.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .. import _C
+
+
+@dataclass
+class Impl:
+    fn: Callable[[], object]  # one call, blocking until its result is ready (synchronise CUDA inside)
+    work: float  # work units fn processes (a baseline may run on a subset of rows)
+
+
+@dataclass
+class Case:
+    family: str  # "cauchy"
+    name: str  # "forward", "backward"
+    shape: str  # "rows=1024 N=32 L=2049"
+    unit: str  # "G terms/s": throughput is work / seconds / 1e9
+    impls: dict[str, Impl]  # ssmkit's first, then the baselines
+    note: str = ""  # e.g. "reference timed on 128 of 1024 rows"
+
+
+# family -> module whose cases(quick: bool) -> list[Case]
+FAMILIES: dict[str, str] = {"cauchy": "ssmkit.benchmarks.cauchy"}
+
+# Rounds of at least min_time seconds; quick mode is a smoke run, not a measurement.
+TIMING = {True: {"min_time": 0.002, "repeats": 3}, False: {"min_time": 0.2, "repeats": 5}}
+
+
+def load_cases(families: list[str] | None, quick: bool) -> list[Case]:
+    """The cases of the named families (all when None or empty), in FAMILIES order if all."""
+    names = list(dict.fromkeys(families)) if families else list(FAMILIES)
+    unknown = [name for name in names if name not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown benchmark family {', '.join(map(repr, unknown))}; known: {', '.join(FAMILIES)}")
+    cases: list[Case] = []
+    for name in names:
+        cases += importlib.import_module(FAMILIES[name]).cases(quick)
+    return cases
+
+
+def _seconds_per_call(fn: Callable[[], object], calls: int) -> float:
+    # The collector would bill its pauses to whichever call triggers them, as timeit avoids.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        return (time.perf_counter() - start) / calls
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def time_impl(impl: Impl, *, min_time: float, repeats: int) -> dict:
+    """Median seconds per call of ``impl.fn`` over ``repeats`` rounds, and throughput.
+
+    One warm-up call absorbs first-call costs (allocation, thread pools, compilation);
+    a second call sets how many calls make a round of at least ``min_time`` seconds, so
+    short calls are timed in batches rather than at the timer's resolution.
+    """
+    impl.fn()
+    calls = max(1, math.ceil(min_time / max(_seconds_per_call(impl.fn, 1), 1e-9)))
+    rounds = [_seconds_per_call(impl.fn, calls) for _ in range(repeats)]
+    seconds = statistics.median(rounds)
+    return {
+        "seconds": seconds,
+        "seconds_min": min(rounds),
+        "seconds_max": max(rounds),
+        "rounds": repeats,
+        "calls_per_round": calls,
+        "work": impl.work,
+        "throughput": impl.work / seconds / 1e9,
+    }
+
+
+def _report_progress(message: str) -> None:
+    # On a terminal one status line is rewritten in place; in a log each step gets a line.
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K" + message)
+    else:
+        sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def run(cases: list[Case], *, quick: bool, progress: bool) -> list[dict]:
+    """Time every impl of every case; one dict per (case, impl), ready for JSON.
+
+    ``x_ssmkit`` is ssmkit's throughput over the impl's: how many times faster ssmkit is.
+    """
+    steps = sum(len(case.impls) for case in cases)
+    step = 0
+    results = []
+    for case in cases:
+        timings = {}
+        for impl_name, impl in case.impls.items():
+            step += 1
+            if progress:
+                _report_progress(f"[{step}/{steps}] {case.family} {case.name} {case.shape}: {impl_name}")
+            timings[impl_name] = time_impl(impl, **TIMING[quick])
+        ssmkit_throughput = next(iter(timings.values()))["throughput"]
+        for impl_name, timing in timings.items():
+            results.append(
+                {
+                    "family": case.family,
+                    "case": case.name,
+                    "shape": case.shape,
+                    "impl": impl_name,
+                    "unit": case.unit,
+                    **timing,
+                    "x_ssmkit": ssmkit_throughput / timing["throughput"],
+                    "note": case.note,
+                }
+            )
+    if progress and steps and sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+    return results
+
+
+def format_table(results: list[dict]) -> str:
+    """A plain-text table of :func:`run`'s results; notes become numbered footnotes."""
+    notes: list[str] = []
+    rows = []
+    for r in results:
+        case = r["case"]
+        if r["note"]:
+            if r["note"] not in notes:
+                notes.append(r["note"])
+            case += f" [{notes.index(r['note']) + 1}]"
+        rows.append(
+            [
+                r["family"],
+                case,
+                r["shape"],
+                r["impl"],
+                f"{r['seconds'] * 1e3:.3f}",
+                f"{r['throughput']:.3f} {r['unit']}",
+                f"{r['x_ssmkit']:.2f}",
+            ]
+        )
+    header = ["family", "case", "shape", "impl", "time (ms)", "throughput", "x ssmkit"]
+    numeric = {4, 5, 6}  # right-aligned so the digits line up
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    lines = [line(header), line(["-" * w for w in widths])] + [line(row) for row in rows]
+    lines += [f"[{i}] {note}" for i, note in enumerate(notes, 1)]
+    return "\n".join(lines)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for entry in cpuinfo:
+                if entry.startswith("model name"):
+                    return entry.split(":", 1)[1].strip()
+    except OSError:
+        pass  # not Linux
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    """What the timings depend on: the CPU, the threads ssmkit uses and the ISA it picked."""
+    build = _C.build_info()
+    return {
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "ssmkit_threads": _C.get_num_threads(),
+        "cpu_isa": build["cpu_isa"],
+        "ssmkit_version": build["version"],
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,61 @@
+"""The ssmkit command: info, bench --quick --json, and usage errors."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ssmkit
+from ssmkit.cli import main
+
+SSMKIT_SCRIPT = Path(sys.executable).with_name("ssmkit")  # the console script beside this Python
+
+
+def run(*command):
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("command", [[str(SSMKIT_SCRIPT)], [sys.executable, "-m", "ssmkit"]], ids=["script", "module"])
+def test_info_prints_the_runtime_isa(command):
+    done = run(*command, "info")
+    assert done.returncode == 0, done.stderr
+    isa = ssmkit._C.build_info()["cpu_isa"]
+    assert re.search(rf"CPU ISA +{isa} \(compiled: ", done.stdout), done.stdout
+    assert f"ssmkit {ssmkit.__version__}" in done.stdout
+
+
+def test_bench_quick_writes_json(tmp_path):
+    out = tmp_path / "out.json"
+    done = run(sys.executable, "-m", "ssmkit", "bench", "--quick", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "x ssmkit" in done.stdout  # the table's header
+    report = json.loads(out.read_text())
+    assert report["quick"] is True
+    assert report["machine"]["cpu_isa"] == ssmkit._C.build_info()["cpu_isa"]
+    fields = {"family", "case", "shape", "impl", "unit", "seconds", "throughput", "work", "x_ssmkit", "note"}
+    for result in report["results"]:
+        assert fields <= result.keys()
+        assert result["seconds"] > 0 and result["throughput"] > 0
+    ssmkit_cases = {(r["case"], r["shape"]) for r in report["results"] if r["family"] == "cauchy" and r["impl"] == "ssmkit"}
+    all_cases = {(r["case"], r["shape"]) for r in report["results"] if r["family"] == "cauchy"}
+    assert {case for case, _ in all_cases} == {"forward", "backward"}
+    assert ssmkit_cases == all_cases
+    assert all(r["x_ssmkit"] == 1.0 for r in report["results"] if r["impl"] == "ssmkit")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "no-such-family"], "unknown benchmark family 'no-such-family'"),
+        (["bench", "--threads", "0"], "expected a positive whole number of threads"),
+        (["bench", "--json", "/no/such/folder/out.json"], "does not exist"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
