@@ -1,0 +1,47 @@
+"""What the compiled core reports about itself, and its run-time settings."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import ssmkit
+
+
+def test_build_info_fields():
+    info = ssmkit._C.build_info()
+    assert info["version"] == ssmkit.__version__
+    for key in ("compiler", "cpu_isa", "cpu_isas_compiled"):
+        assert isinstance(info[key], str) and info[key]
+    compiled = info["cpu_isas_compiled"].split(",")
+    assert "baseline" in compiled  # one build must run on any CPU of the architecture
+    assert info["cpu_isa"] in compiled
+    assert isinstance(info["openmp"], bool) and isinstance(info["cuda_compiled"], bool)
+    assert isinstance(info["num_threads"], int) and info["num_threads"] >= 1
+
+
+def test_isa_cap_from_environment():
+    # SSMKIT_CPU_ISA=baseline is read once, at import, and always honoured.
+    code = "import ssmkit; print(ssmkit._C.build_info()['cpu_isa'])"
+    env = dict(os.environ, SSMKIT_CPU_ISA="baseline")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "baseline"
+
+
+def test_num_threads_roundtrip():
+    n = ssmkit.get_num_threads()
+    try:
+        ssmkit.set_num_threads(1)
+        assert ssmkit.get_num_threads() == 1
+        assert ssmkit._C.build_info()["num_threads"] == 1
+    finally:
+        ssmkit.set_num_threads(n)
+    assert ssmkit.get_num_threads() == n
+
+
+@pytest.mark.parametrize("bad", [0, -3])
+def test_num_threads_rejects_non_positive(bad):
+    with pytest.raises(ValueError, match="positive thread count"):
+        ssmkit.set_num_threads(bad)
