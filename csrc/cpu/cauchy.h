@@ -4,8 +4,7 @@
 // Layout: z is vectorised (W values of l per SIMD register), each pair (v_n, w_n) is
 // broadcast. A conjugate pair shares the real part of its denominators:
 //   z - w = (dr, zi - wi),  z - conj(w) = (dr, zi + wi),  dr = zr - wr,
-// and 1/d = conj(d) / |d|^2 with one exact division per term (no reciprocal
-// approximation, so accuracy matches a direct complex division).
+// and 1/d = conj(d) / |d|^2 by exact division (no reciprocal approximations).
 //
 // Sums are blocked (16 terms, then 16 blocks, then the rest) so the rounding error
 // grows with log(N) rather than with N, as in a pairwise sum.
@@ -16,6 +15,65 @@ constexpr int64_t kBwdLChunk = 4096;   // l values per backward task (fixed: res
                                        // depend on the thread count)
 constexpr int64_t kSumBlock = 16;      // terms per inner accumulation block
 
+// Adds sum_{n in [n0, n1)} of the terms for W values of z to (acc_r, acc_i).
+//
+// kFused (conjugate pairs only) adds each pair as one fraction,
+//   v/d1 + conj(v)/d2 = (v d2 + conj(v) d1) / (d1 d2),  d1 = z - w, d2 = z - conj(w),
+//   numerator 2 (vr dr - vi wi) + 2i vr zi,  denominator (dr^2 - di1 di2) + 2i dr zi,
+// one division per pair instead of two. The denominator is a product of the exact
+// differences, so it keeps their accuracy (no cancellation as in z^2 - 2 Re(w) z + |w|^2).
+// It needs |d1 d2|^2 to be a normal number: the block records its range and returns
+// false (adding nothing) when it is not, and the caller redoes the block exactly.
+template <typename T, bool kConj, bool kFused>
+inline bool cauchy_block(typename Simd<T>::V zr, typename Simd<T>::V zi, const T* wr,
+                         const T* wi, const T* vr, const T* vi, int64_t n0, int64_t n1,
+                         typename Simd<T>::V& acc_r, typename Simd<T>::V& acc_i) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V one = S::splat(1);
+  V a_r = S::zero(), a_i = S::zero(), b_r = S::zero(), b_i = S::zero();
+  if constexpr (kFused) {
+    const V zi2 = zi + zi;
+    V lo = S::splat(std::numeric_limits<T>::max()), hi = S::zero();
+    for (int64_t n = n0; n < n1; ++n) {
+      const V dr = zr - wr[n];
+      const V di1 = zi - wi[n], di2 = zi + wi[n];
+      const T vr2 = vr[n] + vr[n];
+      const V num_r = vr2 * dr - T(2) * vi[n] * wi[n], num_i = vr2 * zi;
+      const V den_r = dr * dr - di1 * di2, den_i = dr * zi2;
+      const V den2 = den_r * den_r + den_i * den_i;
+      lo = lo < den2 ? lo : den2;
+      hi = hi > den2 ? hi : den2;
+      const V r = one / den2;
+      a_r += (num_r * den_r + num_i * den_i) * r;
+      a_i += (num_i * den_r - num_r * den_i) * r;
+    }
+    if (!S::all_true((lo >= std::numeric_limits<T>::min()) & (hi <= std::numeric_limits<T>::max())))
+      return false;
+  } else {
+    for (int64_t n = n0; n < n1; ++n) {
+      const V dr = zr - wr[n];
+      const V di1 = zi - wi[n];
+      const V dr2 = dr * dr;
+      const V p = vr[n] * dr, s = vi[n] * dr;
+      const V r1 = one / (di1 * di1 + dr2);
+      // v * conj(z - w) / |z - w|^2
+      a_r += (p + vi[n] * di1) * r1;
+      a_i += (s - vr[n] * di1) * r1;
+      if constexpr (kConj) {
+        const V di2 = zi + wi[n];
+        const V r2 = one / (di2 * di2 + dr2);
+        // conj(v) * conj(z - conj(w)) / |z - conj(w)|^2
+        b_r += (p - vi[n] * di2) * r2;
+        b_i -= (s + vr[n] * di2) * r2;
+      }
+    }
+  }
+  acc_r += a_r + b_r;
+  acc_i += a_i + b_i;
+  return true;
+}
+
 // out = sum_n v_n / (z - w_n) [+ conj(v_n) / (z - conj(w_n))] for W values of z.
 template <typename T, bool kConj>
 inline void cauchy_lanes(typename Simd<T>::V zr, typename Simd<T>::V zi, const T* wr,
@@ -23,33 +81,14 @@ inline void cauchy_lanes(typename Simd<T>::V zr, typename Simd<T>::V zi, const T
                          typename Simd<T>::V& out_r, typename Simd<T>::V& out_i) {
   using S = Simd<T>;
   using V = typename S::V;
-  const V one = S::splat(1);
   V tot_r = S::zero(), tot_i = S::zero();
   for (int64_t n00 = 0; n00 < N; n00 += kSumBlock * kSumBlock) {
     V mid_r = S::zero(), mid_i = S::zero();
     const int64_t n01 = imin(N, n00 + kSumBlock * kSumBlock);
     for (int64_t n0 = n00; n0 < n01; n0 += kSumBlock) {
-      V a_r = S::zero(), a_i = S::zero(), b_r = S::zero(), b_i = S::zero();
       const int64_t n1 = imin(n01, n0 + kSumBlock);
-      for (int64_t n = n0; n < n1; ++n) {
-        const V dr = zr - wr[n];
-        const V di1 = zi - wi[n];
-        const V dr2 = dr * dr;
-        const V r1 = one / (di1 * di1 + dr2);
-        const V p = vr[n] * dr, s = vi[n] * dr;
-        // v * conj(z - w) / |z - w|^2
-        a_r += (p + vi[n] * di1) * r1;
-        a_i += (s - vr[n] * di1) * r1;
-        if constexpr (kConj) {
-          const V di2 = zi + wi[n];
-          const V r2 = one / (di2 * di2 + dr2);
-          // conj(v) * conj(z - conj(w)) / |z - conj(w)|^2
-          b_r += (p - vi[n] * di2) * r2;
-          b_i -= (s + vr[n] * di2) * r2;
-        }
-      }
-      mid_r += a_r + b_r;
-      mid_i += a_i + b_i;
+      if (!cauchy_block<T, kConj, kConj>(zr, zi, wr, wi, vr, vi, n0, n1, mid_r, mid_i))
+        cauchy_block<T, kConj, false>(zr, zi, wr, wi, vr, vi, n0, n1, mid_r, mid_i);
     }
     tot_r += mid_r;
     tot_i += mid_i;
@@ -127,7 +166,7 @@ void cauchy_backward_impl(const CauchyBackwardParams& p) {
   Scratch<T> partial(rows * chunks * N * 4);
   if (!partial.ok()) throw std::bad_alloc();
 
-  const int64_t per_thread = 4 * Np + 4 * Lp + 2 * kVecBlock * W * 2 + 4 * N * W;
+  const int64_t per_thread = 6 * Np + 6 * Lp + 2 * kVecBlock * W * 2 + 4 * N * W;
   parallel_tasks(
       rows * chunks, [&] { return Scratch<T>(per_thread); },
       [&](Scratch<T>& buf, int64_t t) {
@@ -136,14 +175,18 @@ void cauchy_backward_impl(const CauchyBackwardParams& p) {
         const int64_t nvec = nlp / W;
         const int tail = static_cast<int>(nl - (nvec - 1) * W);  // lanes used in the last vector
         T *wr = buf.p, *wi = wr + Np, *vr = wi + Np, *vi = vr + Np;
-        T *zr = vi + Np, *zi = zr + Lp, *gr = zi + Lp, *gi = gr + Lp;
-        T* tblk = gi + Lp;                 // T of the current n-block: (kVecBlock, 2, W)
+        T *vr2 = vi + Np, *vi2 = vr2 + Np;  // 2 v
+        T *zr = vi2 + Np, *zi = zr + Lp, *gr = zi + Lp, *gi = gr + Lp;
+        T *g2r_ = gi + Lp, *g2i_ = g2r_ + Lp;  // 2 g
+        T* tblk = g2i_ + Lp;                 // T of the current n-block: (kVecBlock, 2, W)
         T* ttot = tblk + 2 * kVecBlock * W;  // T over all n: (kVecBlock, 2, W)
         T* sacc = ttot + 2 * kVecBlock * W;  // S over the chunk: (N, 4, W)
         split_row(p.w, row_offset(p.batch, p.w, r), 0, N, Np, wr, wi);
         split_row(p.v, row_offset(p.batch, p.v, r), 0, N, Np, vr, vi);
         split_row(p.z, row_offset(p.batch, p.z, r), l0, nl, nlp, zr, zi);
         split_row(p.grad, row_offset(p.batch, p.grad, r), l0, nl, nlp, gr, gi);
+        for (int64_t n = 0; n < N; ++n) vr2[n] = 2 * vr[n], vi2[n] = 2 * vi[n];
+        for (int64_t l = 0; l < nlp; ++l) g2r_[l] = 2 * gr[l], g2i_[l] = 2 * gi[l];
         if constexpr (kNeedS) std::memset(sacc, 0, sizeof(T) * 4 * N * W);
         const V one = S::splat(1);
 
@@ -155,50 +198,59 @@ void cauchy_backward_impl(const CauchyBackwardParams& p) {
             if constexpr (kNeedT) std::memset(tblk, 0, sizeof(T) * 2 * kVecBlock * W);
             for (int64_t n = n0; n < n1; ++n) {
               V s1r = S::zero(), s1i = S::zero(), s2r = S::zero(), s2i = S::zero();
+              // Broadcast once: the stores into tblk below could alias these arrays, so
+              // the compiler would otherwise reload them every iteration.
+              const V wrn = S::splat(wr[n]), win = S::splat(wi[n]);
+              const V vrn = S::splat(vr[n]), vin = S::splat(vi[n]);
+              const V vr2n = S::splat(vr2[n]), vi2n = S::splat(vi2[n]);
               for (int64_t j = j0; j < j1; ++j) {
                 const V zrv = S::load(zr + j * W), ziv = S::load(zi + j * W);
-                const V dr = zrv - wr[n];
-                const V di1 = ziv - wi[n];
+                const V dr = zrv - wrn;
+                const V di1 = ziv - win;
                 const V dr2 = dr * dr;
-                const V r1 = one / (di1 * di1 + dr2);
-                // 1/(z - w) = (a1, b1) and its square (x1, y1)
-                V a1 = dr * r1, b1 = -di1 * r1;
-                V a2 = S::zero(), b2 = S::zero();
+                // 1/(z - w) = (a1, b1), 1/(z - conj(w)) = (a2, b2); squares (x, y)
+                V a1, b1, a2 = S::zero(), b2 = S::zero();
                 if constexpr (kConj) {
-                  const V di2 = ziv + wi[n];
-                  const V r2 = one / (di2 * di2 + dr2);
-                  a2 = dr * r2;  // 1/(z - conj(w)) = (a2, b2)
-                  b2 = -di2 * r2;
+                  const V di2 = ziv + win;
+                  const V r1 = one / (di1 * di1 + dr2), r2 = one / (di2 * di2 + dr2);
+                  a1 = dr * r1, b1 = -di1 * r1;
+                  a2 = dr * r2, b2 = -di2 * r2;
+                } else {
+                  const V r1 = one / (di1 * di1 + dr2);
+                  a1 = dr * r1, b1 = -di1 * r1;
                 }
                 if (j == nvec - 1 && tail < W) {  // lanes past L contribute nothing
                   a1 = S::keep_first(a1, tail), b1 = S::keep_first(b1, tail);
                   a2 = S::keep_first(a2, tail), b2 = S::keep_first(b2, tail);
                 }
-                const V x1 = a1 * a1 - b1 * b1, y1 = T(2) * a1 * b1;
-                const V x2 = a2 * a2 - b2 * b2, y2 = T(2) * a2 * b2;
+                // 1/d^2 = (x, 2 y): x = (a - b)(a + b), y = a b; the factor 2 of the
+                // imaginary parts is folded into g2 = 2 g and into 2 v (fewer multiplies).
+                const V x1 = (a1 - b1) * (a1 + b1), y1 = a1 * b1;
+                const V x2 = (a2 - b2) * (a2 + b2), y2 = a2 * b2;
                 if constexpr (kNeedS) {
                   const V grv = S::load(gr + j * W), giv = S::load(gi + j * W);
+                  const V g2r = S::load(g2r_ + j * W), g2i = S::load(g2i_ + j * W);
                   if constexpr (kConj) {
                     s1r += grv * (a1 + a2) + giv * (b1 + b2);
                     s1i += grv * (b1 - b2) + giv * (a2 - a1);
-                    s2r += grv * (x1 + x2) + giv * (y1 + y2);
-                    s2i += grv * (y1 - y2) + giv * (x2 - x1);
+                    s2r += grv * (x1 + x2) + g2i * (y1 + y2);
+                    s2i += g2r * (y1 - y2) + giv * (x2 - x1);
                   } else {
                     s1r += grv * a1 + giv * b1;
                     s1i += grv * b1 - giv * a1;
-                    s2r += grv * x1 + giv * y1;
-                    s2i += grv * y1 - giv * x1;
+                    s2r += grv * x1 + g2i * y1;
+                    s2i += g2r * y1 - giv * x1;
                   }
                 }
                 if constexpr (kNeedT) {
                   T* tb = tblk + (j - j0) * 2 * W;
                   V tr = S::load(tb), ti = S::load(tb + W);
                   if constexpr (kConj) {
-                    tr += vr[n] * (x1 + x2) + vi[n] * (y2 - y1);
-                    ti += vr[n] * (y1 + y2) + vi[n] * (x1 - x2);
+                    tr += vrn * (x1 + x2) + vi2n * (y2 - y1);
+                    ti += vr2n * (y1 + y2) + vin * (x1 - x2);
                   } else {
-                    tr += vr[n] * x1 - vi[n] * y1;
-                    ti += vr[n] * y1 + vi[n] * x1;
+                    tr += vrn * x1 - vi2n * y1;
+                    ti += vr2n * y1 + vin * x1;
                   }
                   S::store(tb, tr);
                   S::store(tb + W, ti);

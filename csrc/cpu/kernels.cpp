@@ -5,7 +5,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include "ssmkit/ssmkit.h"
 #include "ssmkit/cpu_kernels.h"

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #if defined(__AVX512F__)
 #define SSMKIT_VEC_BYTES 64
@@ -31,6 +32,30 @@ struct Simd {
     T s = 0;
     for (int i = 0; i < W; ++i) s += v[i];
     return s;
+  }
+  // True if every lane of the comparison result m is set.
+  template <typename M>
+  static inline bool all_true(M m) {
+#if SSMKIT_VEC_BYTES == 64
+    if constexpr (sizeof(T) == 4)
+      return _mm512_test_epi32_mask((__m512i)m, (__m512i)m) == 0xFFFF;
+    else
+      return _mm512_test_epi64_mask((__m512i)m, (__m512i)m) == 0xFF;
+#elif SSMKIT_VEC_BYTES == 32
+    if constexpr (sizeof(T) == 4)
+      return _mm256_movemask_ps((__m256)m) == 0xFF;
+    else
+      return _mm256_movemask_pd((__m256d)m) == 0xF;
+#elif defined(__SSE2__)
+    if constexpr (sizeof(T) == 4)
+      return _mm_movemask_ps((__m128)m) == 0xF;
+    else
+      return _mm_movemask_pd((__m128d)m) == 0x3;
+#else
+    bool all = true;
+    for (int i = 0; i < W; ++i) all &= m[i] != 0;
+    return all;
+#endif
   }
   // Lanes [0, n) keep x, the others become 0: used on a tail vector.
   static inline V keep_first(V x, int n) {

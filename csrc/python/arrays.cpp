@@ -144,6 +144,8 @@ std::string Array::shape_str() const {
 }
 
 bool Array::contiguous() const {
+  for (int64_t n : shape)
+    if (n == 0) return true;  // no elements: any strides will do
   int64_t s = 1;
   for (int64_t d = ndim() - 1; d >= 0; --d) {
     if (shape[d] != 1 && strides[d] != s) return false;

@@ -62,14 +62,20 @@ def _dtype_name(dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
-def check_complex_tensor(name: str, t, like: tuple[str, object] | None = None) -> None:
-    """Raise TypeError unless t is complex64/complex128 (and of the same dtype as `like`).
+def check_tensors(tensors: Mapping[str, object]) -> None:
+    """The compiled core's dtype and device checks, for fake (meta) kernels.
 
-    Used by fake kernels, which never reach the compiled core's own checks."""
-    if t.dtype not in (torch.complex64, torch.complex128):
-        raise TypeError(f"{name}: expected a complex64 or complex128 tensor, got {_dtype_name(t.dtype)}")
-    if like is not None and t.dtype != like[1].dtype:
-        raise TypeError(f"{name}: expected {_dtype_name(like[1].dtype)} like {like[0]}, got {_dtype_name(t.dtype)}")
+    Fake kernels run under torch.compile and when an input is on the meta device;
+    they never reach the core, so they repeat its checks: every tensor complex64 or
+    complex128, all of the first one's dtype and device."""
+    (first, ref), *rest = tensors.items()
+    if ref.dtype not in (torch.complex64, torch.complex128):
+        raise TypeError(f"{first}: expected a complex64 or complex128 tensor, got {_dtype_name(ref.dtype)}")
+    for name, t in rest:
+        if t.dtype != ref.dtype:
+            raise TypeError(f"{name}: expected {_dtype_name(ref.dtype)} like {first}, got {_dtype_name(t.dtype)}")
+        if t.device != ref.device:
+            raise ValueError(f"{name}: expected a tensor on {ref.device} like {first}, got one on {t.device}")
 
 
 def sum_to(t, shape):

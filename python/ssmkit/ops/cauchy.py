@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C
-from ._common import as_array, batch_shape, check_complex_tensor, plain, sum_to, torch, use_torch
+from ._common import as_array, batch_shape, check_tensors, plain, sum_to, torch, use_torch
 
 _LAYOUT = {"v": "(..., N)", "z": "(..., L)", "w": "(..., N)"}
 
@@ -48,9 +48,7 @@ if torch is not None:
 
     @_cauchy_op.register_fake
     def _(v, z, w, conj_pairs):
-        check_complex_tensor("v", v)
-        check_complex_tensor("z", z, ("v", v))
-        check_complex_tensor("w", w, ("v", v))
+        check_tensors({"v": v, "z": z, "w": w})
         return v.new_empty(_out_shape(v.shape, z.shape, w.shape))
 
     @torch.library.custom_op("ssmkit::cauchy_backward", mutates_args=())
@@ -75,6 +73,7 @@ if torch is not None:
 
     @_cauchy_backward_op.register_fake
     def _(grad, v, z, w, conj_pairs, needs):
+        check_tensors({"v": v, "z": z, "w": w, "grad": grad})
         return _backward_buffers(grad, v, z, w, needs)
 
     def _setup_context(ctx, inputs, output):
