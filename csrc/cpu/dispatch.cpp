@@ -86,6 +86,14 @@ Isa active_isa() {
 
 void cauchy_cpu(const CauchyParams& p) { SSMKIT_DISPATCH(cauchy, p) }
 void cauchy_backward_cpu(const CauchyBackwardParams& p) { SSMKIT_DISPATCH(cauchy_backward, p) }
+void discretize_cpu(const DiscretizeParams& p) { SSMKIT_DISPATCH(discretize, p) }
+void discretize_backward_cpu(const DiscretizeBackwardParams& p) {
+  SSMKIT_DISPATCH(discretize_backward, p)
+}
+void ssm_step_cpu(const StepParams& p) { SSMKIT_DISPATCH(ssm_step, p) }
+void ssm_scan_cpu(const ScanParams& p) { SSMKIT_DISPATCH(ssm_scan, p) }
+void ssm_scan_backward_cpu(const ScanBackwardParams& p) { SSMKIT_DISPATCH(ssm_scan_backward, p) }
+void dplr_step_cpu(const DplrStepParams& p) { SSMKIT_DISPATCH(dplr_step, p) }
 
 const char* cpu_isa() {
   switch (active_isa()) {

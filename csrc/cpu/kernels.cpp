@@ -2,6 +2,7 @@
 // SSMKIT_ISA and the matching -m flags). Everything here lives in namespace
 // ssmkit::<isa> and, except the entry points at the bottom, in an anonymous
 // namespace, so the copies for different instruction sets never mix.
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -24,6 +25,8 @@ namespace {
 #include "simd.h"
 #include "common.h"
 #include "cauchy.h"
+#include "step.h"
+#include "dplr.h"
 
 template <typename T>
 void cauchy_dispatch(const CauchyParams& p) {
@@ -66,6 +69,23 @@ void cauchy_backward(const CauchyBackwardParams& p) {
   else
     cauchy_backward_dispatch<double>(p);
 }
+
+// Real arrays follow the complex dtype: float with complex64, double with complex128.
+#define SSMKIT_BY_DTYPE(impl, p) \
+  if ((p).dtype == DType::complex64) \
+    impl<float>(p);                  \
+  else                               \
+    impl<double>(p);
+
+void discretize(const DiscretizeParams& p) { SSMKIT_BY_DTYPE(discretize_impl, p) }
+void discretize_backward(const DiscretizeBackwardParams& p) {
+  SSMKIT_BY_DTYPE(discretize_backward_impl, p)
+}
+void ssm_step(const StepParams& p) { SSMKIT_BY_DTYPE(ssm_step_impl, p) }
+void ssm_scan(const ScanParams& p) { SSMKIT_BY_DTYPE(ssm_scan_impl, p) }
+void ssm_scan_backward(const ScanBackwardParams& p) { SSMKIT_BY_DTYPE(ssm_scan_backward_impl, p) }
+void dplr_step(const DplrStepParams& p) { SSMKIT_BY_DTYPE(dplr_step_impl, p) }
+#undef SSMKIT_BY_DTYPE
 
 }  // namespace SSMKIT_ISA
 }  // namespace ssmkit

@@ -223,6 +223,30 @@ void require_last_dim(const Array& a, int64_t n, const char* what, const Array& 
                 ", got shape " + a.shape_str());
 }
 
+void require_real_like(const Array& a, const Array& ref) {
+  const bool single = ref.kind == Kind::complex64;
+  const Kind want = single ? Kind::float32 : Kind::float64;
+  if (a.kind != want)
+    type_error(a.name + ": expected a real " + (single ? "float32" : "float64") +
+               " array (the real dtype of " + ref.name + "'s " + ref.dtype + "), got " +
+               kinds_of(a));
+}
+
+void require_shape(const Array& a, const std::vector<int64_t>& shape, const char* layout) {
+  if (a.shape != shape) {
+    Array want;
+    want.shape = shape;
+    value_error(a.name + ": expected shape " + layout + " = " + want.shape_str() + ", got " +
+                a.shape_str());
+  }
+}
+
+void require_contiguous(const Array& a) {
+  if (!a.contiguous())
+    value_error(a.name + ": expected a contiguous array (the Python layer copies), got shape " +
+                a.shape_str() + " with non-contiguous strides");
+}
+
 void broadcast_batch(const std::vector<const Array*>& operands, Batch& batch,
                      const std::vector<In*>& ins) {
   int64_t nd = 0;

@@ -47,6 +47,11 @@ void require_same_device(const Array& a, const Array& ref);
 void require_cpu_or_cuda_build(const Array& a, const char* op);
 void require_writable_output(const Array& out, const Array& ref_dtype,
                              const std::vector<int64_t>& shape);
+// a is real of ref's precision: float32 with complex64, float64 with complex128.
+void require_real_like(const Array& a, const Array& ref);
+// a has exactly this shape; layout names the dimensions, e.g. "(batch, H, N)".
+void require_shape(const Array& a, const std::vector<int64_t>& shape, const char* layout);
+void require_contiguous(const Array& a);
 void require_last_dim(const Array& a, int64_t n, const char* what, const Array& ref);
 
 // Broadcasts the leading dimensions of the operands (all but their last) and fills

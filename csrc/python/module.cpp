@@ -88,6 +88,238 @@ void cauchy_backward(py::handle grad_, py::handle v_, py::handle z_, py::handle 
   cauchy_backward_cpu(p);
 }
 
+// ---- discretization and stepping (issue 4) ----
+// Every array is checked for device, dtype (complex operands share one dtype, real
+// ones are its real partner), exact shape and contiguity, each error naming the
+// argument. The optional ones may be None.
+
+struct Checked {
+  const Array* ref;  // the complex operand that fixes dtype and device
+  const char* op;
+  void complex_(const Array& a, const std::vector<int64_t>& shape, const char* layout) const {
+    require_cpu_or_cuda_build(a, op);
+    require_complex(a);
+    require_same_dtype(a, *ref);
+    require_same_device(a, *ref);
+    require_shape(a, shape, layout);
+    require_contiguous(a);
+  }
+  void real_(const Array& a, const std::vector<int64_t>& shape, const char* layout) const {
+    require_cpu_or_cuda_build(a, op);
+    require_real_like(a, *ref);
+    require_same_device(a, *ref);
+    require_shape(a, shape, layout);
+    require_contiguous(a);
+  }
+  void out_(const Array& a, const Array& like, const std::vector<int64_t>& shape) const {
+    require_cpu_or_cuda_build(a, op);
+    require_writable_output(a, like, shape);
+  }
+};
+
+Array view_opt(py::handle obj, const char* name) {
+  return obj.is_none() ? Array{} : view(obj, name);
+}
+
+Discretization method_of(const std::string& m) {
+  if (m == "zoh") return Discretization::zoh;
+  if (m == "bilinear") return Discretization::bilinear;
+  throw py::value_error("method: expected \"zoh\" or \"bilinear\", got \"" + m + "\"");
+}
+
+// The complex operand A: (H, N), checked first; everything else follows it.
+template <typename Params>
+Checked check_discretize(const Array& dt, const Array& A, const Array& B, const char* op,
+                         Params& p) {
+  require_cpu_or_cuda_build(A, op);
+  require_complex(A);
+  if (A.ndim() != 2)
+    throw py::value_error("A: expected shape (H, N), got " + A.shape_str());
+  Checked c{&A, op};
+  c.complex_(A, A.shape, "(H, N)");
+  c.complex_(B, A.shape, "(H, N) like A");
+  c.real_(dt, {A.shape[0]}, "(H,) like A's first dimension");
+  p.dtype = dtype_of(A);
+  p.H = A.shape[0], p.N = A.shape[1];
+  p.dt = dt.data, p.A = A.data, p.B = B.data;
+  // dt is a step size: it must be positive (NaN passes through as NaN).
+  for (int64_t h = 0; h < p.H; ++h) {
+    const double v = A.kind == Kind::complex64 ? static_cast<const float*>(dt.data)[h]
+                                               : static_cast<const double*>(dt.data)[h];
+    if (v <= 0)
+      throw py::value_error("dt: expected positive step sizes, got dt[" + std::to_string(h) +
+                            "] = " + std::to_string(v));
+  }
+  return c;
+}
+
+void discretize(py::handle dt_, py::handle A_, py::handle B_, py::handle dA_, py::handle dB_,
+                const std::string& method) {
+  const Array dt = view(dt_, "dt"), A = view(A_, "A"), B = view(B_, "B");
+  DiscretizeParams p;
+  p.method = method_of(method);
+  const Checked c = check_discretize(dt, A, B, "discretize", p);
+  const Array dA = view(dA_, "dA"), dB = view(dB_, "dB");
+  c.out_(dA, A, A.shape);
+  c.out_(dB, A, A.shape);
+  p.dA = dA.data, p.dB = dB.data;
+  py::gil_scoped_release nogil;
+  discretize_cpu(p);
+}
+
+void discretize_backward(py::handle dt_, py::handle A_, py::handle B_, py::handle gdA_,
+                         py::handle gdB_, py::handle gdt_, py::handle gA_, py::handle gB_,
+                         const std::string& method) {
+  const Array dt = view(dt_, "dt"), A = view(A_, "A"), B = view(B_, "B");
+  DiscretizeBackwardParams p;
+  p.method = method_of(method);
+  const Checked c = check_discretize(dt, A, B, "discretize_backward", p);
+  const Array gdA = view_opt(gdA_, "gdA"), gdB = view_opt(gdB_, "gdB");
+  const Array gdt = view_opt(gdt_, "gdt"), gA = view_opt(gA_, "gA"), gB = view_opt(gB_, "gB");
+  if (!gdA.name.empty()) c.complex_(gdA, A.shape, "(H, N) like A"), p.gdA = gdA.data;
+  if (!gdB.name.empty()) c.complex_(gdB, A.shape, "(H, N) like A"), p.gdB = gdB.data;
+  if (!gdt.name.empty()) c.out_(gdt, dt, dt.shape), p.gdt = gdt.data;
+  if (!gA.name.empty()) c.out_(gA, A, A.shape), p.gA = gA.data;
+  if (!gB.name.empty()) c.out_(gB, A, A.shape), p.gB = gB.data;
+  py::gil_scoped_release nogil;
+  discretize_backward_cpu(p);
+}
+
+// dA: (H, N) fixes H, N, dtype and device; dB, dC follow it; D: (H,) real or None.
+Checked check_params(const Array& dA, const Array& dB, const Array& dC, const Array& D,
+                     const char* op) {
+  require_cpu_or_cuda_build(dA, op);
+  require_complex(dA);
+  if (dA.ndim() != 2) throw py::value_error("dA: expected shape (H, N), got " + dA.shape_str());
+  Checked c{&dA, op};
+  c.complex_(dA, dA.shape, "(H, N)");
+  c.complex_(dB, dA.shape, "(H, N) like dA");
+  c.complex_(dC, dA.shape, "(H, N) like dA");
+  if (!D.name.empty()) c.real_(D, {dA.shape[0]}, "(H,) like dA's first dimension");
+  return c;
+}
+
+void ssm_step(py::handle state_, py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_,
+              py::handle D_, py::handle y_, py::handle new_state_) {
+  const Array dA = view(dA_, "dA"), dB = view(dB_, "dB"), dC = view(dC_, "dC");
+  const Array D = view_opt(D_, "D");
+  const Checked c = check_params(dA, dB, dC, D, "ssm_step");
+  const Array state = view(state_, "state"), u = view(u_, "u");
+  const int64_t H = dA.shape[0], N = dA.shape[1];
+  if (u.ndim() != 2 || u.shape[1] != H)
+    throw py::value_error("u: expected shape (batch, H) with H = " + std::to_string(H) +
+                          " as in dA, got " + u.shape_str());
+  const int64_t batch = u.shape[0];
+  c.real_(u, {batch, H}, "(batch, H)");
+  c.complex_(state, {batch, H, N}, "(batch, H, N) with batch from u and H, N from dA");
+  const Array y = view(y_, "y"), ns = view(new_state_, "out");
+  c.out_(y, u, {batch, H});
+  c.out_(ns, state, state.shape);
+  StepParams p;
+  p.dtype = dtype_of(dA);
+  p.batch = batch, p.H = H, p.N = N;
+  p.state = state.data, p.u = u.data, p.dA = dA.data, p.dB = dB.data, p.dC = dC.data;
+  p.D = D.data, p.y = y.data, p.new_state = ns.data;
+  py::gil_scoped_release nogil;
+  ssm_step_cpu(p);
+}
+
+void ssm_scan(py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_, py::handle D_,
+              py::handle state0_, py::handle y_, py::handle state_) {
+  const Array dA = view(dA_, "dA"), dB = view(dB_, "dB"), dC = view(dC_, "dC");
+  const Array D = view_opt(D_, "D");
+  const Checked c = check_params(dA, dB, dC, D, "ssm_scan");
+  const Array u = view(u_, "u"), state0 = view_opt(state0_, "state");
+  const int64_t H = dA.shape[0], N = dA.shape[1];
+  if (u.ndim() != 3 || u.shape[2] != H)
+    throw py::value_error("u: expected shape (batch, L, H) with H = " + std::to_string(H) +
+                          " as in dA, got " + u.shape_str());
+  const int64_t batch = u.shape[0], L = u.shape[1];
+  c.real_(u, u.shape, "(batch, L, H)");
+  if (!state0.name.empty()) c.complex_(state0, {batch, H, N}, "(batch, H, N) with batch from u");
+  const Array y = view(y_, "y"), st = view(state_, "final_state");
+  c.out_(y, u, u.shape);
+  c.out_(st, dA, {batch, H, N});
+  ScanParams p;
+  p.dtype = dtype_of(dA);
+  p.batch = batch, p.L = L, p.H = H, p.N = N;
+  p.u = u.data, p.dA = dA.data, p.dB = dB.data, p.dC = dC.data, p.D = D.data;
+  p.state0 = state0.data, p.y = y.data, p.state = st.data;
+  py::gil_scoped_release nogil;
+  ssm_scan_cpu(p);
+}
+
+void ssm_scan_backward(py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_,
+                       py::handle D_, py::handle state0_, py::handle gy_, py::handle gstate_,
+                       py::handle gu_, py::handle gdA_, py::handle gdB_, py::handle gdC_,
+                       py::handle gD_, py::handle gstate0_) {
+  const Array dA = view(dA_, "dA"), dB = view(dB_, "dB"), dC = view(dC_, "dC");
+  const Array D = view_opt(D_, "D");
+  const Checked c = check_params(dA, dB, dC, D, "ssm_scan_backward");
+  const Array u = view(u_, "u"), state0 = view_opt(state0_, "state");
+  const int64_t H = dA.shape[0], N = dA.shape[1];
+  if (u.ndim() != 3 || u.shape[2] != H)
+    throw py::value_error("u: expected shape (batch, L, H), got " + u.shape_str());
+  const int64_t batch = u.shape[0], L = u.shape[1];
+  const std::vector<int64_t> sshape{batch, H, N}, pshape{batch, H};
+  c.real_(u, u.shape, "(batch, L, H)");
+  if (!state0.name.empty()) c.complex_(state0, sshape, "(batch, H, N)");
+  const Array gy = view(gy_, "gy"), gstate = view_opt(gstate_, "gstate");
+  c.real_(gy, u.shape, "(batch, L, H) like u");
+  if (!gstate.name.empty()) c.complex_(gstate, sshape, "(batch, H, N)");
+  const Array gu = view_opt(gu_, "gu"), gdA = view_opt(gdA_, "gdA"), gdB = view_opt(gdB_, "gdB");
+  const Array gdC = view_opt(gdC_, "gdC"), gD = view_opt(gD_, "gD");
+  const Array gs0 = view_opt(gstate0_, "gstate0");
+  ScanBackwardParams p;
+  if (!gu.name.empty()) c.out_(gu, u, u.shape), p.gu = gu.data;
+  if (!gdA.name.empty()) c.out_(gdA, dA, sshape), p.gdA = gdA.data;
+  if (!gdB.name.empty()) c.out_(gdB, dA, sshape), p.gdB = gdB.data;
+  if (!gdC.name.empty()) c.out_(gdC, dA, sshape), p.gdC = gdC.data;
+  if (!gD.name.empty()) c.out_(gD, u, pshape), p.gD = gD.data;
+  if (!gs0.name.empty()) c.out_(gs0, dA, sshape), p.gstate0 = gs0.data;
+  p.dtype = dtype_of(dA);
+  p.batch = batch, p.L = L, p.H = H, p.N = N;
+  p.u = u.data, p.dA = dA.data, p.dB = dB.data, p.dC = dC.data, p.D = D.data;
+  p.state0 = state0.data, p.gy = gy.data, p.gstate = gstate.data;
+  py::gil_scoped_release nogil;
+  ssm_scan_backward_cpu(p);
+}
+
+void dplr_step(py::handle state_, py::handle u_, py::handle a_, py::handle b_, py::handle P_,
+               py::handle Pd_, py::handle R_, py::handle C_, py::handle D_, py::handle y_,
+               py::handle new_state_) {
+  const Array a = view(a_, "dA"), b = view(b_, "dB"), C = view(C_, "C");
+  const Array D = view_opt(D_, "D");
+  const Checked c = check_params(a, b, C, D, "dplr_step");
+  const int64_t H = a.shape[0], N = a.shape[1];
+  const Array P = view(P_, "P"), Pd = view(Pd_, "Pd"), R = view(R_, "R");
+  if (P.ndim() != 3 || P.shape[0] != H || P.shape[2] != N)
+    throw py::value_error("P: expected shape (H, r, N) with H, N as in dA, got " + P.shape_str());
+  const int64_t r = P.shape[1];
+  if (r > 64) throw py::value_error("P: ranks up to 64 are supported, got r = " + std::to_string(r));
+  c.complex_(P, P.shape, "(H, r, N)");
+  c.complex_(Pd, P.shape, "(H, r, N) like P");
+  c.real_(R, {H, r, r}, "(H, r, r)");
+  const Array state = view(state_, "state"), u = view(u_, "u");
+  if (u.ndim() != 2 || u.shape[1] != H)
+    throw py::value_error("u: expected shape (batch, H) with H = " + std::to_string(H) +
+                          ", got " + u.shape_str());
+  const int64_t batch = u.shape[0];
+  c.real_(u, u.shape, "(batch, H)");
+  c.complex_(state, {batch, H, N}, "(batch, H, N) with batch from u and H, N from dA");
+  const Array y = view(y_, "y"), ns = view(new_state_, "out");
+  c.out_(y, u, u.shape);
+  c.out_(ns, state, state.shape);
+  DplrStepParams p;
+  p.dtype = dtype_of(a);
+  p.batch = batch, p.H = H, p.N = N, p.r = r;
+  p.state = state.data, p.u = u.data, p.a = a.data, p.b = b.data, p.P = P.data;
+  p.Pd = Pd.data, p.R = R.data, p.C = C.data, p.D = D.data, p.y = y.data;
+  p.new_state = ns.data;
+  py::gil_scoped_release nogil;
+  dplr_step_cpu(p);
+}
+
 py::dict build_info() {
   py::dict d;
   d["version"] = SSMKIT_VERSION;
@@ -122,6 +354,24 @@ PYBIND11_MODULE(_C, m) {
   m.def("cauchy_backward", &cauchy_backward, py::arg("grad"), py::arg("v"), py::arg("z"),
         py::arg("w"), py::arg("dv"), py::arg("dz"), py::arg("dw"), py::arg("conj_pairs") = true,
         "Gradients of cauchy into preallocated dv, dz, dw (each may be None)");
+  m.def("discretize", &discretize, py::arg("dt"), py::arg("A"), py::arg("B"), py::arg("dA"),
+        py::arg("dB"), py::arg("method"), "Discretize a diagonal SSM into preallocated dA, dB");
+  m.def("discretize_backward", &discretize_backward, py::arg("dt"), py::arg("A"), py::arg("B"),
+        py::arg("gdA"), py::arg("gdB"), py::arg("gdt"), py::arg("gA"), py::arg("gB"),
+        py::arg("method"), "Gradients of discretize (outputs may be None)");
+  m.def("ssm_step", &ssm_step, py::arg("state"), py::arg("u"), py::arg("dA"), py::arg("dB"),
+        py::arg("dC"), py::arg("D"), py::arg("y"), py::arg("new_state"),
+        "One step of the diagonal SSM into y and new_state (which may be state)");
+  m.def("ssm_scan", &ssm_scan, py::arg("u"), py::arg("dA"), py::arg("dB"), py::arg("dC"),
+        py::arg("D"), py::arg("state0"), py::arg("y"), py::arg("state"),
+        "The diagonal SSM over a sequence into y and the final state");
+  m.def("ssm_scan_backward", &ssm_scan_backward, py::arg("u"), py::arg("dA"), py::arg("dB"),
+        py::arg("dC"), py::arg("D"), py::arg("state0"), py::arg("gy"), py::arg("gstate"),
+        py::arg("gu"), py::arg("gdA"), py::arg("gdB"), py::arg("gdC"), py::arg("gD"),
+        py::arg("gstate0"), "Gradients of ssm_scan by a reverse scan (per batch element)");
+  m.def("dplr_step", &dplr_step, py::arg("state"), py::arg("u"), py::arg("dA"), py::arg("dB"),
+        py::arg("P"), py::arg("Pd"), py::arg("R"), py::arg("C"), py::arg("D"), py::arg("y"),
+        py::arg("new_state"), "One bilinear DPLR step from dplr_setup's factors");
   m.def("build_info", &build_info, "How this build was made and what it runs with");
   m.def("cuda_devices", &cuda_devices, "CUDA devices visible to ssmkit's CUDA runtime");
   m.def("get_num_threads", &num_threads, "Threads the CPU kernels use");

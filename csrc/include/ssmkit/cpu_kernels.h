@@ -8,6 +8,12 @@
   namespace isa {                                            \
   void cauchy(const CauchyParams& p);                        \
   void cauchy_backward(const CauchyBackwardParams& p);       \
+  void discretize(const DiscretizeParams& p);                \
+  void discretize_backward(const DiscretizeBackwardParams& p); \
+  void ssm_step(const StepParams& p);                        \
+  void ssm_scan(const ScanParams& p);                        \
+  void ssm_scan_backward(const ScanBackwardParams& p);       \
+  void dplr_step(const DplrStepParams& p);                   \
   }
 
 namespace ssmkit {

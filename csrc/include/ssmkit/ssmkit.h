@@ -61,6 +61,122 @@ struct CauchyBackwardParams {
   void* dz = nullptr;  // dz: (rows, L), contiguous
 };
 
+// ---- Discretization and stateful stepping of diagonal SSMs (issue 4) ----
+// These arrays are contiguous (the Python layer copies where needed); real arrays
+// (dt, u, y, D, R) are float32 with complex64 operands and float64 with complex128.
+// Complex state uses conjugate-pair storage: N stored values stand for 2N.
+
+enum class Discretization { zoh, bilinear };
+
+// zoh:      dA = exp(dt A),                dB = (exp(dt A) - 1) / A * B  (-> dt B as A -> 0)
+// bilinear: dA = (1 + dt A/2)/(1 - dt A/2), dB = dt B / (1 - dt A/2)
+struct DiscretizeParams {
+  DType dtype = DType::complex64;
+  Discretization method = Discretization::zoh;
+  int64_t H = 0, N = 0;
+  const void* dt = nullptr;  // dt: (H,) real
+  const void* A = nullptr;   // A: (H, N)
+  const void* B = nullptr;   // B: (H, N)
+  void* dA = nullptr;        // dA: (H, N) out
+  void* dB = nullptr;        // dB: (H, N) out
+};
+
+// Gradients of discretize (conjugate Wirtinger). gdA or gdB may be null (zero);
+// outputs may be null (not needed).
+struct DiscretizeBackwardParams {
+  DType dtype = DType::complex64;
+  Discretization method = Discretization::zoh;
+  int64_t H = 0, N = 0;
+  const void* dt = nullptr;   // dt: (H,) real
+  const void* A = nullptr;    // A, B: (H, N)
+  const void* B = nullptr;
+  const void* gdA = nullptr;  // gdA, gdB: (H, N), gradients of the outputs
+  const void* gdB = nullptr;
+  void* gdt = nullptr;        // gdt: (H,) real out
+  void* gA = nullptr;         // gA, gB: (H, N) out
+  void* gB = nullptr;
+};
+
+// One step: state' = dA * state + dB * u,  y = 2 Re(sum_n dC * state') + D * u.
+// new_state may equal state (in place): each element is read before it is written,
+// by the same thread.
+struct StepParams {
+  DType dtype = DType::complex64;
+  int64_t batch = 0, H = 0, N = 0;
+  const void* state = nullptr;  // state: (batch, H, N)
+  const void* u = nullptr;      // u: (batch, H) real
+  const void* dA = nullptr;     // dA, dB, dC: (H, N)
+  const void* dB = nullptr;
+  const void* dC = nullptr;
+  const void* D = nullptr;      // D: (H,) real, or null (0)
+  void* y = nullptr;            // y: (batch, H) real out
+  void* new_state = nullptr;    // new_state: (batch, H, N) out, may alias state
+};
+
+// The step over a sequence: u (batch, L, H) -> y (batch, L, H) and the final state.
+struct ScanParams {
+  DType dtype = DType::complex64;
+  int64_t batch = 0, L = 0, H = 0, N = 0;
+  const void* u = nullptr;       // u: (batch, L, H) real
+  const void* dA = nullptr;      // dA, dB, dC: (H, N)
+  const void* dB = nullptr;
+  const void* dC = nullptr;
+  const void* D = nullptr;       // D: (H,) real, or null
+  const void* state0 = nullptr;  // state0: (batch, H, N), or null (zero)
+  void* y = nullptr;             // y: (batch, L, H) real out
+  void* state = nullptr;         // state: (batch, H, N) out, the state after step L-1
+};
+
+// Gradients of ssm_scan by a reverse scan. The forward states are recomputed from
+// checkpoints every few steps (no (batch, L, H, N) array). Gradients of the
+// per-channel parameters are written per batch element; the caller sums over batch
+// (a fixed order, so results are deterministic). Outputs may be null (not needed).
+struct ScanBackwardParams {
+  DType dtype = DType::complex64;
+  int64_t batch = 0, L = 0, H = 0, N = 0;
+  const void* u = nullptr;       // u: (batch, L, H) real
+  const void* dA = nullptr;      // dA, dB, dC: (H, N)
+  const void* dB = nullptr;
+  const void* dC = nullptr;
+  const void* D = nullptr;       // D: (H,) real, or null
+  const void* state0 = nullptr;  // state0: (batch, H, N), or null
+  const void* gy = nullptr;      // gy: (batch, L, H) real
+  const void* gstate = nullptr;  // gstate: (batch, H, N), gradient of the final state, or null
+  void* gu = nullptr;            // gu: (batch, L, H) real out
+  void* gdA = nullptr;           // gdA, gdB, gdC: (batch, H, N) out, per batch element
+  void* gdB = nullptr;
+  void* gdC = nullptr;
+  void* gD = nullptr;            // gD: (batch, H) real out, per batch element
+  void* gstate0 = nullptr;       // gstate0: (batch, H, N) out
+};
+
+// One bilinear step of a DPLR system A = diag(Lambda) - P P^* (rank r, conjugate
+// pairs), from the factors of ops.dplr_setup (Woodbury):
+//   s = 2 Re(P^* x),  w = a x + b u - Pd^T s,  t = 2 Re(P^* w),  x' = w - Pd^T (R t),
+//   y = 2 Re(sum_n C x') + D u.
+struct DplrStepParams {
+  DType dtype = DType::complex64;
+  int64_t batch = 0, H = 0, N = 0, r = 0;
+  const void* state = nullptr;  // state: (batch, H, N)
+  const void* u = nullptr;      // u: (batch, H) real
+  const void* a = nullptr;      // a, b: (H, N), the diagonal part's bilinear dA, dB
+  const void* b = nullptr;
+  const void* P = nullptr;      // P, Pd: (H, r, N); Pd = P / (2/dt - Lambda)
+  const void* Pd = nullptr;
+  const void* R = nullptr;      // R: (H, r, r) real, (I + 2 Re(P^* Pd))^-1
+  const void* C = nullptr;      // C: (H, N)
+  const void* D = nullptr;      // D: (H,) real, or null
+  void* y = nullptr;            // y: (batch, H) real out
+  void* new_state = nullptr;    // new_state: (batch, H, N) out, may alias state
+};
+
+void discretize_cpu(const DiscretizeParams& p);
+void discretize_backward_cpu(const DiscretizeBackwardParams& p);
+void ssm_step_cpu(const StepParams& p);
+void ssm_scan_cpu(const ScanParams& p);
+void ssm_scan_backward_cpu(const ScanBackwardParams& p);
+void dplr_step_cpu(const DplrStepParams& p);
+
 // CPU entry points (csrc/cpu/dispatch.cpp). They run on the calling thread's
 // OpenMP pool and never touch Python.
 void cauchy_cpu(const CauchyParams& p);

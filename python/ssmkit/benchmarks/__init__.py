@@ -40,7 +40,10 @@ class Case:
 
 
 # family -> module whose cases(quick: bool) -> list[Case]
-FAMILIES: dict[str, str] = {"cauchy": "ssmkit.benchmarks.cauchy"}
+FAMILIES: dict[str, str] = {
+    "cauchy": "ssmkit.benchmarks.cauchy",
+    "step": "ssmkit.benchmarks.step",
+}
 
 # Rounds of at least min_time seconds; quick mode is a smoke run, not a measurement.
 TIMING = {True: {"min_time": 0.002, "repeats": 3}, False: {"min_time": 0.2, "repeats": 5}}

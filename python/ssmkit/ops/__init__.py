@@ -4,8 +4,12 @@ Every op has a pure-PyTorch definition in :mod:`ssmkit.ops.reference`.
 """
 
 from .cauchy import cauchy
+from .dplr import DPLRFactors, dplr_setup, dplr_step
+from .step import discretize, ssm_scan, ssm_step
 
-__all__ = ["cauchy", "reference"]
+__all__ = [
+    "cauchy", "discretize", "ssm_step", "ssm_scan", "dplr_setup", "dplr_step", "DPLRFactors", "reference",
+]
 
 
 def __getattr__(name):

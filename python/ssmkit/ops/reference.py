@@ -25,3 +25,98 @@ def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, conj_pairs: bool =
         w = torch.cat([w, w.conj()], dim=-1)
     terms = v.unsqueeze(-2) / (z.unsqueeze(-1) - w.unsqueeze(-2))  # (..., L, N)
     return terms.sum(dim=-1)
+
+
+# ---- discretization and stepping (issue 4) --------------------------------------
+# Conventions: A, B, C, dA, dB, dC are complex (H, N) with conjugate-pair storage (N
+# stored values stand for 2N: the output of a sum over the full state is 2 Re(...));
+# dt, D are real (H,); u, y are real.
+
+
+def discretize(dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, method: str = "zoh"):
+    r"""Discretize the diagonal system x' = A x + B u with step dt, per channel.
+
+    zoh:      :math:`dA = e^{\Delta A}`, :math:`dB = (e^{\Delta A} - 1) A^{-1} B`
+    bilinear: :math:`dA = (1 + \Delta A/2)/(1 - \Delta A/2)`, :math:`dB = \Delta B/(1 - \Delta A/2)`
+
+    dt: real (H,); A, B: complex (H, N). Returns (dA, dB), complex (H, N). This is the
+    naive formula: ZOH at A = 0 gives NaN here, where ops.discretize gives the limit dt B.
+    """
+    z = dt.unsqueeze(-1) * A
+    if method == "zoh":
+        dA = torch.exp(z)
+        return dA, (dA - 1) / A * B
+    if method == "bilinear":
+        w = 1 / (1 - z / 2)
+        return (1 + z / 2) * w, dt.unsqueeze(-1) * B * w
+    raise ValueError(f'method: expected "zoh" or "bilinear", got {method!r}')
+
+
+def ssm_step(state, u, dA, dB, dC, D=None):
+    r"""One step: :math:`x' = dA \odot x + dB\,u`, :math:`y = 2\,\mathrm{Re}\sum_n dC_n x'_n + D u`.
+
+    state: complex (batch, H, N); u: real (batch, H). Returns (y (batch, H), x').
+    """
+    new = dA * state + dB * u.unsqueeze(-1)
+    y = 2 * (dC * new).sum(-1).real
+    if D is not None:
+        y = y + D * u
+    return y, new
+
+
+def ssm_scan(u, dA, dB, dC, D=None, state=None):
+    """ssm_step over a sequence, one step at a time: u (batch, L, H) -> (y (batch, L, H),
+    final state (batch, H, N)); the state starts at `state` (zero when None)."""
+    batch, L, H = u.shape
+    x = state if state is not None else dA.new_zeros(batch, H, dA.shape[-1])
+    ys = []
+    for l in range(L):
+        y, x = ssm_step(x, u[:, l], dA, dB, dC, D)
+        ys.append(y)
+    y = torch.stack(ys, dim=1) if ys else u.new_zeros(batch, 0, H)
+    return y, x
+
+
+def ssm_kernel(dA, dB, dC, L: int) -> torch.Tensor:
+    r"""The convolution kernel of the diagonal SSM, :math:`K_l = 2\,\mathrm{Re}\sum_n dC_n dA_n^l dB_n`,
+    l < L, real (H, L): with a zero initial state, ssm_scan(u) = causal_conv(u, K) + D u.
+    Powers as exp(l log dA) (ops.vandermonde computes the same sum)."""
+    l = torch.arange(L, dtype=dA.real.dtype, device=dA.device)
+    powers = torch.exp(torch.log(dA).unsqueeze(-1) * l)  # (H, N, L)
+    return 2 * torch.einsum("hn,hnl->hl", dC * dB, powers).real
+
+
+def dplr_dense(dt, Lambda, P, B):
+    r"""Dense bilinear discretization of the full (2N) DPLR system, explicit matrices.
+
+    A = diag(Lambda_f) - P_f^T conj(P_f) with the conjugate pairs written out
+    (Lambda_f = [Lambda, conj Lambda], P_f = [P, conj P] along n, B_f likewise);
+    dA = (I - dt/2 A)^{-1} (I + dt/2 A), dB = (I - dt/2 A)^{-1} dt B_f.
+    dt: (H,); Lambda, B: (H, N); P: (H, r, N). Returns dA (H, 2N, 2N), dB (H, 2N).
+    """
+    Lf = torch.cat([Lambda, Lambda.conj()], -1)
+    Pf = torch.cat([P, P.conj()], -1)
+    Bf = torch.cat([B, B.conj()], -1)
+    A = torch.diag_embed(Lf) - torch.einsum("hki,hkj->hij", Pf, Pf.conj())
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    h = (dt / 2).to(A.dtype)[:, None, None]
+    lhs = eye - h * A
+    dA = torch.linalg.solve(lhs, eye + h * A)
+    dB = torch.linalg.solve(lhs, (dt.to(A.dtype)[:, None] * Bf).unsqueeze(-1)).squeeze(-1)
+    return dA, dB
+
+
+def dplr_step(state, u, dt, Lambda, P, B, C, D=None):
+    r"""One bilinear step of the DPLR system with dense matrices (:func:`dplr_dense`).
+
+    The full state is [x, conj(x)]; returns (y, x'), y = 2 Re(sum_n C_n x'_n) + D u,
+    x' the stored half of dA [x, conj x] + dB u. state: (batch, H, N); u: (batch, H).
+    """
+    dA, dB = dplr_dense(dt, Lambda, P, B)
+    N = state.shape[-1]
+    xf = torch.cat([state, state.conj()], -1)
+    new = (torch.einsum("hij,bhj->bhi", dA, xf) + dB * u.unsqueeze(-1).to(dB.dtype))[..., :N]
+    y = 2 * (C * new).sum(-1).real
+    if D is not None:
+        y = y + D * u
+    return y, new

@@ -1,0 +1,461 @@
+// Discretization, one recurrent step, and the scan (forward and backward) of a
+// diagonal SSM (definitions in ssmkit.h and python/ssmkit/ops/reference.py).
+// Included inside the per-ISA namespace.
+//
+// Layouts:
+// - discretize: elementwise over (H, N), scalar complex arithmetic (exp/sin/cos do
+//   not vectorise here; the op is O(H N) and runs once per forward).
+// - ssm_step: the state is (batch, H, N) with n contiguous, so SIMD runs over n
+//   (interleaved complex; `omp simd` because the state may be updated in place).
+// - ssm_scan: SIMD lanes are W consecutive channels h of one batch element, so the
+//   sum over n is a lane-wise accumulation (no horizontal sums), and u[b, l, h0:h0+W],
+//   y[b, l, h0:h0+W] are contiguous. The state lives in per-thread scratch as
+//   (n, re/im, lane); (batch, H, N) is read once at the start and written once at the end.
+#pragma once
+
+
+// (<cmath> is included by kernels.cpp, outside the per-ISA namespace.)
+
+// A complex number for these kernels. Not std::complex: its out-of-line helpers could
+// be shared between the per-ISA copies.
+template <typename T>
+struct Cx {
+  T re, im;
+};
+template <typename T>
+inline Cx<T> operator+(Cx<T> a, Cx<T> b) { return {a.re + b.re, a.im + b.im}; }
+template <typename T>
+inline Cx<T> operator-(Cx<T> a, Cx<T> b) { return {a.re - b.re, a.im - b.im}; }
+template <typename T>
+inline Cx<T> operator*(Cx<T> a, Cx<T> b) {
+  return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
+}
+template <typename T>
+inline Cx<T> operator*(T s, Cx<T> a) { return {s * a.re, s * a.im}; }
+template <typename T>
+inline Cx<T> conj(Cx<T> a) { return {a.re, -a.im}; }
+template <typename T>
+inline Cx<T> cx_inv(Cx<T> a) {  // 1/a, scaled so |a|^2 cannot overflow or underflow
+  const T s = std::fabs(a.re) > std::fabs(a.im) ? std::fabs(a.re) : std::fabs(a.im);
+  if (s == 0) return {T(1) / s, T(0) * a.im};  // inf, as 1/0
+  const Cx<T> b{a.re / s, a.im / s};
+  const T d = b.re * b.re + b.im * b.im;
+  return {b.re / (d * s), -b.im / (d * s)};
+}
+template <typename T>
+inline Cx<T> cx_exp(Cx<T> z) {
+  const T m = std::exp(z.re);
+  return {m * std::cos(z.im), m * std::sin(z.im)};
+}
+template <typename T>
+inline Cx<T> cx_load(const void* p, int64_t i) {
+  const T* q = static_cast<const T*>(p) + 2 * i;
+  return {q[0], q[1]};
+}
+template <typename T>
+inline void cx_store(void* p, int64_t i, Cx<T> v) {
+  T* q = static_cast<T*>(p) + 2 * i;
+  q[0] = v.re;
+  q[1] = v.im;
+}
+
+// phi1(z) = (exp(z) - 1)/z and its derivative phi1'(z) = (exp(z) - phi1(z))/z.
+// Both cancel badly for small |z| (and are 0/0 at z = 0), so below |z| = 1/2 they are
+// summed from their Taylor series, 16 terms: the first omitted term is below
+// 0.5^16/17! ~ 4e-20 relative, under double precision's rounding. Above 1/2 the
+// closed forms lose at most a few ulp.
+constexpr int kSeriesTerms = 16;
+template <typename T>
+inline Cx<T> phi1(Cx<T> z, Cx<T> ez) {
+  if (z.re * z.re + z.im * z.im >= T(0.25)) return (ez - Cx<T>{1, 0}) * cx_inv(z);
+  // sum_k z^k / (k+1)!, Horner from the highest term
+  double fact[kSeriesTerms + 1];
+  fact[0] = 1;
+  for (int k = 1; k <= kSeriesTerms; ++k) fact[k] = fact[k - 1] * k;
+  Cx<T> s{T(1 / fact[kSeriesTerms]), 0};
+  for (int k = kSeriesTerms - 2; k >= 0; --k) s = s * z + Cx<T>{T(1 / fact[k + 1]), 0};
+  return s;
+}
+template <typename T>
+inline Cx<T> phi1_prime(Cx<T> z, Cx<T> ez, Cx<T> f) {
+  if (z.re * z.re + z.im * z.im >= T(0.25)) return (ez - f) * cx_inv(z);
+  // sum_{k>=1} k z^(k-1) / (k+1)!
+  double fact[kSeriesTerms + 2];
+  fact[0] = 1;
+  for (int k = 1; k <= kSeriesTerms + 1; ++k) fact[k] = fact[k - 1] * k;
+  Cx<T> s{T(kSeriesTerms / fact[kSeriesTerms + 1]), 0};
+  for (int k = kSeriesTerms - 1; k >= 1; --k) s = s * z + Cx<T>{T(k / fact[k + 1]), 0};
+  return s;
+}
+
+// Runs body(t) for t in [0, tasks) on the OpenMP team when there is enough work to
+// pay for waking it (about a microsecond), else on the calling thread. Each task owns
+// its outputs: results do not depend on the thread count.
+template <typename Body>
+inline void parallel_for(int64_t tasks, bool worth_threads, Body body) {
+#pragma omp parallel for schedule(static) if (worth_threads && tasks > 1)
+  for (int64_t t = 0; t < tasks; ++t) body(t);
+}
+constexpr int64_t kMinParallelWork = 1 << 14;  // complex elements per call
+
+template <typename T>
+void discretize_impl(const DiscretizeParams& p) {
+  const T* dt = static_cast<const T*>(p.dt);
+  parallel_for(p.H, p.H * p.N * 16 > kMinParallelWork, [&](int64_t h) {
+    const T s = dt[h];
+    for (int64_t n = 0; n < p.N; ++n) {
+      const int64_t i = h * p.N + n;
+      const Cx<T> A = cx_load<T>(p.A, i), B = cx_load<T>(p.B, i);
+      const Cx<T> z = s * A;
+      Cx<T> dA, dB;
+      if (p.method == Discretization::zoh) {
+        dA = cx_exp(z);
+        dB = s * (phi1(z, dA) * B);  // = (exp(dt A) - 1)/A * B, exact dt B at A = 0
+      } else {
+        const Cx<T> w = cx_inv(Cx<T>{1 - z.re / 2, -z.im / 2});
+        dA = Cx<T>{1 + z.re / 2, z.im / 2} * w;
+        dB = s * (B * w);
+      }
+      cx_store(p.dA, i, dA);
+      cx_store(p.dB, i, dB);
+    }
+  });
+}
+
+// With z = dt A:
+//   zoh:      ddA/dA = dt e^z,  ddA/ddt = A e^z,  ddB/dB = dt phi1(z),
+//             ddB/dA = dt^2 phi1'(z) B,  ddB/ddt = e^z B
+//   bilinear: w = 1/(1 - z/2): ddA/dA = dt w^2, ddA/ddt = A w^2, ddB/dB = dt w,
+//             ddB/dA = dt^2 B w^2 / 2, ddB/ddt = B w^2
+// and, for PyTorch's convention, g_x = conj(dy/dx) g_y (Re(...) summed for real dt).
+template <typename T>
+void discretize_backward_impl(const DiscretizeBackwardParams& p) {
+  const T* dt = static_cast<const T*>(p.dt);
+  parallel_for(p.H, p.H * p.N * 32 > kMinParallelWork, [&](int64_t h) {
+    const T s = dt[h];
+    T gdt = 0;
+    for (int64_t n = 0; n < p.N; ++n) {
+      const int64_t i = h * p.N + n;
+      const Cx<T> A = cx_load<T>(p.A, i), B = cx_load<T>(p.B, i);
+      const Cx<T> ga = p.gdA ? cx_load<T>(p.gdA, i) : Cx<T>{0, 0};
+      const Cx<T> gb = p.gdB ? cx_load<T>(p.gdB, i) : Cx<T>{0, 0};
+      const Cx<T> z = s * A;
+      Cx<T> dA_dA, dA_ddt, dB_dB, dB_dA, dB_ddt;
+      if (p.method == Discretization::zoh) {
+        const Cx<T> e = cx_exp(z), f = phi1(z, e), fp = phi1_prime(z, e, f);
+        dA_dA = s * e, dA_ddt = A * e, dB_dB = s * f;
+        dB_dA = (s * s) * (fp * B), dB_ddt = e * B;
+      } else {
+        const Cx<T> w = cx_inv(Cx<T>{1 - z.re / 2, -z.im / 2}), w2 = w * w;
+        dA_dA = s * w2, dA_ddt = A * w2, dB_dB = s * w;
+        dB_dA = (s * s / 2) * (B * w2), dB_ddt = B * w2;
+      }
+      if (p.gA) cx_store(p.gA, i, conj(dA_dA) * ga + conj(dB_dA) * gb);
+      if (p.gB) cx_store(p.gB, i, conj(dB_dB) * gb);
+      gdt += (conj(dA_ddt) * ga + conj(dB_ddt) * gb).re;
+    }
+    if (p.gdt) static_cast<T*>(p.gdt)[h] = gdt;
+  });
+}
+
+// One step. A task is one channel h over the whole batch (dA, dB, dC stay in L1).
+template <typename T>
+void ssm_step_impl(const StepParams& p) {
+  const int64_t N = p.N, H = p.H;
+  const T* u = static_cast<const T*>(p.u);
+  const T* D = static_cast<const T*>(p.D);
+  T* y = static_cast<T*>(p.y);
+  parallel_for(H, p.batch * H * N > kMinParallelWork, [&](int64_t h) {
+    const T* a = static_cast<const T*>(p.dA) + 2 * h * N;
+    const T* b = static_cast<const T*>(p.dB) + 2 * h * N;
+    const T* c = static_cast<const T*>(p.dC) + 2 * h * N;
+    const T d = D ? D[h] : T(0);
+    for (int64_t bi = 0; bi < p.batch; ++bi) {
+      const int64_t row = bi * H + h;
+      const T* x = static_cast<const T*>(p.state) + 2 * row * N;
+      T* xo = static_cast<T*>(p.new_state) + 2 * row * N;  // may be x itself
+      const T uu = u[row];
+      T acc = 0;
+      // Each iteration reads x[n] before writing xo[n]: safe in place.
+#pragma omp simd reduction(+ : acc)
+      for (int64_t n = 0; n < N; ++n) {
+        const T xr = x[2 * n], xi = x[2 * n + 1];
+        const T nr = a[2 * n] * xr - a[2 * n + 1] * xi + b[2 * n] * uu;
+        const T ni = a[2 * n] * xi + a[2 * n + 1] * xr + b[2 * n + 1] * uu;
+        xo[2 * n] = nr;
+        xo[2 * n + 1] = ni;
+        acc += c[2 * n] * nr - c[2 * n + 1] * ni;
+      }
+      y[row] = 2 * acc + d * uu;
+    }
+  });
+}
+
+// ---- scan: lanes = W consecutive channels ----
+
+constexpr int64_t kScanChunk = 128;  // steps whose u and y are staged in L1 at a time
+constexpr int64_t kScanNBlock = 4;   // state pairs kept in registers across a chunk
+constexpr int64_t kCkptEvery = 64;   // backward: a state checkpoint every this many steps
+
+// Per-lane copies of the channel parameters of lanes [h0, h0 + W): planar (n, lane),
+// zero for lanes past H and for n past N (those states stay 0 and add nothing).
+template <typename T>
+struct LaneParams {
+  T *ar, *ai, *br, *bi, *cr, *ci, *d;
+};
+
+template <typename T>
+inline void load_lane_params(const void* dA, const void* dB, const void* dC, const void* D,
+                             int64_t H, int64_t N, int64_t Np, int64_t h0, LaneParams<T> q) {
+  constexpr int W = Simd<T>::W;
+  for (int64_t n = 0; n < Np; ++n)
+    for (int k = 0; k < W; ++k) {
+      const int64_t h = h0 + k, i = n * W + k;
+      const bool in = h < H && n < N;
+      const Cx<T> a = in ? cx_load<T>(dA, h * N + n) : Cx<T>{0, 0};
+      const Cx<T> b = in ? cx_load<T>(dB, h * N + n) : Cx<T>{0, 0};
+      const Cx<T> c = in ? cx_load<T>(dC, h * N + n) : Cx<T>{0, 0};
+      q.ar[i] = a.re, q.ai[i] = a.im, q.br[i] = b.re, q.bi[i] = b.im;
+      q.cr[i] = c.re, q.ci[i] = c.im;
+    }
+  for (int k = 0; k < W; ++k)
+    q.d[k] = (D && h0 + k < H) ? static_cast<const T*>(D)[h0 + k] : T(0);
+}
+
+// state (batch, H, N) of batch element bi, lanes [h0, h0 + W) -> planar xr, xi (n, lane)
+template <typename T>
+inline void load_lane_state(const void* state, int64_t bi, int64_t H, int64_t N, int64_t Np,
+                            int64_t h0, T* xr, T* xi) {
+  constexpr int W = Simd<T>::W;
+  for (int64_t n = 0; n < Np; ++n)
+    for (int k = 0; k < W; ++k) {
+      const int64_t h = h0 + k;
+      const Cx<T> v = (state && h < H && n < N) ? cx_load<T>(state, (bi * H + h) * N + n)
+                                                : Cx<T>{0, 0};
+      xr[n * W + k] = v.re, xi[n * W + k] = v.im;
+    }
+}
+
+template <typename T>
+inline void store_lane_state(void* state, int64_t bi, int64_t H, int64_t N, int64_t h0,
+                             const T* xr, const T* xi) {
+  constexpr int W = Simd<T>::W;
+  for (int k = 0; k < W && h0 + k < H; ++k)
+    for (int64_t n = 0; n < N; ++n)
+      cx_store(state, (bi * H + h0 + k) * N + n, Cx<T>{xr[n * W + k], xi[n * W + k]});
+}
+
+// Real (batch, L, H) array rows [l0, l0 + nl), lanes [h0, h0 + W) <-> buf (l, lane).
+template <typename T>
+inline void gather_lanes(const T* src, int64_t bi, int64_t L, int64_t H, int64_t l0,
+                         int64_t nl, int64_t h0, T* buf) {
+  constexpr int W = Simd<T>::W;
+  const int64_t nk = imin(W, H - h0);
+  for (int64_t j = 0; j < nl; ++j) {
+    const T* row = src + (bi * L + l0 + j) * H + h0;
+    for (int k = 0; k < W; ++k) buf[j * W + k] = k < nk ? row[k] : T(0);
+  }
+}
+template <typename T>
+inline void scatter_lanes(T* dst, int64_t bi, int64_t L, int64_t H, int64_t l0, int64_t nl,
+                          int64_t h0, const T* buf) {
+  constexpr int W = Simd<T>::W;
+  const int64_t nk = imin(W, H - h0);
+  for (int64_t j = 0; j < nl; ++j) {
+    T* row = dst + (bi * L + l0 + j) * H + h0;
+    for (int64_t k = 0; k < nk; ++k) row[k] = buf[j * W + k];
+  }
+}
+
+template <typename T>
+void ssm_scan_impl(const ScanParams& p) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  constexpr int64_t NB = kScanNBlock;
+  const int64_t H = p.H, L = p.L, N = p.N, Np = round_up(N > 0 ? N : 1, NB);
+  const int64_t groups = ceil_div(H, W);
+  if (p.batch == 0 || H == 0) return;
+  parallel_tasks(
+      p.batch * groups, [&] { return Scratch<T>(8 * Np * W + W + 2 * kScanChunk * W); },
+      [&](Scratch<T>& buf, int64_t t) {
+        const int64_t bi = t / groups, h0 = (t % groups) * W;
+        LaneParams<T> q;
+        q.ar = buf.p, q.ai = q.ar + Np * W, q.br = q.ai + Np * W, q.bi = q.br + Np * W;
+        q.cr = q.bi + Np * W, q.ci = q.cr + Np * W, q.d = q.ci + Np * W;
+        T* xr = q.d + W;
+        T* xi = xr + Np * W;
+        T* ub = xi + Np * W;       // ub, yb: (kScanChunk, lane)
+        T* yb = ub + kScanChunk * W;
+        load_lane_params<T>(p.dA, p.dB, p.dC, p.D, H, N, Np, h0, q);
+        for (int64_t i = 0; i < Np * W; ++i) q.cr[i] *= 2, q.ci[i] *= 2;  // y = 2 Re(...)
+        load_lane_state<T>(p.state0, bi, H, N, Np, h0, xr, xi);
+        const V dv = S::load(q.d);
+        for (int64_t l0 = 0; l0 < L; l0 += kScanChunk) {
+          const int64_t nl = imin(kScanChunk, L - l0);
+          gather_lanes(static_cast<const T*>(p.u), bi, L, H, l0, nl, h0, ub);
+          for (int64_t j = 0; j < nl; ++j) S::store(yb + j * W, dv * S::load(ub + j * W));
+          for (int64_t n0 = 0; n0 < Np; n0 += NB) {
+            // NB state pairs and their parameters stay in registers over the chunk.
+            V sr[NB], si[NB], ar[NB], ai[NB], br[NB], bim[NB], cr[NB], ci[NB];
+            for (int64_t k = 0; k < NB; ++k) {
+              const int64_t o = (n0 + k) * W;
+              sr[k] = S::load(xr + o), si[k] = S::load(xi + o);
+              ar[k] = S::load(q.ar + o), ai[k] = S::load(q.ai + o);
+              br[k] = S::load(q.br + o), bim[k] = S::load(q.bi + o);
+              cr[k] = S::load(q.cr + o), ci[k] = S::load(q.ci + o);
+            }
+            for (int64_t j = 0; j < nl; ++j) {
+              const V uu = S::load(ub + j * W);
+              V acc = S::load(yb + j * W);
+              for (int64_t k = 0; k < NB; ++k) {
+                const V nr = ar[k] * sr[k] - ai[k] * si[k] + br[k] * uu;
+                const V ni = ar[k] * si[k] + ai[k] * sr[k] + bim[k] * uu;
+                sr[k] = nr, si[k] = ni;
+                acc += cr[k] * nr - ci[k] * ni;
+              }
+              S::store(yb + j * W, acc);
+            }
+            for (int64_t k = 0; k < NB; ++k) {
+              S::store(xr + (n0 + k) * W, sr[k]);
+              S::store(xi + (n0 + k) * W, si[k]);
+            }
+          }
+          scatter_lanes(static_cast<T*>(p.y), bi, L, H, l0, nl, h0, yb);
+        }
+        store_lane_state<T>(p.state, bi, H, N, h0, xr, xi);
+      });
+}
+
+// Reverse scan. With g_l = dL/dy_l and lambda_l the gradient of state_l:
+//   lambda_l = 2 g_l conj(dC) + (l == L-1 ? gstate : conj(dA) lambda_{l+1})
+//   g_u[l] = sum_n Re(lambda_l conj(dB)) + D g_l,   g_dA += conj(state_{l-1}) lambda_l,
+//   g_dB += u_l lambda_l,   g_dC += 2 g_l conj(state_l),   g_D += g_l u_l,
+//   g_state0 = conj(dA) lambda_0.
+// A forward pass stores the state every kCkptEvery steps; the reverse pass recomputes
+// each segment's states from its checkpoint. Sums over l are taken per segment, then
+// added up (rounding grows with L / kCkptEvery + kCkptEvery, not with L).
+template <typename T>
+void ssm_scan_backward_impl(const ScanBackwardParams& p) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  const int64_t H = p.H, L = p.L, N = p.N, Np = N > 0 ? N : 1;
+  const int64_t groups = ceil_div(H, W), segs = ceil_div(L, kCkptEvery);
+  if (p.batch == 0 || H == 0) return;
+  const int64_t M = Np * W;  // one planar (n, lane) array
+  const int64_t per_thread =
+      7 * M + W + 2 * M          // parameters, state
+      + 2 * M                    // carry (lambda)
+      + 6 * M + 6 * M + 2 * W    // gradient totals and per-segment sums (dA, dB, dC; D)
+      + 2 * M * (segs + 1)       // checkpoints
+      + 2 * M * kCkptEvery       // the states of one segment
+      + 3 * kCkptEvery * W;      // u, gy, gu of one segment
+  parallel_tasks(
+      p.batch * groups, [&] { return Scratch<T>(per_thread); },
+      [&](Scratch<T>& buf, int64_t t) {
+        const int64_t bi = t / groups, h0 = (t % groups) * W;
+        T* cur = buf.p;
+        auto take = [&](int64_t n) { T* r = cur; cur += n; return r; };
+        LaneParams<T> q;
+        q.ar = take(M), q.ai = take(M), q.br = take(M), q.bi = take(M);
+        q.cr = take(M), q.ci = take(M), q.d = take(W);
+        take(M);  // (spare, keeps the count above simple)
+        T *xr = take(M), *xi = take(M), *lr = take(M), *li = take(M);
+        T *gar = take(M), *gai = take(M), *gbr = take(M), *gbi = take(M), *gcr = take(M),
+          *gci = take(M), *gd = take(W);
+        T *sar = take(M), *sai = take(M), *sbr = take(M), *sbi = take(M), *scr = take(M),
+          *sci = take(M), *sd = take(W);
+        T* ckpt = take(2 * M * (segs + 1));
+        T* seg = take(2 * M * kCkptEvery);
+        T *ub = take(kCkptEvery * W), *gyb = take(kCkptEvery * W), *gub = take(kCkptEvery * W);
+        load_lane_params<T>(p.dA, p.dB, p.dC, p.D, H, N, Np, h0, q);
+        load_lane_state<T>(p.state0, bi, H, N, Np, h0, xr, xi);
+        load_lane_state<T>(p.gstate, bi, H, N, Np, h0, lr, li);
+        T* tot[] = {gar, gai, gbr, gbi, gcr, gci};  // plain arrays: no std templates here
+        T* part[] = {sar, sai, sbr, sbi, scr, sci};
+        for (T* a : tot) std::memset(a, 0, sizeof(T) * M);
+        std::memset(gd, 0, sizeof(T) * W);
+        const T* u = static_cast<const T*>(p.u);
+        const T* gy = static_cast<const T*>(p.gy);
+
+        // Forward: checkpoint k holds the state before step k * kCkptEvery.
+        for (int64_t s = 0; s < segs; ++s) {
+          std::memcpy(ckpt + 2 * M * s, xr, sizeof(T) * M);
+          std::memcpy(ckpt + 2 * M * s + M, xi, sizeof(T) * M);
+          const int64_t l0 = s * kCkptEvery, nl = imin(kCkptEvery, L - l0);
+          gather_lanes(u, bi, L, H, l0, nl, h0, ub);
+          for (int64_t j = 0; j < nl; ++j) {
+            const V uu = S::load(ub + j * W);
+            for (int64_t n = 0; n < Np; ++n) {
+              const int64_t o = n * W;
+              const V a_r = S::load(q.ar + o), a_i = S::load(q.ai + o);
+              const V x_r = S::load(xr + o), x_i = S::load(xi + o);
+              S::store(xr + o, a_r * x_r - a_i * x_i + S::load(q.br + o) * uu);
+              S::store(xi + o, a_r * x_i + a_i * x_r + S::load(q.bi + o) * uu);
+            }
+          }
+        }
+
+        const V dv = S::load(q.d), two = S::splat(2);
+        for (int64_t s = segs - 1; s >= 0; --s) {
+          const int64_t l0 = s * kCkptEvery, nl = imin(kCkptEvery, L - l0);
+          gather_lanes(u, bi, L, H, l0, nl, h0, ub);
+          gather_lanes(gy, bi, L, H, l0, nl, h0, gyb);
+          // seg[j] = the state before step l0 + j
+          std::memcpy(seg, ckpt + 2 * M * s, sizeof(T) * 2 * M);
+          for (int64_t j = 0; j + 1 < nl; ++j) {
+            const V uu = S::load(ub + j * W);
+            const T *pr = seg + 2 * M * j, *pi = pr + M;
+            T *nr = seg + 2 * M * (j + 1), *ni = nr + M;
+            for (int64_t n = 0; n < Np; ++n) {
+              const int64_t o = n * W;
+              const V a_r = S::load(q.ar + o), a_i = S::load(q.ai + o);
+              const V x_r = S::load(pr + o), x_i = S::load(pi + o);
+              S::store(nr + o, a_r * x_r - a_i * x_i + S::load(q.br + o) * uu);
+              S::store(ni + o, a_r * x_i + a_i * x_r + S::load(q.bi + o) * uu);
+            }
+          }
+          for (T* a : part) std::memset(a, 0, sizeof(T) * M);
+          std::memset(sd, 0, sizeof(T) * W);
+          for (int64_t j = nl - 1; j >= 0; --j) {
+            const V uu = S::load(ub + j * W), g = S::load(gyb + j * W), g2 = two * g;
+            const T *pr = seg + 2 * M * j, *pi = pr + M;
+            V gu = S::zero();
+            for (int64_t n = 0; n < Np; ++n) {
+              const int64_t o = n * W;
+              const V a_r = S::load(q.ar + o), a_i = S::load(q.ai + o);
+              const V b_r = S::load(q.br + o), b_i = S::load(q.bi + o);
+              const V c_r = S::load(q.cr + o), c_i = S::load(q.ci + o);
+              const V p_r = S::load(pr + o), p_i = S::load(pi + o);
+              const V lam_r = S::load(lr + o) + g2 * c_r;   // lambda_l
+              const V lam_i = S::load(li + o) - g2 * c_i;
+              gu += lam_r * b_r + lam_i * b_i;
+              S::store(sar + o, S::load(sar + o) + p_r * lam_r + p_i * lam_i);
+              S::store(sai + o, S::load(sai + o) + p_r * lam_i - p_i * lam_r);
+              S::store(sbr + o, S::load(sbr + o) + uu * lam_r);
+              S::store(sbi + o, S::load(sbi + o) + uu * lam_i);
+              const V x_r = a_r * p_r - a_i * p_i + b_r * uu;  // state_l
+              const V x_i = a_r * p_i + a_i * p_r + b_i * uu;
+              S::store(scr + o, S::load(scr + o) + g2 * x_r);
+              S::store(sci + o, S::load(sci + o) - g2 * x_i);
+              S::store(lr + o, a_r * lam_r + a_i * lam_i);  // conj(dA) lambda_l
+              S::store(li + o, a_r * lam_i - a_i * lam_r);
+            }
+            S::store(gub + j * W, gu + dv * g);
+            S::store(sd, S::load(sd) + g * uu);
+          }
+          if (p.gu) scatter_lanes(static_cast<T*>(p.gu), bi, L, H, l0, nl, h0, gub);
+          for (int k = 0; k < 6; ++k)
+            for (int64_t i = 0; i < M; i += W)
+              S::store(tot[k] + i, S::load(tot[k] + i) + S::load(part[k] + i));
+          S::store(gd, S::load(gd) + S::load(sd));
+        }
+        if (p.gdA) store_lane_state<T>(p.gdA, bi, H, N, h0, gar, gai);
+        if (p.gdB) store_lane_state<T>(p.gdB, bi, H, N, h0, gbr, gbi);
+        if (p.gdC) store_lane_state<T>(p.gdC, bi, H, N, h0, gcr, gci);
+        if (p.gstate0) store_lane_state<T>(p.gstate0, bi, H, N, h0, lr, li);
+        if (p.gD)
+          for (int k = 0; k < W && h0 + k < H; ++k) static_cast<T*>(p.gD)[bi * H + h0 + k] = gd[k];
+      });
+}

@@ -1,0 +1,147 @@
+"""Benchmark cases of the step family: discretize, ssm_step, ssm_scan, dplr_step.
+
+Work unit: one complex state update (one (batch, h, n) element advanced one step; a
+stored conjugate pair counts once). Baselines are the same computation written as
+PyTorch ops, as the reference implementations do it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import ops
+from . import Case, Impl
+
+UNIT = "G state updates/s"
+
+
+def _diag(batch, H, N, dtype=torch.complex64):
+    n = torch.arange(N).repeat(H, 1)
+    A = torch.complex(-0.5 * torch.ones(H, N), torch.pi * n).to(dtype)
+    B = torch.randn(H, N, dtype=dtype)
+    C = torch.randn(H, N, dtype=dtype)
+    dt = torch.exp(torch.rand(H) * 4.6 - 6.9)
+    D = torch.randn(H)
+    return dt, A, B, C, D
+
+
+def _torch_step(x, u, dA, dB, dC, D):
+    # the step as a chain of PyTorch ops (what S4's recurrent mode does per step)
+    x = dA * x + dB * u.unsqueeze(-1)
+    return 2 * torch.einsum("hn,bhn->bh", dC, x).real + D * u, x
+
+
+def cases(quick: bool) -> list[Case]:
+    batch, H, N = (2, 64, 16) if quick else (16, 256, 32)
+    L = 256 if quick else 4096
+    loop_L = 64 if quick else 256  # steps of the PyTorch loop actually timed
+    dt, A, B, C, D = _diag(batch, H, N)
+    with torch.no_grad():
+        dA, dB = ops.discretize(dt, A, B, method="zoh")
+    x = torch.randn(batch, H, N, dtype=torch.complex64)
+    u = torch.randn(batch, H)
+    us = torch.randn(batch, L, H)
+    shape = f"batch={batch} H={H} N={N}"
+    out = []
+
+    def disc_torch():
+        z = dt.unsqueeze(-1) * A
+        e = torch.exp(z)
+        return e, (e - 1) / A * B
+
+    out.append(Case("step", "discretize zoh", f"H={H} N={N}", UNIT, {
+        "ssmkit": Impl(lambda: ops.discretize(dt, A, B, method="zoh"), H * N),
+        "torch ops": Impl(disc_torch, H * N),
+    }))  # fmt: skip
+
+    xs = x.clone()
+
+    def step_inplace():
+        with torch.no_grad():
+            return ops.ssm_step(xs, u, dA, dB, C, D, out=xs)
+
+    out.append(Case("step", "ssm_step", shape, UNIT, {
+        "ssmkit": Impl(step_inplace, batch * H * N),
+        "ssmkit (functional)": Impl(lambda: ops.ssm_step(x, u, dA, dB, C, D), batch * H * N),
+        "torch step": Impl(lambda: _torch_step(x, u, dA, dB, C, D), batch * H * N),
+    }, note="in place (out=state), eager, no grad; includes the custom-op and DLPack call overhead"))  # fmt: skip
+
+    def torch_loop():
+        xx = torch.zeros_like(x)
+        ys = []
+        for l in range(loop_L):
+            y, xx = _torch_step(xx, us[:, l], dA, dB, C, D)
+            ys.append(y)
+        return torch.stack(ys, 1), xx
+
+    out.append(Case("step", "ssm_scan", f"{shape} L={L}", UNIT, {
+        "ssmkit": Impl(lambda: ops.ssm_scan(us, dA, dB, C, D), batch * L * H * N),
+        "torch step loop": Impl(torch_loop, batch * loop_L * H * N),
+    }, note=f"the PyTorch loop is timed over {loop_L} of the {L} steps; throughput scales linearly"))  # fmt: skip
+
+    usg = us.clone().requires_grad_()
+    dAg, dBg, Cg = (t.clone().requires_grad_() for t in (dA, dB, C))
+
+    def scan_fwd_bwd():
+        y, s = ops.ssm_scan(usg, dAg, dBg, Cg, D)
+        y.sum().backward()
+
+    out.append(Case("step", "ssm_scan fwd+bwd", f"{shape} L={L}", UNIT, {
+        "ssmkit": Impl(scan_fwd_bwd, batch * L * H * N),
+    }, note="forward plus the reverse-scan backward (grads of u, dA, dB, dC)"))  # fmt: skip
+
+    # DPLR (S4) step: rank 1, against S4's dense step (an (H, N, N) complex matvec)
+    r = 1
+    P = torch.randn(H, r, N, dtype=torch.complex64) / N**0.5
+    f = ops.dplr_setup(dt, A, P, B)
+    dense = torch.randn(H, N, N, dtype=torch.complex64) / N
+    xd = x.clone()
+
+    def dense_step():
+        xn = torch.einsum("hmn,bhn->bhm", dense, x) + f.dB * u.unsqueeze(-1)
+        return 2 * torch.einsum("hn,bhn->bh", C, xn).real + D * u, xn
+
+    def dplr_inplace():
+        with torch.no_grad():
+            return ops.dplr_step(xd, u, f, C, D, out=xd)
+
+    out.append(Case("step", "dplr_step r=1", shape, UNIT, {
+        "ssmkit": Impl(dplr_inplace, batch * H * N),
+        "dense S4 step": Impl(dense_step, batch * H * N),
+    }, note="S4's dense step: (H, N, N) complex matrix times the state, per batch element"))  # fmt: skip
+    return out
+
+
+def run(quick: bool = False, repeat: int = 20):
+    """Time every case side by side and print a table (a stand-in for `ssmkit bench step`)."""
+    import time
+
+    rows = []
+    for case in cases(quick):
+        res = {}
+        for name, impl in case.impls.items():
+            impl.fn()  # warm up
+            n = repeat
+            t0 = time.perf_counter()
+            times = []
+            for _ in range(n):
+                t1 = time.perf_counter()
+                impl.fn()
+                times.append(time.perf_counter() - t1)
+            times.sort()
+            med = times[len(times) // 2]
+            res[name] = (med, impl.work / med / 1e9)
+        first = next(iter(res.values()))[1]
+        for name, (med, thr) in res.items():
+            rows.append((case.name, case.shape, name, med * 1e6, thr, first / thr))
+        print(f"# {case.name}: {case.note}" if case.note else f"# {case.name}")
+    print(f"{'case':22} {'shape':34} {'impl':22} {'time us':>10} {UNIT:>18} {'ssmkit x':>9}")
+    for r in rows:
+        print(f"{r[0]:22} {r[1]:34} {r[2]:22} {r[3]:10.1f} {r[4]:18.3f} {r[5]:9.1f}")
+    return rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    run(quick="--quick" in sys.argv)
