@@ -86,6 +86,16 @@ Isa active_isa() {
 
 void cauchy_cpu(const CauchyParams& p) { SSMKIT_DISPATCH(cauchy, p) }
 void cauchy_backward_cpu(const CauchyBackwardParams& p) { SSMKIT_DISPATCH(cauchy_backward, p) }
+void vandermonde_cpu(const VandermondeParams& p) { SSMKIT_DISPATCH(vandermonde, p) }
+void vandermonde_backward_cpu(const VandermondeBackwardParams& p) {
+  SSMKIT_DISPATCH(vandermonde_backward, p)
+}
+void vandermonde_transpose_cpu(const VandermondeTransposeParams& p) {
+  SSMKIT_DISPATCH(vandermonde_transpose, p)
+}
+void vandermonde_transpose_backward_cpu(const VandermondeTransposeBackwardParams& p) {
+  SSMKIT_DISPATCH(vandermonde_transpose_backward, p)
+}
 
 const char* cpu_isa() {
   switch (active_isa()) {

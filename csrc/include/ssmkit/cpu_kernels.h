@@ -8,6 +8,10 @@
   namespace isa {                                            \
   void cauchy(const CauchyParams& p);                        \
   void cauchy_backward(const CauchyBackwardParams& p);       \
+  void vandermonde(const VandermondeParams& p);              \
+  void vandermonde_backward(const VandermondeBackwardParams& p); \
+  void vandermonde_transpose(const VandermondeTransposeParams& p); \
+  void vandermonde_transpose_backward(const VandermondeTransposeBackwardParams& p); \
   }
 
 namespace ssmkit {

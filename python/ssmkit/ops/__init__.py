@@ -4,8 +4,9 @@ Every op has a pure-PyTorch definition in :mod:`ssmkit.ops.reference`.
 """
 
 from .cauchy import cauchy
+from .vandermonde import vandermonde, vandermonde_transpose
 
-__all__ = ["cauchy", "reference"]
+__all__ = ["cauchy", "vandermonde", "vandermonde_transpose", "reference"]
 
 
 def __getattr__(name):
