@@ -27,18 +27,18 @@ def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, conj_pairs: bool =
     return terms.sum(dim=-1)
 
 
-def _exp_xl(x: torch.Tensor, L: int, exact_exponent: bool) -> torch.Tensor:
-    """exp(x[..., n] * l) for l < L, materialised as (..., N, L).
+def _exp_xl(x: torch.Tensor, L: int, exact_exponent: bool, start: int = 0) -> torch.Tensor:
+    """exp(x[..., n] * l) for start <= l < start + L, materialised as (..., N, L).
 
     ``exact_exponent`` (complex128 only, L < 2^29) forms x*l without rounding: x splits
     into x_hi (x rounded to complex64) and x_lo = x - x_hi, whose products with l are
     exact, and exp(x l) = exp(x_hi l) exp(x_lo l). The plain product rounds b*l, a phase
     error of up to eps*|b|*l (1e-9 at |b| l = 1e7), which would otherwise dominate the
     comparison of a double-precision kernel."""
-    l = torch.arange(L, dtype=x.real.dtype, device=x.device)
+    l = torch.arange(start, start + L, dtype=x.real.dtype, device=x.device)
     if not exact_exponent:
         return torch.exp(x.unsqueeze(-1) * l)
-    assert x.dtype == torch.complex128 and L < 2**29, "exact_exponent needs complex128 and L < 2^29"
+    assert x.dtype == torch.complex128 and start + L < 2**29, "exact_exponent needs complex128 and L < 2^29"
     x_hi = x.detach().to(torch.complex64).to(torch.complex128)
     x_lo = x - x_hi
     return torch.exp(x_hi.unsqueeze(-1) * l) * torch.exp(x_lo.unsqueeze(-1) * l)
