@@ -50,7 +50,9 @@ inline void cexp_at(double a, double b, double l, double& re, double& im) {
 }
 
 // One term c exp(x l) as magnitude times unit phase (see the overflow note above).
-inline void slow_term(double cr, double ci, double a, double b, double l, double& re,
+// Not inlined: with -ffp-contract=fast the last product would fuse with the caller's sum
+// into one FMA, which never overflows, and Inf - Inf between terms would be lost.
+__attribute__((noinline)) void slow_term(double cr, double ci, double a, double b, double l, double& re,
                       double& im) {
   const double p = a * l, pe = std::fma(a, l, -p);
   const double q = b * l, qe = std::fma(b, l, -q);
