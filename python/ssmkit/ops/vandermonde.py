@@ -60,7 +60,8 @@ def vandermonde(v, x, L, *, conj_pairs: bool = True):
     shape = _batch("vandermonde", v=np.shape(v), x=np.shape(x)) + (L,)
     dtype = np.dtype(getattr(v, "dtype", np.complex64))
     out = np.empty(shape, dtype=_REAL.get(dtype, dtype) if conj_pairs else dtype)
-    _C.vandermonde(v, x, L, out, bool(conj_pairs))
+    if out.size:
+        _C.vandermonde(v, x, L, out, bool(conj_pairs))
     return out
 
 
@@ -77,7 +78,8 @@ def vandermonde_transpose(u, v, x):
     _check_n(np.shape(v), np.shape(x))
     shape = _batch("vandermonde_transpose", u=np.shape(u), v=np.shape(v), x=np.shape(x)) + (np.shape(v)[-1],)
     out = np.empty(shape, dtype=getattr(v, "dtype", None))
-    _C.vandermonde_transpose(u, v, x, out)
+    if out.size:
+        _C.vandermonde_transpose(u, v, x, out)
     return out
 
 
@@ -88,6 +90,9 @@ if torch is not None:
         check_complex_tensor("v", v)
         check_complex_tensor("x", x, ("v", v))
         _check_n(v.shape, x.shape)
+        for name, t in (("x", x), ("u", u)):
+            if t is not None and t.device != v.device:
+                raise ValueError(f"{name}: expected a tensor on {v.device} like v, got one on {t.device}")
         if u is not None and u.dtype not in (v.dtype, v.dtype.to_real()):
             raise TypeError(f"u: expected {v.dtype.to_real()} or {v.dtype} to match v, got {u.dtype}")
 
@@ -96,7 +101,8 @@ if torch is not None:
     @torch.library.custom_op("ssmkit::vandermonde", mutates_args=())
     def _vandermonde_op(v: torch.Tensor, x: torch.Tensor, L: int, conj_pairs: bool) -> torch.Tensor:
         out = _forward_buffer(v, x, L, conj_pairs)
-        _C.vandermonde(plain(v), plain(x), L, out, conj_pairs)
+        if out.numel():  # an empty output has nothing to compute (and any strides)
+            _C.vandermonde(plain(v), plain(x), L, out, conj_pairs)
         return out
 
     def _forward_buffer(v, x, L, conj_pairs):
@@ -113,6 +119,7 @@ if torch is not None:
         grad: torch.Tensor, v: torch.Tensor, x: torch.Tensor, conj_pairs: bool, needs: list[bool]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         dv, dx = _vandermonde_grads(grad, v, x, needs)
+        needs = [n and g.numel() > 0 for n, g in zip(needs, (dv, dx))]
         _C.vandermonde_backward(
             plain(grad), plain(v), plain(x), dv if needs[0] else None, dx if needs[1] else None, conj_pairs
         )
@@ -147,7 +154,8 @@ if torch is not None:
     @torch.library.custom_op("ssmkit::vandermonde_transpose", mutates_args=())
     def _transpose_op(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         out = _transpose_buffer(u, v, x)
-        _C.vandermonde_transpose(plain(u), plain(v), plain(x), out)
+        if out.numel():
+            _C.vandermonde_transpose(plain(u), plain(v), plain(x), out)
         return out
 
     def _transpose_buffer(u, v, x):
@@ -164,6 +172,7 @@ if torch is not None:
         grad: torch.Tensor, u: torch.Tensor, v: torch.Tensor, x: torch.Tensor, needs: list[bool]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         du, dv, dx = _transpose_grads(grad, u, v, x, needs)
+        needs = [n and g.numel() > 0 for n, g in zip(needs, (du, dv, dx))]
         _C.vandermonde_transpose_backward(
             plain(grad), plain(u), plain(v), plain(x),
             du if needs[0] else None, dv if needs[1] else None, dx if needs[2] else None,
