@@ -94,6 +94,16 @@ void ssm_step_cpu(const StepParams& p) { SSMKIT_DISPATCH(ssm_step, p) }
 void ssm_scan_cpu(const ScanParams& p) { SSMKIT_DISPATCH(ssm_scan, p) }
 void ssm_scan_backward_cpu(const ScanBackwardParams& p) { SSMKIT_DISPATCH(ssm_scan_backward, p) }
 void dplr_step_cpu(const DplrStepParams& p) { SSMKIT_DISPATCH(dplr_step, p) }
+void vandermonde_cpu(const VandermondeParams& p) { SSMKIT_DISPATCH(vandermonde, p) }
+void vandermonde_backward_cpu(const VandermondeBackwardParams& p) {
+  SSMKIT_DISPATCH(vandermonde_backward, p)
+}
+void vandermonde_transpose_cpu(const VandermondeTransposeParams& p) {
+  SSMKIT_DISPATCH(vandermonde_transpose, p)
+}
+void vandermonde_transpose_backward_cpu(const VandermondeTransposeBackwardParams& p) {
+  SSMKIT_DISPATCH(vandermonde_transpose_backward, p)
+}
 
 const char* cpu_isa() {
   switch (active_isa()) {

@@ -320,6 +320,158 @@ void dplr_step(py::handle state_, py::handle u_, py::handle a_, py::handle b_, p
   dplr_step_cpu(p);
 }
 
+// v, x: (..., N) complex of one dtype and device. Fills the shared parts of the
+// log-Vandermonde parameter structs.
+template <typename Params>
+void check_vandermonde_operands(const char* op, const Array& v, const Array& x,
+                                std::vector<const Array*> extra, Params& p) {
+  for (const Array* a : {&v, &x}) require_cpu_or_cuda_build(*a, op);
+  for (const Array* a : extra) require_cpu_or_cuda_build(*a, op);
+  require_complex(v);
+  require_min_ndim(v, 1, "(..., N)");
+  require_complex(x);
+  require_same_dtype(x, v);
+  require_same_device(x, v);
+  require_min_ndim(x, 1, "(..., N)");
+  require_last_dim(x, v.size(-1), "N", v);
+  p.dtype = dtype_of(v);
+  p.N = v.size(-1);
+}
+
+// u: (..., L), complex like v or real of the same precision; returns whether it is real.
+bool check_real_or_like(const Array& u, const Array& v) {
+  require_same_device(u, v);
+  const bool real = u.kind == Kind::float32 || u.kind == Kind::float64;
+  if (real) {
+    const Kind want = v.kind == Kind::complex64 ? Kind::float32 : Kind::float64;
+    if (u.kind != want)
+      throw py::type_error(u.name + ": expected " +
+                           (want == Kind::float32 ? "float32" : "float64") + " or " + v.dtype +
+                           " to match " + v.name + " (" + v.dtype + "), got " + u.dtype);
+  } else {
+    require_same_dtype(u, v);
+  }
+  return real;
+}
+
+// The real dtype of the same precision as ref (for real outputs and gradients).
+void require_real_output(const Array& out, const Array& ref, const std::vector<int64_t>& shape) {
+  const Kind want = ref.kind == Kind::complex64 ? Kind::float32 : Kind::float64;
+  if (out.kind != want)
+    throw py::type_error(out.name + ": expected a " + (want == Kind::float32 ? "float32" : "float64") +
+                         " output, got " + out.dtype);
+  Array like = out;  // same dtype and device as out: only shape, contiguity, writability
+  require_writable_output(out, like, shape);
+  require_same_device(out, ref);
+}
+
+int64_t check_length(int64_t L) {
+  if (L < 0) throw py::value_error("L: expected a non-negative length, got " + std::to_string(L));
+  return L;
+}
+
+void vandermonde(py::handle v_, py::handle x_, int64_t L, py::handle out_, bool conj_pairs) {
+  const Array v = view(v_, "v"), x = view(x_, "x");
+  VandermondeParams p;
+  check_vandermonde_operands("vandermonde", v, x, {}, p);
+  p.L = check_length(L);
+  p.conj_pairs = conj_pairs;
+  p.v = as_in(v), p.x = as_in(x);
+  broadcast_batch({&v, &x}, p.batch, {&p.v, &p.x});
+  const Array out = view(out_, "out");
+  if (conj_pairs)
+    require_real_output(out, v, out_shape(p.batch, p.L));
+  else
+    require_writable_output(out, v, out_shape(p.batch, p.L));
+  p.out = out.data;
+  py::gil_scoped_release nogil;
+  vandermonde_cpu(p);
+}
+
+void vandermonde_backward(py::handle grad_, py::handle v_, py::handle x_, py::handle dv_,
+                          py::handle dx_, bool conj_pairs) {
+  const Array grad = view(grad_, "grad"), v = view(v_, "v"), x = view(x_, "x");
+  VandermondeBackwardParams p;
+  check_vandermonde_operands("vandermonde_backward", v, x, {&grad}, p);
+  require_min_ndim(grad, 1, "(..., L)");
+  if (check_real_or_like(grad, v) != conj_pairs)
+    throw py::type_error(std::string("grad: expected a ") + (conj_pairs ? "real" : "complex") +
+                         " gradient (conj_pairs=" + (conj_pairs ? "True" : "False") + "), got " +
+                         grad.dtype);
+  p.L = grad.size(-1);
+  p.conj_pairs = conj_pairs;
+  p.grad = as_in(grad), p.v = as_in(v), p.x = as_in(x);
+  broadcast_batch({&grad, &v, &x}, p.batch, {&p.grad, &p.v, &p.x});
+  Array dv, dx;
+  if (!dv_.is_none()) {
+    dv = view(dv_, "dv");
+    require_writable_output(dv, v, out_shape(p.batch, p.N));
+    p.dv = dv.data;
+  }
+  if (!dx_.is_none()) {
+    dx = view(dx_, "dx");
+    require_writable_output(dx, v, out_shape(p.batch, p.N));
+    p.dx = dx.data;
+  }
+  py::gil_scoped_release nogil;
+  vandermonde_backward_cpu(p);
+}
+
+void vandermonde_transpose(py::handle u_, py::handle v_, py::handle x_, py::handle out_) {
+  const Array u = view(u_, "u"), v = view(v_, "v"), x = view(x_, "x");
+  VandermondeTransposeParams p;
+  check_vandermonde_operands("vandermonde_transpose", v, x, {&u}, p);
+  require_min_ndim(u, 1, "(..., L)");
+  p.u_real = check_real_or_like(u, v);
+  p.L = u.size(-1);
+  p.u = as_in(u), p.v = as_in(v), p.x = as_in(x);
+  broadcast_batch({&u, &v, &x}, p.batch, {&p.u, &p.v, &p.x});
+  const Array out = view(out_, "out");
+  require_writable_output(out, v, out_shape(p.batch, p.N));
+  p.out = out.data;
+  py::gil_scoped_release nogil;
+  vandermonde_transpose_cpu(p);
+}
+
+void vandermonde_transpose_backward(py::handle grad_, py::handle u_, py::handle v_,
+                                    py::handle x_, py::handle du_, py::handle dv_,
+                                    py::handle dx_) {
+  const Array grad = view(grad_, "grad"), u = view(u_, "u"), v = view(v_, "v"),
+              x = view(x_, "x");
+  VandermondeTransposeBackwardParams p;
+  check_vandermonde_operands("vandermonde_transpose_backward", v, x, {&u, &grad}, p);
+  require_min_ndim(u, 1, "(..., L)");
+  p.u_real = check_real_or_like(u, v);
+  require_same_dtype(grad, v);
+  require_same_device(grad, v);
+  require_min_ndim(grad, 1, "(..., N)");
+  require_last_dim(grad, p.N, "N", v);
+  p.L = u.size(-1);
+  p.grad = as_in(grad), p.u = as_in(u), p.v = as_in(v), p.x = as_in(x);
+  broadcast_batch({&grad, &u, &v, &x}, p.batch, {&p.grad, &p.u, &p.v, &p.x});
+  Array du, dv, dx;
+  if (!du_.is_none()) {
+    du = view(du_, "du");
+    if (p.u_real)
+      require_real_output(du, v, out_shape(p.batch, p.L));
+    else
+      require_writable_output(du, v, out_shape(p.batch, p.L));
+    p.du = du.data;
+  }
+  if (!dv_.is_none()) {
+    dv = view(dv_, "dv");
+    require_writable_output(dv, v, out_shape(p.batch, p.N));
+    p.dv = dv.data;
+  }
+  if (!dx_.is_none()) {
+    dx = view(dx_, "dx");
+    require_writable_output(dx, v, out_shape(p.batch, p.N));
+    p.dx = dx.data;
+  }
+  py::gil_scoped_release nogil;
+  vandermonde_transpose_backward_cpu(p);
+}
+
 py::dict build_info() {
   py::dict d;
   d["version"] = SSMKIT_VERSION;
@@ -372,6 +524,18 @@ PYBIND11_MODULE(_C, m) {
   m.def("dplr_step", &dplr_step, py::arg("state"), py::arg("u"), py::arg("dA"), py::arg("dB"),
         py::arg("P"), py::arg("Pd"), py::arg("R"), py::arg("C"), py::arg("D"), py::arg("y"),
         py::arg("new_state"), "One bilinear DPLR step from dplr_setup's factors");
+  m.def("vandermonde", &vandermonde, py::arg("v"), py::arg("x"), py::arg("L"), py::arg("out"),
+        py::arg("conj_pairs") = true,
+        "out[..., l] = sum_n v_n exp(x_n l), l < L (2 Re(...) with conj_pairs) into out");
+  m.def("vandermonde_backward", &vandermonde_backward, py::arg("grad"), py::arg("v"),
+        py::arg("x"), py::arg("dv"), py::arg("dx"), py::arg("conj_pairs") = true,
+        "Gradients of vandermonde into preallocated dv, dx (each may be None)");
+  m.def("vandermonde_transpose", &vandermonde_transpose, py::arg("u"), py::arg("v"),
+        py::arg("x"), py::arg("out"),
+        "out[..., n] = v_n sum_l u_l exp(x_n l) into the preallocated out");
+  m.def("vandermonde_transpose_backward", &vandermonde_transpose_backward, py::arg("grad"),
+        py::arg("u"), py::arg("v"), py::arg("x"), py::arg("du"), py::arg("dv"), py::arg("dx"),
+        "Gradients of vandermonde_transpose into preallocated du, dv, dx (each may be None)");
   m.def("build_info", &build_info, "How this build was made and what it runs with");
   m.def("cuda_devices", &cuda_devices, "CUDA devices visible to ssmkit's CUDA runtime");
   m.def("get_num_threads", &num_threads, "Threads the CPU kernels use");

@@ -14,6 +14,10 @@
   void ssm_scan(const ScanParams& p);                        \
   void ssm_scan_backward(const ScanBackwardParams& p);       \
   void dplr_step(const DplrStepParams& p);                   \
+  void vandermonde(const VandermondeParams& p);              \
+  void vandermonde_backward(const VandermondeBackwardParams& p); \
+  void vandermonde_transpose(const VandermondeTransposeParams& p); \
+  void vandermonde_transpose_backward(const VandermondeTransposeBackwardParams& p); \
   }
 
 namespace ssmkit {

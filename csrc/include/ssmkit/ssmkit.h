@@ -27,7 +27,8 @@ struct Batch {
   }
 };
 
-// A read-only operand of shape (batch..., n).
+// A read-only operand of shape (batch..., n). Strides count elements of the operand's
+// own type: complex elements for complex operands, real ones for real operands.
 struct In {
   const void* data = nullptr;
   int64_t batch_stride[kMaxBatchDims] = {};
@@ -177,10 +178,64 @@ void ssm_scan_cpu(const ScanParams& p);
 void ssm_scan_backward_cpu(const ScanBackwardParams& p);
 void dplr_step_cpu(const DplrStepParams& p);
 
+// Log-Vandermonde product (see python/ssmkit/ops/reference.py):
+//   out[r, l] = sum_n v[r,n] exp(x[r,n] l),  l = 0..L-1;  the real 2 Re(...) when conj_pairs.
+struct VandermondeParams {
+  DType dtype = DType::complex64;
+  Batch batch;
+  int64_t N = 0, L = 0;
+  bool conj_pairs = true;
+  In v, x;              // v, x: (batch..., N)
+  void* out = nullptr;  // out: (rows, L), contiguous; real when conj_pairs, else complex
+};
+
+// Gradients of the log-Vandermonde product (conjugate Wirtinger convention).
+// dv or dx may be null (not needed).
+struct VandermondeBackwardParams {
+  DType dtype = DType::complex64;
+  Batch batch;
+  int64_t N = 0, L = 0;
+  bool conj_pairs = true;
+  In grad;             // grad: (batch..., L); real when conj_pairs, else complex
+  In v, x;             // v, x: (batch..., N)
+  void* dv = nullptr;  // dv: (rows, N), contiguous complex
+  void* dx = nullptr;  // dx: (rows, N), contiguous complex
+};
+
+// Transposed log-Vandermonde product (state forwarding):
+//   out[r, n] = v[r,n] sum_l u[r,l] exp(x[r,n] l)
+struct VandermondeTransposeParams {
+  DType dtype = DType::complex64;
+  Batch batch;
+  int64_t N = 0, L = 0;
+  bool u_real = false;  // u is real of the same precision (float for complex64)
+  In u;                 // u: (batch..., L)
+  In v, x;              // v, x: (batch..., N)
+  void* out = nullptr;  // out: (rows, N), contiguous complex
+};
+
+// Gradients of the transpose; du, dv, dx may each be null (not needed).
+struct VandermondeTransposeBackwardParams {
+  DType dtype = DType::complex64;
+  Batch batch;
+  int64_t N = 0, L = 0;
+  bool u_real = false;
+  In grad;             // grad: (batch..., N) complex
+  In u;                // u: (batch..., L), real when u_real
+  In v, x;             // v, x: (batch..., N)
+  void* du = nullptr;  // du: (rows, L), contiguous; real when u_real
+  void* dv = nullptr;  // dv: (rows, N), contiguous complex
+  void* dx = nullptr;  // dx: (rows, N), contiguous complex
+};
+
 // CPU entry points (csrc/cpu/dispatch.cpp). They run on the calling thread's
 // OpenMP pool and never touch Python.
 void cauchy_cpu(const CauchyParams& p);
 void cauchy_backward_cpu(const CauchyBackwardParams& p);
+void vandermonde_cpu(const VandermondeParams& p);
+void vandermonde_backward_cpu(const VandermondeBackwardParams& p);
+void vandermonde_transpose_cpu(const VandermondeTransposeParams& p);
+void vandermonde_transpose_backward_cpu(const VandermondeTransposeBackwardParams& p);
 
 // The instruction set the CPU kernels use: "avx512", "avx2" or "baseline". Chosen once
 // from what the CPU supports; the environment variable SSMKIT_CPU_ISA can lower it.

@@ -42,6 +42,7 @@ class Case:
 # family -> module whose cases(quick: bool) -> list[Case]
 FAMILIES: dict[str, str] = {
     "cauchy": "ssmkit.benchmarks.cauchy",
+    "vandermonde": "ssmkit.benchmarks.vandermonde",
     "step": "ssmkit.benchmarks.step",
 }
 

@@ -6,9 +6,11 @@ Every op has a pure-PyTorch definition in :mod:`ssmkit.ops.reference`.
 from .cauchy import cauchy
 from .dplr import DPLRFactors, dplr_setup, dplr_step
 from .step import discretize, ssm_scan, ssm_step
+from .vandermonde import vandermonde, vandermonde_transpose
 
 __all__ = [
-    "cauchy", "discretize", "ssm_step", "ssm_scan", "dplr_setup", "dplr_step", "DPLRFactors", "reference",
+    "cauchy", "vandermonde", "vandermonde_transpose",
+    "discretize", "ssm_step", "ssm_scan", "dplr_setup", "dplr_step", "DPLRFactors", "reference",
 ]
 
 

@@ -1,0 +1,83 @@
+"""Benchmark cases of the log-Vandermonde family: forward, backward and transpose.
+
+One term is one (row, n, l) triple; with conjugate pairs a pair counts as two terms.
+The naive reference materialises rows x N x L exponentials (1 GiB at the standard
+shape), so it runs on a subset of rows and its work is counted for those rows only.
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import Case, Impl
+
+FAMILY = "vandermonde"
+UNIT = "G terms/s"
+
+
+def _inputs(rows, N, L, torch):
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(rows, N, dtype=torch.complex64, generator=g)
+    re = -torch.exp(torch.empty(rows, N, dtype=torch.float64).uniform_(math.log(1e-4), math.log(0.5), generator=g))
+    x = torch.complex(re, 0.01 * math.pi * torch.arange(N, dtype=torch.float64).expand(rows, N)).to(torch.complex64)
+    u = torch.randn(rows, L, generator=g)
+    gr = torch.randn(rows, L, generator=g)
+    return v, x, u, gr
+
+
+def _shape_cases(rows, N, L, ref_rows):
+    import torch
+
+    from ..ops import reference, vandermonde, vandermonde_transpose
+
+    v, x, u, g = _inputs(rows, N, L, torch)
+    vs, xs, us, gs = v[:ref_rows], x[:ref_rows], u[:ref_rows], g[:ref_rows]
+    shape = f"rows={rows} N={N} L={L}"
+    note = f"torch reference on {ref_rows} of {rows} rows (it materialises rows x N x L)"
+    fwd = 2 * rows * N * L  # conjugate pairs: two terms each
+    fwd_ref = 2 * ref_rows * N * L
+
+    def backward(fn, v, x, g):
+        v, x = v.detach().requires_grad_(), x.detach().requires_grad_()
+        return lambda: torch.autograd.grad(fn(v, x), (v, x), g)
+
+    return [
+        Case(FAMILY, "forward", shape, UNIT, {
+            "ssmkit": Impl(lambda: vandermonde(v, x, L), fwd),
+            "torch reference": Impl(lambda: reference.vandermonde(vs, xs, L), fwd_ref),
+        }, note),
+        Case(FAMILY, "backward", shape, UNIT, {
+            "ssmkit": Impl(backward(lambda v, x: vandermonde(v, x, L), v, x, g), fwd),
+            "torch reference": Impl(backward(lambda v, x: reference.vandermonde(v, x, L), vs, xs, gs), fwd_ref),
+        }, note + "; backward = gradients of v and x only"),
+        Case(FAMILY, "transpose", shape + " (u real)", UNIT, {
+            "ssmkit": Impl(lambda: vandermonde_transpose(u, v, x), rows * N * L),
+            "torch reference": Impl(lambda: reference.vandermonde_transpose(us, vs, xs), ref_rows * N * L),
+        }, note),
+    ]  # fmt: skip
+
+
+def cases(quick: bool) -> list[Case]:
+    if quick:
+        return _shape_cases(rows=16, N=32, L=512, ref_rows=4)
+    return _shape_cases(rows=1024, N=32, L=4096, ref_rows=32)
+
+
+if __name__ == "__main__":  # python -m ssmkit.benchmarks.vandermonde [--quick]
+    import sys
+    import time
+
+    def best(fn, reps=5):
+        fn()
+        t = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - t0)
+        return min(t)
+
+    for case in cases("--quick" in sys.argv):
+        rates = {k: impl.work / best(impl.fn) / 1e9 for k, impl in case.impls.items()}
+        first = next(iter(rates.values()))
+        row = "  ".join(f"{k}: {r:.3g} {case.unit} (x{first / r:.1f})" for k, r in rates.items())
+        print(f"{case.family} {case.name:9s} {case.shape}: {row}   [{case.note}]")
