@@ -40,6 +40,17 @@ std::vector<int64_t> out_shape(const Batch& b, int64_t last) {
   return s;
 }
 
+// An output that may be None (not needed): checked like any output, its pointer
+// stored in dst (left null for None). Returns the view, which keeps the array alive.
+Array optional_output(py::handle obj, const char* name, const Array& like,
+                      const std::vector<int64_t>& shape, void*& dst) {
+  if (obj.is_none()) return Array{};
+  Array a = view(obj, name);
+  require_writable_output(a, like, shape);
+  dst = a.data;
+  return a;
+}
+
 void cauchy(py::handle v_, py::handle z_, py::handle w_, py::handle out_, bool conj_pairs) {
   const Array v = view(v_, "v"), z = view(z_, "z"), w = view(w_, "w");
   CauchyParams p;
@@ -69,21 +80,9 @@ void cauchy_backward(py::handle grad_, py::handle v_, py::handle z_, py::handle 
   broadcast_batch({&grad, &v, &z, &w}, p.batch, {&p.grad, &p.v, &p.z, &p.w});
   // Outputs are optional (None: not needed) and have the full broadcast batch shape.
   Array dv, dz, dw;
-  if (!dv_.is_none()) {
-    dv = view(dv_, "dv");
-    require_writable_output(dv, v, out_shape(p.batch, p.N));
-    p.dv = dv.data;
-  }
-  if (!dw_.is_none()) {
-    dw = view(dw_, "dw");
-    require_writable_output(dw, v, out_shape(p.batch, p.N));
-    p.dw = dw.data;
-  }
-  if (!dz_.is_none()) {
-    dz = view(dz_, "dz");
-    require_writable_output(dz, v, out_shape(p.batch, p.L));
-    p.dz = dz.data;
-  }
+  dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
+  dw = optional_output(dw_, "dw", v, out_shape(p.batch, p.N), p.dw);
+  dz = optional_output(dz_, "dz", v, out_shape(p.batch, p.L), p.dz);
   py::gil_scoped_release nogil;
   cauchy_backward_cpu(p);
 }
@@ -403,16 +402,8 @@ void vandermonde_backward(py::handle grad_, py::handle v_, py::handle x_, py::ha
   p.grad = as_in(grad), p.v = as_in(v), p.x = as_in(x);
   broadcast_batch({&grad, &v, &x}, p.batch, {&p.grad, &p.v, &p.x});
   Array dv, dx;
-  if (!dv_.is_none()) {
-    dv = view(dv_, "dv");
-    require_writable_output(dv, v, out_shape(p.batch, p.N));
-    p.dv = dv.data;
-  }
-  if (!dx_.is_none()) {
-    dx = view(dx_, "dx");
-    require_writable_output(dx, v, out_shape(p.batch, p.N));
-    p.dx = dx.data;
-  }
+  dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
+  dx = optional_output(dx_, "dx", v, out_shape(p.batch, p.N), p.dx);
   py::gil_scoped_release nogil;
   vandermonde_backward_cpu(p);
 }
@@ -458,16 +449,8 @@ void vandermonde_transpose_backward(py::handle grad_, py::handle u_, py::handle 
       require_writable_output(du, v, out_shape(p.batch, p.L));
     p.du = du.data;
   }
-  if (!dv_.is_none()) {
-    dv = view(dv_, "dv");
-    require_writable_output(dv, v, out_shape(p.batch, p.N));
-    p.dv = dv.data;
-  }
-  if (!dx_.is_none()) {
-    dx = view(dx_, "dx");
-    require_writable_output(dx, v, out_shape(p.batch, p.N));
-    p.dx = dx.data;
-  }
+  dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
+  dx = optional_output(dx_, "dx", v, out_shape(p.batch, p.N), p.dx);
   py::gil_scoped_release nogil;
   vandermonde_transpose_backward_cpu(p);
 }
