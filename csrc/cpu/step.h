@@ -158,20 +158,26 @@ void discretize_backward_impl(const DiscretizeBackwardParams& p) {
   });
 }
 
-// One step. A task is one channel h over the whole batch (dA, dB, dC stay in L1).
+// One step. A task is a run of consecutive (batch, h) rows, so each thread streams
+// one contiguous part of the state (the step is bound by that traffic) while dA, dB,
+// dC, (H, N) each, stay in cache.
+constexpr int64_t kStepRowsPerTask = 64;
+
 template <typename T>
 void ssm_step_impl(const StepParams& p) {
-  const int64_t N = p.N, H = p.H;
+  const int64_t N = p.N, H = p.H, rows = p.batch * H;
   const T* u = static_cast<const T*>(p.u);
   const T* D = static_cast<const T*>(p.D);
   T* y = static_cast<T*>(p.y);
-  parallel_for(H, p.batch * H * N > kMinParallelWork, [&](int64_t h) {
-    const T* a = static_cast<const T*>(p.dA) + 2 * h * N;
-    const T* b = static_cast<const T*>(p.dB) + 2 * h * N;
-    const T* c = static_cast<const T*>(p.dC) + 2 * h * N;
-    const T d = D ? D[h] : T(0);
-    for (int64_t bi = 0; bi < p.batch; ++bi) {
-      const int64_t row = bi * H + h;
+  const int64_t tasks = ceil_div(rows, kStepRowsPerTask);
+  parallel_for(tasks, rows * N > kMinParallelWork, [&](int64_t task) {
+    const int64_t end = imin(rows, (task + 1) * kStepRowsPerTask);
+    for (int64_t row = task * kStepRowsPerTask; row < end; ++row) {
+      const int64_t h = row % H;
+      const T* a = static_cast<const T*>(p.dA) + 2 * h * N;
+      const T* b = static_cast<const T*>(p.dB) + 2 * h * N;
+      const T* c = static_cast<const T*>(p.dC) + 2 * h * N;
+      const T d = D ? D[h] : T(0);
       const T* x = static_cast<const T*>(p.state) + 2 * row * N;
       T* xo = static_cast<T*>(p.new_state) + 2 * row * N;  // may be x itself
       const T uu = u[row];

@@ -1,5 +1,7 @@
 #include "arrays.h"
 
+#include <pybind11/stl.h>
+
 #include <algorithm>
 #include <cstring>
 #include <sstream>
@@ -118,6 +120,60 @@ bool view_buffer(py::handle obj, Array& a) {
   return true;
 }
 
+// Plain CPU torch tensors are read from their attributes: a DLPack export costs about
+// 3 us per tensor in torch's Python code, which dominates a per-sample step call.
+// Only the exact types torch.Tensor and torch.nn.Parameter qualify (subclasses such
+// as fake tensors keep the DLPack path), and only without lazy conj/neg bits. torch is
+// never imported from here: until the user has imported it, no object can be a tensor.
+struct TorchTypes {
+  PyObject* tensor = nullptr;
+  PyObject* parameter = nullptr;
+  PyObject* dtypes[4] = {};  // complex64, complex128, float32, float64 (Kind's order)
+};
+
+const TorchTypes* torch_types() {
+  static TorchTypes types;
+  static bool ready = false;
+  if (ready) return &types;
+  PyObject* torch = PyImport_GetModule(py::str("torch").ptr());  // new reference or null
+  if (!torch) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  py::object mod = py::reinterpret_steal<py::object>(torch);
+  if (!py::hasattr(mod, "nn") || !py::hasattr(mod, "complex64")) return nullptr;  // mid-import
+  // Kept for the life of the process, like torch's own module objects.
+  auto keep = [](py::object o) { return o.release().ptr(); };
+  types.tensor = keep(mod.attr("Tensor"));
+  types.parameter = keep(mod.attr("nn").attr("Parameter"));
+  const char* names[4] = {"complex64", "complex128", "float32", "float64"};
+  for (int i = 0; i < 4; ++i) types.dtypes[i] = keep(mod.attr(names[i]));
+  ready = true;
+  return &types;
+}
+
+bool view_torch(py::handle obj, Array& a) {
+  const TorchTypes* t = torch_types();
+  if (!t) return false;
+  PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(obj.ptr()));
+  if (type != t->tensor && type != t->parameter) return false;
+  if (!obj.attr("is_cpu").cast<bool>() || obj.attr("is_conj")().cast<bool>() ||
+      obj.attr("is_neg")().cast<bool>())
+    return false;
+  py::object dtype = obj.attr("dtype");
+  a.kind = Kind::other;
+  for (int i = 0; i < 4; ++i)
+    if (dtype.ptr() == t->dtypes[i]) a.kind = static_cast<Kind>(i);
+  a.dtype = py::str(dtype).cast<std::string>();
+  if (a.dtype.rfind("torch.", 0) == 0) a.dtype.erase(0, 6);
+  a.device_type = dlpack::kCPU, a.device_id = 0;
+  a.data = reinterpret_cast<void*>(obj.attr("data_ptr")().cast<uintptr_t>());
+  a.shape = obj.attr("shape").cast<std::vector<int64_t>>();
+  a.strides = obj.attr("stride")().cast<std::vector<int64_t>>();
+  a.owner = py::reinterpret_borrow<py::object>(obj);
+  return true;
+}
+
 std::string kinds_of(const Array& a) {
   return a.dtype + (a.ndim() ? " array of shape " + a.shape_str() : " array");
 }
@@ -158,7 +214,7 @@ Array view(py::handle obj, const char* name) {
   Array a;
   a.name = name;
   if (obj.is_none()) type_error(std::string(name) + ": expected an array, got None");
-  if (!view_dlpack(obj, a) && !view_buffer(obj, a))
+  if (!view_torch(obj, a) && !view_dlpack(obj, a) && !view_buffer(obj, a))
     type_error(std::string(name) + ": expected an array (an object with __dlpack__ or the " +
                "buffer protocol), got " + py::str(py::type::handle_of(obj)).cast<std::string>());
   return a;

@@ -58,6 +58,30 @@ def plain(t):
     return t.detach().resolve_conj().resolve_neg()
 
 
+_PLAIN_TYPES = () if torch is None else (torch.Tensor, torch.nn.Parameter)
+
+
+def direct_call_ok(tensors) -> bool:
+    """True when tensors can go straight to the compiled core, skipping torch.ops dispatch.
+
+    For the per-sample ops (ssm_step, dplr_step), whose kernels take microseconds: the
+    custom-op dispatch costs more than the work. Allowed only in eager mode (not traced
+    by torch.compile), outside autograd, for plain contiguous CPU tensors without lazy
+    conj/neg bits (so nothing needs a copy); None entries are skipped. Everything else
+    takes the torch.ops path, which has the same semantics.
+    """
+    if torch.compiler.is_compiling():
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if t is None:
+            continue
+        if (type(t) not in _PLAIN_TYPES or not t.is_cpu or (grad and t.requires_grad)
+                or not t.is_contiguous() or t.is_conj() or t.is_neg()):  # fmt: skip
+            return False
+    return True
+
+
 def _dtype_name(dtype) -> str:
     return str(dtype).replace("torch.", "")
 

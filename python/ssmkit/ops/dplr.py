@@ -27,7 +27,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .. import _C
-from ._common import as_array, plain, torch, use_torch
+from ._common import as_array, direct_call_ok, plain, torch, use_torch
 from .step import _c, _fake_check, _inference_only
 
 
@@ -96,6 +96,13 @@ def dplr_step(state, u, factors: DPLRFactors, C, D=None, *, out=None):
     if out is not None:
         args["out"] = out
     if use_torch("dplr_step", args):
+        if direct_call_ok(args.values()):
+            y = torch.empty(u.shape, dtype=u.dtype)
+            new = torch.empty_like(state) if out is None else out
+            _C.dplr_step(state, u, a, b, P, Pd, R, C, D, y, new)
+            if out is not None:  # as the mutating custom op would, for autograd's checks
+                torch.autograd.graph.increment_version(out)
+            return y, new
         if out is None:
             return torch.ops.ssmkit.dplr_step(state, u, a, b, P, Pd, R, C, D)
         if torch.is_grad_enabled() and any(t.requires_grad for t in args.values()):

@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _C
-from ._common import as_array, plain, torch, use_torch
+from ._common import as_array, direct_call_ok, plain, torch, use_torch
 
 _METHODS = ("zoh", "bilinear")
 
@@ -71,6 +71,13 @@ def ssm_step(state, u, dA, dB, dC, D=None, *, out=None):
     if out is not None:
         args["out"] = out
     if use_torch("ssm_step", args):
+        if direct_call_ok(args.values()):
+            y = torch.empty(u.shape, dtype=u.dtype)
+            new = torch.empty_like(state) if out is None else out
+            _C.ssm_step(state, u, dA, dB, dC, D, y, new)
+            if out is not None:  # as the mutating custom op would, for autograd's checks
+                torch.autograd.graph.increment_version(out)
+            return y, new
         if out is None:
             return torch.ops.ssmkit.ssm_step(state, u, dA, dB, dC, D)
         if torch.is_grad_enabled() and any(t.requires_grad for t in args.values()):
