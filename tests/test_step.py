@@ -128,6 +128,29 @@ def test_ssm_step_in_place_and_out():
     assert nn is xn and np.array_equal(xn, n0.numpy()) and np.array_equal(yn, y0.numpy())
 
 
+def test_ssm_step_direct_path_equals_op():
+    """Eager no-grad calls skip torch.ops (ops._common.direct_call_ok); they must give
+    the custom op's results bit for bit, bump the version of a state updated in place,
+    and leave inputs that need a copy (conjugate views, non-contiguous) to the op."""
+    dA, dB, dC, D = stable(9, 7)
+    x = torch.randn(4, 9, 7, dtype=C64)
+    u = torch.randn(4, 9)
+    y_op, n_op = torch.ops.ssmkit.ssm_step(x, u, dA, dB, dC, D)
+    with torch.no_grad():
+        y, n = ops.ssm_step(x, u, dA, dB, dC, D)
+        assert torch.equal(y, y_op) and torch.equal(n, n_op)
+        x1 = x.clone()
+        version = x1._version
+        ops.ssm_step(x1, u, dA, dB, dC, D, out=x1)
+        assert torch.equal(x1, n_op) and x1._version > version
+        # a conjugate view and a transposed (non-contiguous) copy of the same values
+        dC_conj = dC.conj().clone().conj()
+        x_t = x.transpose(0, 1).contiguous().transpose(0, 1)
+        assert dC_conj.is_conj() and not x_t.is_contiguous()
+        y2, n2 = ops.ssm_step(x_t, u, dA, dB, dC_conj, D)
+        assert torch.equal(y2, y_op) and torch.equal(n2, n_op)
+
+
 def test_ssm_step_is_inference_only():
     dA, dB, dC, D = stable(3, 4)
     dA.requires_grad_()

@@ -152,24 +152,55 @@ const TorchTypes* torch_types() {
   return &types;
 }
 
+// Attribute names interned once: building and hashing them per call was most of the
+// cost. Raw C API calls, since every method call through pybind11 allocates a bound
+// method object.
+PyObject* interned(const char* s) { return PyUnicode_InternFromString(s); }
+
+py::object get(PyObject* obj, PyObject* name, bool call) {
+  PyObject* r = call ? PyObject_CallMethodNoArgs(obj, name) : PyObject_GetAttr(obj, name);
+  if (!r) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(r);
+}
+
+std::vector<int64_t> int_tuple(const py::object& t) {  // torch.Size or a tuple of ints
+  const Py_ssize_t n = PyTuple_Size(t.ptr());
+  if (n < 0) throw py::error_already_set();
+  std::vector<int64_t> v(n);
+  for (Py_ssize_t i = 0; i < n; ++i) v[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(t.ptr(), i));
+  if (PyErr_Occurred()) throw py::error_already_set();
+  return v;
+}
+
 bool view_torch(py::handle obj, Array& a) {
   const TorchTypes* t = torch_types();
   if (!t) return false;
-  PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(obj.ptr()));
+  PyObject* o = obj.ptr();
+  PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(o));
   if (type != t->tensor && type != t->parameter) return false;
-  if (!obj.attr("is_cpu").cast<bool>() || obj.attr("is_conj")().cast<bool>() ||
-      obj.attr("is_neg")().cast<bool>())
+  static PyObject *is_cpu = interned("is_cpu"), *is_conj = interned("is_conj"),
+                  *is_neg = interned("is_neg"), *dtype_ = interned("dtype"),
+                  *data_ptr = interned("data_ptr"), *shape = interned("shape"),
+                  *stride = interned("stride");
+  if (get(o, is_cpu, false).ptr() != Py_True || get(o, is_conj, true).ptr() != Py_False ||
+      get(o, is_neg, true).ptr() != Py_False)
     return false;
-  py::object dtype = obj.attr("dtype");
+  py::object dtype = get(o, dtype_, false);
   a.kind = Kind::other;
   for (int i = 0; i < 4; ++i)
     if (dtype.ptr() == t->dtypes[i]) a.kind = static_cast<Kind>(i);
-  a.dtype = py::str(dtype).cast<std::string>();
-  if (a.dtype.rfind("torch.", 0) == 0) a.dtype.erase(0, 6);
+  if (a.kind == Kind::other) {
+    a.dtype = py::str(dtype).cast<std::string>();
+    if (a.dtype.rfind("torch.", 0) == 0) a.dtype.erase(0, 6);
+  } else {
+    static const char* names[4] = {"complex64", "complex128", "float32", "float64"};
+    a.dtype = names[static_cast<int>(a.kind)];
+  }
   a.device_type = dlpack::kCPU, a.device_id = 0;
-  a.data = reinterpret_cast<void*>(obj.attr("data_ptr")().cast<uintptr_t>());
-  a.shape = obj.attr("shape").cast<std::vector<int64_t>>();
-  a.strides = obj.attr("stride")().cast<std::vector<int64_t>>();
+  a.data = PyLong_AsVoidPtr(get(o, data_ptr, true).ptr());
+  if (PyErr_Occurred()) throw py::error_already_set();
+  a.shape = int_tuple(get(o, shape, false));
+  a.strides = int_tuple(get(o, stride, true));
   a.owner = py::reinterpret_borrow<py::object>(obj);
   return true;
 }

@@ -67,10 +67,10 @@ def direct_call_ok(tensors) -> bool:
     For the per-sample ops (ssm_step, dplr_step), whose kernels take microseconds: the
     custom-op dispatch costs more than the work. Allowed only in eager mode (not traced
     by torch.compile), outside autograd, for plain contiguous CPU tensors without lazy
-    conj/neg bits (so nothing needs a copy); None entries are skipped. Everything else
-    takes the torch.ops path, which has the same semantics.
+    conj/neg bits (so nothing needs a copy); None entries are skipped. Anything else,
+    arrays included, takes the general path, which has the same semantics.
     """
-    if torch.compiler.is_compiling():
+    if torch is None or torch.compiler.is_compiling():
         return False
     grad = torch.is_grad_enabled()
     for t in tensors:

@@ -90,19 +90,19 @@ def dplr_step(state, u, factors: DPLRFactors, C, D=None, *, out=None):
     channel and step. Inference only.
     """
     a, b, P, Pd, R = factors
+    if direct_call_ok((state, u, a, b, P, Pd, R, C, D, out)):  # eager inference: skip the dispatch
+        y = torch.empty(u.shape, dtype=u.dtype)
+        new = torch.empty_like(state) if out is None else out
+        _C.dplr_step(state, u, a, b, P, Pd, R, C, D, y, new)
+        if out is not None:  # as the mutating custom op would, for autograd's checks
+            torch.autograd.graph.increment_version(out)
+        return y, new
     args = {"state": state, "u": u, "dA": a, "dB": b, "P": P, "Pd": Pd, "R": R, "C": C}
     if D is not None:
         args["D"] = D
     if out is not None:
         args["out"] = out
     if use_torch("dplr_step", args):
-        if direct_call_ok(args.values()):
-            y = torch.empty(u.shape, dtype=u.dtype)
-            new = torch.empty_like(state) if out is None else out
-            _C.dplr_step(state, u, a, b, P, Pd, R, C, D, y, new)
-            if out is not None:  # as the mutating custom op would, for autograd's checks
-                torch.autograd.graph.increment_version(out)
-            return y, new
         if out is None:
             return torch.ops.ssmkit.dplr_step(state, u, a, b, P, Pd, R, C, D)
         if torch.is_grad_enabled() and any(t.requires_grad for t in args.values()):

@@ -65,19 +65,19 @@ def ssm_step(state, u, dA, dB, dC, D=None, *, out=None):
     each element is read before it is written. Inference only: backpropagating
     through it raises (train with :func:`ssm_scan`).
     """
+    if direct_call_ok((state, u, dA, dB, dC, D, out)):  # eager inference: skip the dispatch
+        y = torch.empty(u.shape, dtype=u.dtype)
+        new = torch.empty_like(state) if out is None else out
+        _C.ssm_step(state, u, dA, dB, dC, D, y, new)
+        if out is not None:  # as the mutating custom op would, for autograd's checks
+            torch.autograd.graph.increment_version(out)
+        return y, new
     args = {"state": state, "u": u, "dA": dA, "dB": dB, "dC": dC}
     if D is not None:
         args["D"] = D
     if out is not None:
         args["out"] = out
     if use_torch("ssm_step", args):
-        if direct_call_ok(args.values()):
-            y = torch.empty(u.shape, dtype=u.dtype)
-            new = torch.empty_like(state) if out is None else out
-            _C.ssm_step(state, u, dA, dB, dC, D, y, new)
-            if out is not None:  # as the mutating custom op would, for autograd's checks
-                torch.autograd.graph.increment_version(out)
-            return y, new
         if out is None:
             return torch.ops.ssmkit.ssm_step(state, u, dA, dB, dC, D)
         if torch.is_grad_enabled() and any(t.requires_grad for t in args.values()):
