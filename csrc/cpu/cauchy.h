@@ -113,7 +113,7 @@ void cauchy_forward_impl(const CauchyParams& p) {
     using Scratch<T>::Scratch;
   };
   parallel_tasks(
-      rows * blocks, [&] { return Local(4 * Np + 2 * Lp); },
+      rows * blocks, rows * L * N, [&] { return Local(4 * Np + 2 * Lp); },
       [&](Local& buf, int64_t t) {
         const int64_t r = t / blocks, l0 = (t % blocks) * kFwdLBlock;
         const int64_t nl = imin(kFwdLBlock, L - l0);
@@ -168,7 +168,7 @@ void cauchy_backward_impl(const CauchyBackwardParams& p) {
 
   const int64_t per_thread = 6 * Np + 6 * Lp + 2 * kVecBlock * W * 2 + 4 * N * W;
   parallel_tasks(
-      rows * chunks, [&] { return Scratch<T>(per_thread); },
+      rows * chunks, rows * L * N, [&] { return Scratch<T>(per_thread); },
       [&](Scratch<T>& buf, int64_t t) {
         const int64_t r = t / chunks, c = t % chunks, l0 = c * kBwdLChunk;
         const int64_t nl = imin(kBwdLChunk, L - l0), nlp = round_up(nl, W);

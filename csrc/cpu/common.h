@@ -35,13 +35,19 @@ inline void split_row(const In& a, int64_t off, int64_t i0, int64_t n, int64_t p
   for (int64_t i = n; i < padded; ++i) re[i] = im[i] = 0;
 }
 
-// Runs body(t) for t in [0, tasks) on the OpenMP team. Each task owns its outputs,
-// so results do not depend on the thread count or schedule. make_scratch() is
-// called once per thread; an allocation failure is reported, never dereferenced.
+// Calls with less work than this (complex elements updated, or terms summed) run on
+// the calling thread: waking the OpenMP team costs microseconds, and much more when
+// the cores are busy with other work.
+constexpr int64_t kMinParallelWork = 1 << 14;
+
+// Runs body(scratch, t) for t in [0, tasks), on the OpenMP team when `work` is worth
+// it. Each task owns its outputs, so results do not depend on the thread count or
+// schedule. make_scratch() is called once per thread; an allocation failure is
+// reported, never dereferenced.
 template <typename MakeScratch, typename Body>
-inline void parallel_tasks(int64_t tasks, MakeScratch make_scratch, Body body) {
+inline void parallel_tasks(int64_t tasks, int64_t work, MakeScratch make_scratch, Body body) {
   bool out_of_memory = false;
-#pragma omp parallel if (tasks > 1)
+#pragma omp parallel if (tasks > 1 && work >= kMinParallelWork)
   {
     auto scratch = make_scratch();
     if (!scratch.ok()) {
@@ -54,4 +60,11 @@ inline void parallel_tasks(int64_t tasks, MakeScratch make_scratch, Body body) {
     }
   }
   if (out_of_memory) throw std::bad_alloc();
+}
+
+// parallel_tasks for bodies that need no scratch: body(t).
+template <typename Body>
+inline void parallel_for(int64_t tasks, int64_t work, Body body) {
+#pragma omp parallel for schedule(static) if (tasks > 1 && work >= kMinParallelWork)
+  for (int64_t t = 0; t < tasks; ++t) body(t);
 }

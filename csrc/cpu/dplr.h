@@ -24,7 +24,7 @@ void dplr_step_impl(const DplrStepParams& p) {
     using Scratch<T>::Scratch;
   };
   parallel_tasks(
-      p.batch * H, [&] { return Local(2 * N); },
+      p.batch * H, p.batch * H * N * (r + 1), [&] { return Local(2 * N); },
       [&](Local& buf, int64_t row) {
         const int64_t h = row % H;
         const T* a = static_cast<const T*>(p.a) + 2 * h * N;

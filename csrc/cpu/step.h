@@ -88,20 +88,10 @@ inline Cx<T> phi1_prime(Cx<T> z, Cx<T> ez, Cx<T> f) {
   return s;
 }
 
-// Runs body(t) for t in [0, tasks) on the OpenMP team when there is enough work to
-// pay for waking it (about a microsecond), else on the calling thread. Each task owns
-// its outputs: results do not depend on the thread count.
-template <typename Body>
-inline void parallel_for(int64_t tasks, bool worth_threads, Body body) {
-#pragma omp parallel for schedule(static) if (worth_threads && tasks > 1)
-  for (int64_t t = 0; t < tasks; ++t) body(t);
-}
-constexpr int64_t kMinParallelWork = 1 << 14;  // complex elements per call
-
 template <typename T>
 void discretize_impl(const DiscretizeParams& p) {
   const T* dt = static_cast<const T*>(p.dt);
-  parallel_for(p.H, p.H * p.N * 16 > kMinParallelWork, [&](int64_t h) {
+  parallel_for(p.H, p.H * p.N * 16, [&](int64_t h) {  // 16: exp, sin, cos per element
     const T s = dt[h];
     for (int64_t n = 0; n < p.N; ++n) {
       const int64_t i = h * p.N + n;
@@ -131,7 +121,7 @@ void discretize_impl(const DiscretizeParams& p) {
 template <typename T>
 void discretize_backward_impl(const DiscretizeBackwardParams& p) {
   const T* dt = static_cast<const T*>(p.dt);
-  parallel_for(p.H, p.H * p.N * 32 > kMinParallelWork, [&](int64_t h) {
+  parallel_for(p.H, p.H * p.N * 32, [&](int64_t h) {
     const T s = dt[h];
     T gdt = 0;
     for (int64_t n = 0; n < p.N; ++n) {
@@ -170,7 +160,7 @@ void ssm_step_impl(const StepParams& p) {
   const T* D = static_cast<const T*>(p.D);
   T* y = static_cast<T*>(p.y);
   const int64_t tasks = ceil_div(rows, kStepRowsPerTask);
-  parallel_for(tasks, rows * N > kMinParallelWork, [&](int64_t task) {
+  parallel_for(tasks, rows * N, [&](int64_t task) {
     const int64_t end = imin(rows, (task + 1) * kStepRowsPerTask);
     for (int64_t row = task * kStepRowsPerTask; row < end; ++row) {
       const int64_t h = row % H;
@@ -283,7 +273,8 @@ void ssm_scan_impl(const ScanParams& p) {
   const int64_t groups = ceil_div(H, W);
   if (p.batch == 0 || H == 0) return;
   parallel_tasks(
-      p.batch * groups, [&] { return Scratch<T>(8 * Np * W + W + 2 * kScanChunk * W); },
+      p.batch * groups, p.batch * L * H * N,
+      [&] { return Scratch<T>(8 * Np * W + W + 2 * kScanChunk * W); },
       [&](Scratch<T>& buf, int64_t t) {
         const int64_t bi = t / groups, h0 = (t % groups) * W;
         LaneParams<T> q;
@@ -361,7 +352,7 @@ void ssm_scan_backward_impl(const ScanBackwardParams& p) {
       + 2 * M * kCkptEvery       // the states of one segment
       + 3 * kCkptEvery * W;      // u, gy, gu of one segment
   parallel_tasks(
-      p.batch * groups, [&] { return Scratch<T>(per_thread); },
+      p.batch * groups, p.batch * L * H * N, [&] { return Scratch<T>(per_thread); },
       [&](Scratch<T>& buf, int64_t t) {
         const int64_t bi = t / groups, h0 = (t % groups) * W;
         T* cur = buf.p;

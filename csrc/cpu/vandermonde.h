@@ -309,7 +309,7 @@ void vandermonde_forward_impl(const Batch& batch, const In& x, int64_t N, int64_
   if (rows == 0 || L == 0) return;
   const int64_t chunks = ceil_div(L, kVChunk);
   parallel_tasks(
-      rows * chunks, [&] { return VScratch<T>(N, 0); },
+      rows * chunks, rows * L * N, [&] { return VScratch<T>(N, 0); },
       [&](VScratch<T>& buf, int64_t task) {
         const int64_t r = task / chunks, l0 = (task % chunks) * kVChunk;
         const int64_t nl = imin(kVChunk, L - l0);
@@ -338,7 +338,7 @@ void vandermonde_reduce_impl(const Batch& batch, const In& x, int64_t N, int64_t
   if (!partial.ok()) throw std::bad_alloc();
   if (chunks > 0) {
     parallel_tasks(
-        rows * chunks, [&] { return VScratch<T>(N, 3 * kVChunk); },
+        rows * chunks, rows * L * N, [&] { return VScratch<T>(N, 3 * kVChunk); },
         [&](VScratch<T>& buf, int64_t task) {
           const int64_t r = task / chunks, c = task % chunks, l0 = c * kVChunk;
           const int64_t nl = imin(kVChunk, L - l0), nblk = ceil_div(nl, kVB);

@@ -60,11 +60,14 @@ def cases(quick: bool) -> list[Case]:
         with torch.no_grad():
             return ops.ssm_step(xs, u, dA, dB, C, D, out=xs)
 
+    x_copy = torch.empty_like(x)
     out.append(Case("step", "ssm_step", shape, UNIT, {
         "ssmkit": Impl(step_inplace, batch * H * N),
         "ssmkit (functional)": Impl(lambda: ops.ssm_step(x, u, dA, dB, C, D), batch * H * N),
         "torch step": Impl(lambda: _torch_step(x, u, dA, dB, C, D), batch * H * N),
-    }, note="in place (out=state), eager, no grad; includes the custom-op and DLPack call overhead"))  # fmt: skip
+        "state copy (floor)": Impl(lambda: x_copy.copy_(x), batch * H * N),
+    }, note="in place (out=state), eager, no grad, call overhead included; 'state copy' reads and "
+            "writes the state once, as any step must: the memory-traffic floor"))  # fmt: skip
 
     def torch_loop():
         xx = torch.zeros_like(x)
@@ -111,37 +114,3 @@ def cases(quick: bool) -> list[Case]:
     }, note="S4's dense step: (H, N, N) complex matrix times the state, per batch element"))  # fmt: skip
     return out
 
-
-def run(quick: bool = False, repeat: int = 20):
-    """Time every case side by side and print a table (a stand-in for `ssmkit bench step`)."""
-    import time
-
-    rows = []
-    for case in cases(quick):
-        res = {}
-        for name, impl in case.impls.items():
-            impl.fn()  # warm up
-            n = repeat
-            t0 = time.perf_counter()
-            times = []
-            for _ in range(n):
-                t1 = time.perf_counter()
-                impl.fn()
-                times.append(time.perf_counter() - t1)
-            times.sort()
-            med = times[len(times) // 2]
-            res[name] = (med, impl.work / med / 1e9)
-        first = next(iter(res.values()))[1]
-        for name, (med, thr) in res.items():
-            rows.append((case.name, case.shape, name, med * 1e6, thr, first / thr))
-        print(f"# {case.name}: {case.note}" if case.note else f"# {case.name}")
-    print(f"{'case':22} {'shape':34} {'impl':22} {'time us':>10} {UNIT:>18} {'ssmkit x':>9}")
-    for r in rows:
-        print(f"{r[0]:22} {r[1]:34} {r[2]:22} {r[3]:10.1f} {r[4]:18.3f} {r[5]:9.1f}")
-    return rows
-
-
-if __name__ == "__main__":
-    import sys
-
-    run(quick="--quick" in sys.argv)
