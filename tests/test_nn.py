@@ -167,39 +167,50 @@ def run_steps(m, x, state):
     return torch.stack(ys, 1), state
 
 
-MODE_CASES = [("dplr", 97), ("dplr", 4096), ("diag", 97), ("diag", 4096), ("dplr", 1)]
-
-
-@pytest.mark.parametrize("mode,L", MODE_CASES)
-def test_modes_agree_2x(mode, L):
+def check_modes(mode, L, step_L):
     """Convolution, stateful (scan / conv + state response) and step modes: each float32
-    result within the 2x rule of the complex128 run, against the float32 reference."""
+    result within the 2x rule of the complex128 run, against the float32 reference
+    backend; the steps over the first step_L elements (a Python loop per step)."""
     batch = 2
     m, m_ref, m64 = layers(mode, l_max=L if mode == "dplr" else None)
     x = torch.randn(batch, L, m.d_model)
     x64 = x.double()
+    s0 = 0.3 * torch.randn(batch, m.d_model, m.d_state // 2, dtype=torch.complex64)
     with torch.no_grad():
         truth, _ = m64(x64)
         y, none = m(x)
         assert none is None
         assert_close_2x(f"{mode} conv", y, truth, m_ref(x)[0])
-        # from a non-zero start state: the stateful forward and the steps
-        s0 = 0.3 * torch.randn(batch, m.d_model, m.d_state // 2, dtype=torch.complex64)
+        # from a non-zero start state
         truth_s, truth_end = m64(x64, state=s0.to(C128))
         ys, end = m(x, state=s0)
         ys_ref, end_ref = m_ref(x, state=s0)
         assert_close_2x(f"{mode} stateful y", ys, truth_s, ys_ref)
         assert_close_2x(f"{mode} stateful end state", end, truth_end, end_ref)
-        steps, end_steps = run_steps(m, x, s0)
-        steps_ref, end_steps_ref = run_steps(m_ref, x, s0)
-        assert_close_2x(f"{mode} steps", steps, truth_s, steps_ref)
-        assert_close_2x(f"{mode} steps end state", end_steps, truth_end, end_steps_ref)
-        # and the three exact modes agree with each other in double precision
-        steps64, end64 = run_steps(m64, x64[:, : min(L, 200)], s0.to(C128))
-        t200, e200 = m64(x64[:, : min(L, 200)], state=s0.to(C128))
-        assert (steps64 - t200).abs().max() <= 1e-10 and (end64 - e200).abs().max() <= 1e-10 * e200.abs().max()
+        # the zero state gives the plain convolution
         zero64, _ = m64(x64, state=m64.default_state(batch))
         assert (zero64 - truth).abs().max() <= 1e-10 * truth.abs().max()
+        # step by step
+        truth_steps, truth_steps_end = m64(x64[:, :step_L], state=s0.to(C128)) if step_L < L else (truth_s, truth_end)
+        steps, end_steps = run_steps(m, x[:, :step_L], s0)
+        steps_ref, end_steps_ref = run_steps(m_ref, x[:, :step_L], s0)
+        assert_close_2x(f"{mode} steps", steps, truth_steps, steps_ref)
+        assert_close_2x(f"{mode} steps end state", end_steps, truth_steps_end, end_steps_ref)
+        steps64, end64 = run_steps(m64, x64[:, : min(step_L, 100)], s0.to(C128))
+        t100, e100 = m64(x64[:, : min(step_L, 100)], state=s0.to(C128))
+        assert (steps64 - t100).abs().max() <= 1e-10 and (end64 - e100).abs().max() <= 1e-10 * e100.abs().max()
+
+
+@pytest.mark.parametrize("mode,L,step_L", [("dplr", 1, 1), ("dplr", 97, 97), ("diag", 97, 97),
+                                           ("dplr", 4096, 200), ("diag", 4096, 200)])  # fmt: skip
+def test_modes_agree_2x(mode, L, step_L):
+    check_modes(mode, L, step_L)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["dplr", "diag"])
+def test_modes_agree_2x_all_steps_4096(mode):
+    check_modes(mode, 4096, 4096)
 
 
 @pytest.mark.parametrize("mode", ["dplr", "diag"])
@@ -272,10 +283,10 @@ def test_gradcheck_kernels():
     dt, Lambda, P, B, C = (t.requires_grad_() for t in dplr_system(H, N, r))
     u = torch.randn(2, H, 5, dtype=torch.float64, requires_grad=True)
     k = backend.COMPILED
-    assert torch.autograd.gradcheck(lambda *a: dplr_kernel(k, *a, L), (dt, Lambda, P, B, C))
-    assert torch.autograd.gradcheck(lambda *a: dplr_state_sum(k, *a), (dt, Lambda, P, B, u))
+    assert torch.autograd.gradcheck(lambda *a: dplr_kernel(k, *a, L), (dt, Lambda, P, B, C), fast_mode=True)
+    assert torch.autograd.gradcheck(lambda *a: dplr_state_sum(k, *a), (dt, Lambda, P, B, u), fast_mode=True)
     for method in ("zoh", "bilinear"):
-        assert torch.autograd.gradcheck(lambda *a: diag_kernel(k, *a, L, method), (dt, Lambda, B, C))
+        assert torch.autograd.gradcheck(lambda *a: diag_kernel(k, *a, L, method), (dt, Lambda, B, C), fast_mode=True)
 
 
 @pytest.mark.parametrize("mode", ["dplr", "diag"])
