@@ -68,7 +68,8 @@ def dplr_kernel(kern: Kernels, dt, Lambda, P, B, C, L: int) -> torch.Tensor:
     left = torch.cat([C.transpose(0, 1), P.conj()], -2)  # (H, c + r, N): C~ and P^*
     right = torch.cat([B.unsqueeze(-2), P.expand(*batch, H, r, N)], -2)  # (..., H, 1 + r, N): B and P
     v = (left.unsqueeze(-2) * right.unsqueeze(-3)).flatten(-3, -2)  # (..., H, (c + r)(1 + r), N)
-    k = kern.cauchy(v, zhat.unsqueeze(0), w) * dt.unsqueeze(-1).unsqueeze(-1)  # (..., H, M, F)
+    v = v * dt.unsqueeze(-1).unsqueeze(-1)  # k_ij = dt sum v / (zhat - dt Lambda); scaled here, on N not L values
+    k = kern.cauchy(v, zhat.unsqueeze(0), w)  # (..., H, M, F)
     k = k.unflatten(-2, (c + r, 1 + r))
     k00, k01, k10, k11 = k[..., :c, 0, :], k[..., :c, 1:, :], k[..., c:, 0, :], k[..., c:, 1:, :]
     at_roots = (k00 - _solve_rank(k01, k10, k11)) * (1 + zhat / 2)  # (..., H, c, F)
@@ -96,7 +97,7 @@ def dplr_state_sum(kern: Kernels, dt, Lambda, P, B, u) -> torch.Tensor:
     dtw = dt.unsqueeze(-1) * Lambda  # (H, N)
     # x(z) = (I + k11)^{-1} k10 with k10 = P^* R B, k11 = P^* R P: (H, r, F)
     v = (P.conj().unsqueeze(-2) * torch.cat([B.unsqueeze(-2), P], -2).unsqueeze(-3)).flatten(-3, -2)
-    k = (kern.cauchy(v, zhat.unsqueeze(0), dtw.unsqueeze(-2)) * dt[:, None, None]).unflatten(-2, (r, 1 + r))
+    k = kern.cauchy(v * dt[:, None, None], zhat.unsqueeze(0), dtw.unsqueeze(-2)).unflatten(-2, (r, 1 + r))
     k10, k11 = k[..., 0, :], k[..., 1:, :]  # (H, r, F), (H, r, r, F)
     if r == 1:
         x = k10 / (1 + k11[:, 0])
