@@ -4,8 +4,10 @@ Input and output are (batch, length, d_model). Three ways to run the same layer:
 
 - convolution (``layer(x)``): the SSM kernel (DPLR via Cauchy + Woodbury + inverse FFT,
   or diagonal via Vandermonde) convolved with the input by a zero-padded FFT; training.
-- with a state (``layer(x, state=s)``): the convolution plus the start state's
-  contribution, and the state after the sequence; chunked processing of long inputs.
+- with a state (``layer(x, state=s)``): the output from start state s and the state
+  after the sequence, for chunked processing of long inputs; differentiable (S4D: the
+  fused ``ops.ssm_scan``; S4: the convolution plus the start state's response, and the
+  end state from one more Cauchy product and dense (2N x 2N) powers dA^L).
 - step by step (``layer.step(x_t, s)``): one time step through the fused step kernels;
   generation. Inference only (the step kernels have no backward).
 
