@@ -60,7 +60,7 @@ def test_cli_fsdd_end_to_end_and_resume(tmp_path, digits):
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds"} <= rows[0].keys()
-    assert summary["model_config"]["input"] == {"sample_rate": 8000, "length": 512, "patch": 4}
+    assert summary["model_config"]["input"] == {"sample_rate": 8000, "length": 512, "patch": 4, "normalize": "rms"}
 
     model = load_classifier(out / "last.pt")
     assert isinstance(model, PatchClassifier) and not model.training
