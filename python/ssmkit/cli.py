@@ -13,7 +13,7 @@ import platform
 import sys
 from pathlib import Path
 
-from . import _C, benchmarks
+from . import _C, benchmarks, train
 
 
 def _torch_or_none():
@@ -147,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--json", type=_json_path, metavar="FILE", help="also write the results to FILE as JSON")
     bench_parser.add_argument("--threads", type=_thread_count, metavar="N", help="threads for ssmkit and torch")
     bench_parser.set_defaults(handler=bench)
+
+    train.add_parser(commands)
     return parser
 
 
