@@ -56,6 +56,10 @@ class TestBench:
     Transformation, EvalSet, Attack), resolved against the dataset when the bench runs.
     metrics: names from ``METRICS`` or callables fn(logits, labels) -> float; the size of
     each slice is always reported, and attack slices add their attack success rate.
+    pass_mask: for padded batches (examples of different lengths, or a transformation
+    that shortens them), call ``model(x, mask=mask)`` with mask (batch, length) True on
+    valid samples, as :class:`ssmkit.models.SequenceClassifier` takes it; otherwise the
+    model sees the zero padding.
     """
 
     __test__ = False  # not a pytest test class
@@ -71,6 +75,7 @@ class TestBench:
         name: str = "dataset",
         batch_size: int = 64,
         device: str | torch.device | None = None,
+        pass_mask: bool = False,
         progress: bool = True,
     ):
         if not callable(model):
@@ -85,7 +90,7 @@ class TestBench:
         self.model, self.dataset, self.builders = model, dataset, list(slices)
         self.metrics = _resolve_metrics(metrics)
         self.context = SliceContext(dataset, metadata, name)
-        self.batch_size, self.progress = batch_size, progress
+        self.batch_size, self.progress, self.pass_mask = batch_size, progress, pass_mask
         if device is None:
             params = model.parameters() if isinstance(model, torch.nn.Module) else iter(())
             device = next(params, torch.empty(0)).device
@@ -128,9 +133,16 @@ class TestBench:
     def _size(self, s: Slice) -> int:
         return len(s.indices) if s.indices is not None else len(s.dataset if s.dataset is not None else self.dataset)
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, lengths: torch.Tensor | None) -> Callable:
+        """The model as a function of the batch alone (what attacks differentiate)."""
+        if not self.pass_mask or lengths is None:
+            return self.model
+        mask = torch.arange(x.shape[1], device=x.device) < lengths.to(x.device)[:, None]
+        return lambda batch: self.model(batch, mask=mask)
+
+    def _logits(self, forward: Callable, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            out = self.model(x)
+            out = forward(x)
         if not isinstance(out, torch.Tensor) or out.dim() != 2 or len(out) != len(x):
             got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"model: expected logits of shape ({len(x)}, classes) for a batch of {len(x)}, got {got}")
@@ -154,11 +166,12 @@ class TestBench:
                 index = torch.tensor(batch)
                 if s.transformation is not None:
                     x, lengths = s.transformation.apply(x, lengths, index)
+                forward = self._forward(x, lengths)
                 if s.attack is not None:
-                    clean = self._clean[0][batch] if clean_cached else self._logits(x)
+                    clean = self._clean[0][batch] if clean_cached else self._logits(forward, x)
                     clean_correct.append(clean.argmax(1) == y)
-                    x = s.attack.perturb(self.model, x, y.to(self.device), lengths, index)
-                logits.append(self._logits(x))
+                    x = s.attack.perturb(forward, x, y.to(self.device), lengths, index)
+                logits.append(self._logits(forward, x))
                 labels.append(y)
                 bar.update(len(batch))
         logits = torch.cat(logits) if logits else torch.zeros(0, 0, dtype=torch.float64)

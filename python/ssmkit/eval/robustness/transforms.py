@@ -12,11 +12,13 @@ row positions 0..batch-1.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 
 import numpy as np
 import torch
+
+from ...data.audio import mu_law_decode, mu_law_encode, resample
 
 __all__ = [
     "Transformation",
@@ -203,31 +205,15 @@ def time_shift(shift: int | float) -> Transformation:
     return Transformation(f"shift {label}", fn)
 
 
-def _fft_resample(x: torch.Tensor, new_length: int) -> torch.Tensor:
-    """Band-limited resampling of x (length, ...) to new_length samples along dim 0."""
-    n = x.shape[0]
-    if new_length == n or n == 0:
-        return x.clone()
-    spectrum = torch.fft.rfft(x.double(), dim=0)
-    bins = min(n, new_length) // 2 + 1
-    kept = torch.zeros((new_length // 2 + 1, *x.shape[1:]), dtype=spectrum.dtype, device=x.device)
-    kept[:bins] = spectrum[:bins]
-    if min(n, new_length) % 2 == 0:
-        # The bin at the shorter signal's Nyquist frequency stands for +-f at once in one
-        # signal and for +f and -f separately in the other (scipy.signal.resample does the same).
-        kept[bins - 1] *= 2.0 if new_length < n else 0.5
-    return (torch.fft.irfft(kept, n=new_length, dim=0) * (new_length / n)).to(x.dtype)
-
-
 def speed(factor: float) -> Transformation:
-    """Play each example ``factor`` times faster (band-limited resampling, pitch moves too).
-
-    A row of valid length n becomes round(n / factor) samples long, cut to the batch's
-    length when longer; the tensor keeps its shape and the valid lengths follow.
+    """Play each example ``factor`` times faster: polyphase resampling by 1/factor
+    (``ssmkit.data.audio.resample``; the factor is taken as a fraction p/q with q <= 100),
+    so pitch moves too. A row of valid length n becomes about n / factor samples, cut to
+    the batch's length when longer; the tensor keeps its shape and the valid lengths follow.
     """
-    factor = float(factor)
-    if not factor > 0:
+    if not float(factor) > 0:
         raise ValueError(f"factor: expected a positive speed factor, got {factor}")
+    ratio = Fraction(float(factor)).limit_denominator(100)
 
     def fn(x, lengths, rng):
         length = x.shape[1]
@@ -235,7 +221,7 @@ def speed(factor: float) -> Transformation:
         out = torch.zeros_like(x)
         new_lengths = torch.empty_like(valid)
         for row, n in enumerate(valid.tolist()):
-            resampled = _fft_resample(x[row, :n], max(round(n / factor), 1) if n else 0)
+            resampled = resample(x[row, :n], ratio.numerator, ratio.denominator) if n else x[row, :0]
             keep = min(len(resampled), length)
             out[row, :keep] = resampled[:keep]
             new_lengths[row] = keep
@@ -244,7 +230,7 @@ def speed(factor: float) -> Transformation:
             return out, None
         return out, new_lengths
 
-    return Transformation(f"speed x{factor:g}", fn)
+    return Transformation(f"speed x{float(ratio):g}", fn)
 
 
 def clipping(ratio: float) -> Transformation:
@@ -261,22 +247,12 @@ def clipping(ratio: float) -> Transformation:
     return Transformation(f"clip {ratio:.0%} of peak", fn)
 
 
-def _mu_law_roundtrip(x: torch.Tensor, bits: int) -> torch.Tensor:
-    mu = 2**bits - 1
-    x = x.double().clamp(-1, 1)
-    compressed = torch.sign(x) * torch.log1p(mu * x.abs()) / math.log1p(mu)
-    codes = torch.round((compressed + 1) / 2 * mu)  # integers 0..mu
-    decoded = codes / mu * 2 - 1
-    return torch.sign(decoded) * torch.expm1(decoded.abs() * math.log1p(mu)) / mu
-
-
 def mu_law(bits: int = 8) -> Transformation:
     """Mu-law companding to 2**bits levels and back (inputs are clamped to [-1, 1])."""
-    if not isinstance(bits, int) or not 1 <= bits <= 16:
-        raise ValueError(f"bits: expected a whole number of bits in 1..16, got {bits!r}")
+    mu_law_encode(torch.zeros(1), bits)  # checks bits
 
     def fn(x, lengths, rng):
-        return (_mu_law_roundtrip(x, bits) * valid_mask(x, lengths)).to(x.dtype), lengths
+        return (mu_law_decode(mu_law_encode(x, bits), bits) * valid_mask(x, lengths)).to(x.dtype), lengths
 
     return Transformation(f"mu-law {bits} bit", fn)
 
