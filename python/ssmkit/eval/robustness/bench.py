@@ -176,6 +176,11 @@ class TestBench:
                 bar.update(len(batch))
         logits = torch.cat(logits) if logits else torch.zeros(0, 0, dtype=torch.float64)
         labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+        if len(labels) and not 0 <= labels.min() <= labels.max() < logits.shape[1]:
+            raise ValueError(
+                f"model: gives logits for {logits.shape[1]} classes, but slice {s.name!r} has labels "
+                f"from {labels.min().item()} to {labels.max().item()}"
+            )
         if s.category == "dataset" and on_base:
             self._clean = (logits, labels)
         row = {"category": s.category, "slice": s.name, "size": len(labels)}

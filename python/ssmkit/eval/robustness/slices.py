@@ -188,7 +188,8 @@ class ScoreSubpopulation:
         out = []
         for lo_spec, hi_spec in self.intervals:
             lo, hi = _bound(lo_spec, scores, "intervals"), _bound(hi_spec, scores, "intervals")
-            chosen = (scores >= lo) & ((scores < hi) | ((hi >= top) & (scores == top)))
+            closed = hi == top  # the top interval keeps the highest score
+            chosen = (scores >= lo) & ((scores < hi) | (closed & (scores == hi)))
             label = lo_spec if isinstance(lo_spec, str) else f"{lo:g}"
             label += "-" + (hi_spec if isinstance(hi_spec, str) else f"{hi:g}")
             out.append(
@@ -196,7 +197,7 @@ class ScoreSubpopulation:
                     f"{self.name} {label}",
                     "subpopulation",
                     np.flatnonzero(chosen).tolist(),
-                    lineage=(context.name, f"subpopulation {self.name} in [{lo:.6g}, {hi:.6g}{']' if hi >= top else ')'}"),
+                    lineage=(context.name, f"subpopulation {self.name} in [{lo:.6g}, {hi:.6g}{']' if closed else ')'}"),
                     info={"score": self.name, "lo": lo, "hi": hi},
                 )
             )
