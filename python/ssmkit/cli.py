@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import _C, benchmarks
+from .eval import cli as eval_cli
 
 
 def _torch_or_none():
@@ -147,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--json", type=_json_path, metavar="FILE", help="also write the results to FILE as JSON")
     bench_parser.add_argument("--threads", type=_thread_count, metavar="N", help="threads for ssmkit and torch")
     bench_parser.set_defaults(handler=bench)
+
+    eval_cli.add_parser(commands)
     return parser
 
 

@@ -44,3 +44,81 @@ def audio_suite(
         builders += [speed(0.9), speed(1.1), clipping(0.25), mu_law(8), segment_mask(0.1, seed=seed)]
     builders += [Attack("pgd", eps, norm=pgd_norm, steps=pgd_steps, bounds=bounds, seed=seed) for eps in pgd_eps]
     return builders
+
+
+class _Subset:
+    """Items ``indices`` of a dataset, with their metadata."""
+
+    def __init__(self, dataset, indices):
+        from .slices import metadata_rows
+
+        self.dataset, self.indices = dataset, list(indices)
+        rows = metadata_rows(dataset)
+        self.metadata = [rows[i] for i in self.indices]
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.dataset[self.indices[i]]
+
+
+def evaluate_checkpoint(
+    checkpoint,
+    data,
+    out=None,
+    *,
+    split: str = "test",
+    limit: int | None = None,
+    batch_size: int = 32,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: bool = True,
+    **suite_options,
+):
+    """Run :func:`audio_suite` on a trained waveform classifier (an ``ssmkit train classify
+    --task fsdd`` checkpoint) over the WAV folder ``data`` (the FSDD layout: ``split`` is
+    its conventional train/test split, or "all"), cropped or padded as in training.
+    ``limit`` evaluates a seeded random subset of that many examples. Writes report.json,
+    report.html and report.png into ``out`` when given; returns the Report."""
+    from pathlib import Path
+
+    import torch
+
+    from ...data.audio import WavFolder
+    from ...train import load_classifier
+    from .bench import TestBench
+
+    model = load_classifier(checkpoint, device=device)
+    inputs = model.model_config.get("input", {})
+    if "sample_rate" not in inputs:
+        raise ValueError(
+            f"checkpoint: {checkpoint} holds a {model.model_config.get('task')!r} classifier; the audio suite "
+            "needs a waveform classifier (ssmkit train classify --task fsdd)"
+        )
+    # Center crops for evaluation, as the training run's test set.
+    dataset = WavFolder(data, inputs["sample_rate"], inputs["length"], split=split, crop="center")
+    name = f"{Path(data).name} {split}"
+    if limit is not None and limit < len(dataset):
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+        dataset = _Subset(dataset, sorted(order[:limit].tolist()))
+        name += f" ({limit} of them)"
+    fields = [f for f in suite_options.pop("fields", ("speaker", "accent")) if all(f in row for row in dataset.metadata)]
+    bench = TestBench(
+        model,
+        dataset,
+        audio_suite(fields=fields, seed=seed, **suite_options),
+        name=name,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
+    report = bench.run()
+    report.info["checkpoint"] = str(checkpoint)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        report.to_json(out / "report.json")
+        report.to_html(out / "report.html")
+        report.figure(out / "report.png")
+    return report
