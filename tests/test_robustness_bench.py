@@ -72,7 +72,7 @@ def test_metrics_per_slice_equal_hand_computed(data):
     other_items, _ = tone_dataset(20, seed=9)
     noise = rb.white_noise(5, seed=2)
     attack = rb.Attack("pgd", 0.1, steps=3)
-    loud = rb.ScoreSubpopulation("rms", lambda e: e.x.square().mean().sqrt().item(), [("0%", "50%"), (0.3, 10.0)])
+    loud = rb.ScoreSubpopulation(lambda e: e.x.square().mean().sqrt().item(), [("0%", "50%"), (0.3, 10.0)], name="rms")
     bench = rb.TestBench(
         model,
         items,
@@ -239,8 +239,8 @@ def test_report_outputs(data, tmp_path, capsys):
         (lambda items: rb.TestBench(len, [(1, 2)], progress=False).run(), ValueError, "dataset[0]: expected x of shape (length,) or (length, channels)"),
         (lambda items: rb.TestBench(len, [3], progress=False).run(), TypeError, "dataset[0]: expected a tuple (x, label, ...), got int"),
         (lambda items: rb.TestBench(len, items, [rb.metadata_field("age")], progress=False).run(), KeyError, "metadata field 'age' is missing"),
-        (lambda items: rb.ScoreSubpopulation("s", len, [(10, "110%")]), ValueError, "intervals: expected a number or a percentile such as '25%', got '110%'"),
-        (lambda items: rb.ScoreSubpopulation("s", len, [(1, 2, 3)]), ValueError, "intervals: expected a non-empty list of (lo, hi) pairs"),
+        (lambda items: rb.ScoreSubpopulation(len, [(10, "110%")]), ValueError, "intervals: expected a number or a percentile such as '25%', got '110%'"),
+        (lambda items: rb.ScoreSubpopulation(len, [(1, 2, 3)]), ValueError, "intervals: expected a non-empty list of (lo, hi) pairs"),
         (lambda items: rb.Slice("s", "attacks"), ValueError, "category: expected one of dataset, subpopulation"),
     ],
 )

@@ -51,7 +51,6 @@ class Slice:
     category: str
     indices: Sequence[int] | None = None
     dataset: Any = None
-    metadata: Any = None
     transformation: Any = None
     attack: Any = None
     lineage: tuple[str, ...] = ()
@@ -128,7 +127,8 @@ def read_item(dataset, i: int) -> tuple[torch.Tensor, int]:
 
 class Subpopulation:
     """The examples for which ``predicate(example)`` is true (an :class:`Example`:
-    index, x, label, meta). ``uses_x=False`` skips reading inputs for metadata-only predicates."""
+    index, x, label, meta). ``uses_x=False`` skips reading the dataset for metadata-only
+    predicates (x and label are then None)."""
 
     category = "subpopulation"
 
@@ -156,18 +156,19 @@ class ScoreSubpopulation:
     """One slice per interval of a score: examples with lo <= score < hi, the top interval
     also taking its upper end when that is the highest score (so quartiles cover everyone).
 
-    ``intervals``: (lo, hi) pairs, each bound a value or a percentile string ("10%").
     ``score_fn(example) -> float``; ``uses_x=False`` for scores from metadata only.
+    ``intervals``: (lo, hi) pairs, each bound a value or a percentile string ("10%").
+    ``name`` (default: the function's name) prefixes the slice names.
     """
 
     category = "subpopulation"
 
     def __init__(
         self,
-        name: str,
         score_fn: Callable[[Example], float],
         intervals: Sequence[tuple] = QUARTILES,
         *,
+        name: str | None = None,
         uses_x: bool = True,
     ):
         if not callable(score_fn):
@@ -177,6 +178,9 @@ class ScoreSubpopulation:
             raise ValueError(f"intervals: expected a non-empty list of (lo, hi) pairs, got {intervals!r}")
         for lo, hi in intervals:  # percentiles are checked here; values can be ordered now too
             _bound(lo, np.zeros(1), "intervals"), _bound(hi, np.zeros(1), "intervals")
+        if name is None:
+            name = getattr(score_fn, "__name__", "score")
+            name = "score" if name == "<lambda>" else name
         self.name, self.score_fn, self.intervals, self.uses_x = name, score_fn, intervals, uses_x
 
     def scores(self, context: SliceContext) -> np.ndarray:
@@ -208,13 +212,13 @@ def length_bins(intervals: Sequence[tuple] = QUARTILES, *, field: str | None = N
     """Bins of sequence length: the length of x, or metadata ``field`` (e.g. the duration
     before padding or cropping) when given."""
     if field is None:
-        return ScoreSubpopulation(name, lambda e: e.x.shape[0], intervals)
-    return ScoreSubpopulation(name, lambda e: _meta(e, field), intervals, uses_x=False)
+        return ScoreSubpopulation(lambda e: e.x.shape[0], intervals, name=name)
+    return ScoreSubpopulation(lambda e: _meta(e, field), intervals, name=name, uses_x=False)
 
 
 def rms_bins(intervals: Sequence[tuple] = QUARTILES, *, name: str = "loudness (RMS)") -> ScoreSubpopulation:
     """Bins of loudness: the root mean square of x over all its samples and channels."""
-    return ScoreSubpopulation(name, lambda e: e.x.double().square().mean().sqrt().item(), intervals)
+    return ScoreSubpopulation(lambda e: e.x.double().square().mean().sqrt().item(), intervals, name=name)
 
 
 def _meta(example: Example, field: str):
@@ -253,14 +257,14 @@ class MetadataSubpopulation:
 
 
 class EvalSet:
-    """Any labelled dataset, evaluated as a slice of its own (with optional metadata)."""
+    """Any labelled dataset, evaluated as a slice of its own."""
 
     category = "evalset"
 
-    def __init__(self, name: str, dataset, metadata=None):
+    def __init__(self, name: str, dataset):
         if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
             raise TypeError(f"dataset: expected an indexable dataset with len(), got {type(dataset).__name__}")
-        self.name, self.dataset, self.metadata = name, dataset, metadata
+        self.name, self.dataset = name, dataset
 
     def slices(self, context) -> list[Slice]:
-        return [Slice(self.name, "evalset", dataset=self.dataset, metadata=self.metadata, lineage=(self.name,))]
+        return [Slice(self.name, "evalset", dataset=self.dataset, lineage=(self.name,))]
