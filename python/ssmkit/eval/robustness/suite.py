@@ -98,11 +98,10 @@ def evaluate_checkpoint(
         )
     # Center crops for evaluation, as the training run's test set.
     dataset = WavFolder(data, inputs["sample_rate"], inputs["length"], split=split, crop="center")
-    name = f"{Path(data).name} {split}"
+    name, whole = f"{Path(data).name} {split}", len(dataset)
     if limit is not None and limit < len(dataset):
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
         dataset = _Subset(dataset, sorted(order[:limit].tolist()))
-        name += f" ({limit} of them)"
     fields = [f for f in suite_options.pop("fields", ("speaker", "accent")) if all(f in row for row in dataset.metadata)]
     bench = TestBench(
         model,
@@ -114,7 +113,7 @@ def evaluate_checkpoint(
         progress=progress,
     )
     report = bench.run()
-    report.info["checkpoint"] = str(checkpoint)
+    report.info |= {"checkpoint": str(checkpoint), "split_size": whole}
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
