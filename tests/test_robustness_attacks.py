@@ -114,3 +114,56 @@ def test_bad_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError) as info:
         rb.Attack(**kwargs)
     assert message in str(info.value)
+
+
+@pytest.fixture
+def one_ssmkit_thread():
+    """ssmkit's OpenMP pool and torch's spin against each other on a busy 2-core machine."""
+    import ssmkit
+
+    threads = ssmkit.get_num_threads()
+    ssmkit.set_num_threads(1)
+    yield
+    ssmkit.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_pgd_on_a_trained_fsdd_classifier(one_ssmkit_thread):
+    """Spoken 0 versus 1 from raw FSDD audio (all six speakers): an S4D classifier trained
+    here for a few seconds, then attacked on the test takes."""
+    from ssmkit.data import fsdd_root
+    from ssmkit.data.audio import WavFolder
+    from ssmkit.models import SequenceClassifier
+    from ssmkit.models.waveform import PatchClassifier
+
+    root = fsdd_root(required=False)
+    if root is None:
+        pytest.skip("FSDD not found (../shared/data/fsdd or $SSMKIT_FSDD)")
+
+    def digits_0_and_1(split):
+        ds = WavFolder(root, 8000, 4000, split=split, crop="center")
+        keep = [i for i, m in enumerate(ds.metadata) if m["label"] in (0, 1)]
+        return torch.stack([ds[i][0] for i in keep]), torch.tensor([ds[i][1] for i in keep])
+
+    (x_train, y_train), (x, y) = digits_0_and_1("train"), digits_0_and_1("test")
+    model = PatchClassifier(SequenceClassifier(32, 2, d_model=16, n_layers=2, d_state=16, mode="diag", dropout=0.0), 32)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    epochs, batch = 6, 32
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 1e-2, total_steps=epochs * -(-len(x_train) // batch))
+    for _ in range(epochs):
+        order = torch.randperm(len(x_train))
+        for start in range(0, len(x_train), batch):
+            chosen = order[start : start + batch]
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x_train[chosen]), y_train[chosen]).backward()
+            optimizer.step()
+            schedule.step()
+    model.eval()
+    clean_loss, clean_accuracy = loss_and_accuracy(model, x, y)
+    assert clean_accuracy >= 0.85  # trained: otherwise the attack has nothing to break
+    small = rb.Attack("pgd", 0.003, bounds=(-1, 1)).perturb(model, x, y)
+    assert (distance(small, x, "linf") <= 0.003).all()
+    assert loss_and_accuracy(model, small, y)[0] > clean_loss
+    large = rb.Attack("pgd", 0.1, bounds=(-1, 1)).perturb(model, x, y)
+    assert (distance(large, x, "linf") <= 0.1).all()
+    assert loss_and_accuracy(model, large, y)[1] <= 0.05
