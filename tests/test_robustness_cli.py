@@ -58,7 +58,7 @@ def checkpoint(path, task="fsdd"):
 def test_eval_robustness_writes_the_report(tmp_path, capsys):
     data, ckpt, out = fsdd_like(tmp_path / "fsdd"), checkpoint(tmp_path / "best.pt"), tmp_path / "out"
     argv = ["eval", "robustness", "--checkpoint", str(ckpt), "--data", str(data), "--out", str(out)]
-    assert main(argv + ["--pgd-eps", "0.01", "0.1", "--pgd-steps", "2", "--batch-size", "5", "--threads", "1"]) == 0
+    assert main(argv + ["--pgd-eps", "0.01", "0.1", "--pgd-steps", "1", "--batch-size", "6", "--threads", "1"]) == 0
     captured = capsys.readouterr()
     assert "noise 10 dB SNR" in captured.out and "report.png" in captured.err
     report = json.loads((out / "report.json").read_text())

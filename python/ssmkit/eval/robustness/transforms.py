@@ -117,27 +117,18 @@ class Transformation:
         return f"Transformation({self.name!r}, seed={self.seed})"
 
 
-class _Composed(Transformation):
-    def __init__(self, parts: Sequence[Transformation], name: str):
-        self.parts = list(parts)
-        super().__init__(name, self._chain, seed=0)
-
-    def apply(self, x, lengths=None, index=None):
-        lengths, index = _check_batch(x, lengths, index)
-        for part in self.parts:
-            x, lengths = part.apply(x, lengths, index)
-        return x, lengths
-
-    def _chain(self, x, lengths, rng):  # apply() bypasses it; kept so fn is meaningful
-        return self.apply(x, lengths, rng.index)
-
-
 def compose(*transformations: Transformation, name: str | None = None) -> Transformation:
     """Apply the transformations in order; each draws from its own seed."""
     for i, t in enumerate(transformations):
         if not isinstance(t, Transformation):
             raise TypeError(f"transformations[{i}]: expected a Transformation, got {type(t).__name__}")
-    return _Composed(transformations, name or " + ".join(t.name for t in transformations))
+
+    def fn(x, lengths, rng):
+        for t in transformations:
+            x, lengths = t.apply(x, lengths, rng.index)
+        return x, lengths
+
+    return Transformation(name or " + ".join(t.name for t in transformations), fn)
 
 
 def identity() -> Transformation:
