@@ -111,6 +111,22 @@ def test_sharded_batches_add_up_to_the_single_process_batches():
         ShardedBatchSampler(50, 8, 0, 3)
 
 
+def test_sharded_batches_by_length():
+    lengths = torch.randint(1, 1000, (100,)).tolist()
+    single = ShardedBatchSampler(100, 10, seed=1, lengths=lengths, bucket=5)
+    shards = [ShardedBatchSampler(100, 10, rank, 2, seed=1, lengths=lengths, bucket=5) for rank in range(2)]
+    batches = single.batches()
+    assert sorted(sum(batches, [])) == list(range(100))
+    for batch in batches:  # sorted within windows of 5 batches: each batch a run of lengths
+        assert [lengths[i] for i in batch] == sorted(lengths[i] for i in batch)
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 500  # random batches of 10 spread over ~800 of the 1000
+    for step, (a, b) in enumerate(zip(*shards)):
+        assert a + b == list(single)[step]
+    single.set_epoch(1)
+    assert single.batches() != batches
+
+
 def test_patch_classifier_reads_patches():
     inner = SequenceClassifier(4, 5, d_model=8, n_layers=1, d_state=4, mode="diag", dropout=0.0)
     model = PatchClassifier(inner, 4)
@@ -134,7 +150,7 @@ def test_ddp_two_processes_match_one(tmp_path):
     single = run("-m", "ssmkit", "train", "classify", *args, "--out", str(tmp_path / "one"), env=env)
     assert single.returncode == 0, single.stderr
     ddp = run(
-        "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0", "-m", "ssmkit",
+        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ssmkit",
         "train", "classify", *args, "--out", str(tmp_path / "two"), env=env,
     )  # fmt: skip
     assert ddp.returncode == 0, ddp.stderr

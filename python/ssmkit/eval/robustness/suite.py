@@ -78,7 +78,7 @@ def evaluate_checkpoint(
 ):
     """Run :func:`audio_suite` on a trained waveform classifier (an ``ssmkit train classify
     --task fsdd`` checkpoint) over the WAV folder ``data`` (the FSDD layout: ``split`` is
-    its conventional train/test split, or "all"), cropped or padded as in training.
+    its conventional train/test split, or "all"), cropped and masked as in training.
     ``limit`` evaluates a seeded random subset of that many examples. Writes report.json,
     report.html and report.png into ``out`` when given; returns the Report."""
     from pathlib import Path
@@ -96,8 +96,9 @@ def evaluate_checkpoint(
             f"checkpoint: {checkpoint} holds a {model.model_config.get('task')!r} classifier; the audio suite "
             "needs a waveform classifier (ssmkit train classify --task fsdd)"
         )
-    # Center crops for evaluation, as the training run's test set.
-    dataset = WavFolder(data, inputs["sample_rate"], inputs["length"], split=split, crop="center")
+    # As the training run's test set: longer clips center-cropped, shorter ones kept as they
+    # are and batched with a mask of their valid samples.
+    dataset = WavFolder(data, inputs["sample_rate"], inputs["length"], split=split, crop="center", pad="none")
     name, whole = f"{Path(data).name} {split}", len(dataset)
     if limit is not None and limit < len(dataset):
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
@@ -110,6 +111,7 @@ def evaluate_checkpoint(
         name=name,
         batch_size=batch_size,
         device=device,
+        pass_mask=True,
         progress=progress,
     )
     report = bench.run()
