@@ -51,6 +51,17 @@ def test_attack_never_leaves_its_ball(task, method, norm, eps):
     assert bounded.abs().max() <= 0.5
 
 
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_a_budget_below_the_float_spacing_is_still_kept(task, norm):
+    """Around 1000, float32 values are 6.1e-5 apart: x + 4e-5 rounds onto the neighbour
+    6.1e-5 away, outside the ball, so the attack must settle back on x."""
+    model, x, y = task
+    x, eps = x + 1000, 4e-5
+    assert (distance(x + eps, x, "linf") > eps).any()  # the naive step leaves the ball
+    x_adv = rb.Attack("pgd", eps, norm=norm, steps=3, step_size=eps).perturb(model, x, y)
+    assert (distance(x_adv, x, norm) <= eps).all()
+
+
 @pytest.mark.parametrize("method, norm", ATTACKS)
 def test_attack_raises_the_loss_and_a_large_budget_breaks_the_model(task, method, norm):
     model, x, y = task

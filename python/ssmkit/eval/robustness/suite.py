@@ -78,7 +78,8 @@ def evaluate_checkpoint(
 ):
     """Run :func:`audio_suite` on a trained waveform classifier (an ``ssmkit train classify
     --task fsdd`` checkpoint) over the WAV folder ``data`` (the FSDD layout: ``split`` is
-    its conventional train/test split, or "all"), cropped and masked as in training.
+    its conventional train/test split, or "all"), cropped and masked as in training;
+    metadata ``fields`` that the folder lacks (no speakers.json: no accent) are left out.
     ``limit`` evaluates a seeded random subset of that many examples. Writes report.json,
     report.html and report.png into ``out`` when given; returns the Report."""
     from pathlib import Path
