@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import _C, benchmarks, train
+from .eval import cli as eval_cli
 
 
 def _torch_or_none():
@@ -149,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     bench_parser.set_defaults(handler=bench)
 
     train.add_parser(commands)
+    eval_cli.add_parser(commands)
     return parser
 
 
