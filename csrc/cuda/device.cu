@@ -3,9 +3,19 @@
 
 #include <string>
 
+#include "common.cuh"
 #include "ssmkit/ssmkit.h"
 
 namespace ssmkit {
+
+CudaDeviceGuard::CudaDeviceGuard(int index) {
+  SSMKIT_CUDA_CHECK(cudaGetDevice(&previous_), "set device");
+  if (previous_ != index) SSMKIT_CUDA_CHECK(cudaSetDevice(index), "set device");
+}
+CudaDeviceGuard::~CudaDeviceGuard() {
+  int now = -1;
+  if (cudaGetDevice(&now) == cudaSuccess && now != previous_) cudaSetDevice(previous_);
+}
 
 bool cuda_compiled() { return true; }
 const char* cuda_architectures() { return SSMKIT_CUDA_ARCHS; }
