@@ -36,8 +36,11 @@ struct Array {
   bool contiguous() const;
 };
 
-// Reads obj as an array (DLPack first, then the buffer protocol).
-Array view(py::handle obj, const char* name);
+// Reads obj as an array (DLPack first, then the buffer protocol). A CUDA array is
+// exported for use on `stream` (a cudaStream_t as an integer, 0 = the legacy default
+// stream): DLPack producers order their pending work before it. In a build without
+// CUDA, a CUDA array is only looked at (device), never read.
+Array view(py::handle obj, const char* name, int64_t stream);
 
 // Checks, each raising with the argument's name.
 void require_complex(const Array& a);                      // complex64 or complex128

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C
-from ._common import as_array, batch_shape, check_tensors, plain, sum_to, torch, use_torch
+from ._common import (
+    array_module, array_stream, as_array, batch_shape, check_tensors, device_of, plain, stream_of, sum_to, torch, use_torch,
+)
 
 _LAYOUT = {"v": "(..., N)", "z": "(..., L)", "w": "(..., N)"}
 
@@ -33,8 +35,10 @@ def cauchy(v, z, w, *, conj_pairs: bool = True):
     if use_torch("cauchy", {"v": v, "z": z, "w": w}):
         return torch.ops.ssmkit.cauchy(v, z, w, bool(conj_pairs))
     v, z, w = as_array("v", v), as_array("z", z), as_array("w", w)
-    out = np.empty(_out_shape(np.shape(v), np.shape(z), np.shape(w)), dtype=getattr(v, "dtype", None))
-    _C.cauchy(v, z, w, out, bool(conj_pairs))
+    xp = array_module(v)  # CuPy arrays get a CuPy output on their device
+    with device_of(v):
+        out = xp.empty(_out_shape(np.shape(v), np.shape(z), np.shape(w)), dtype=getattr(v, "dtype", None))
+    _C.cauchy(v, z, w, out, bool(conj_pairs), stream=array_stream(v))
     return out
 
 
@@ -43,7 +47,7 @@ if torch is not None:
     @torch.library.custom_op("ssmkit::cauchy", mutates_args=())
     def _cauchy_op(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, conj_pairs: bool) -> torch.Tensor:
         out = v.new_empty(_out_shape(v.shape, z.shape, w.shape))
-        _C.cauchy(plain(v), plain(z), plain(w), out, conj_pairs)
+        _C.cauchy(plain(v), plain(z), plain(w), out, conj_pairs, stream=stream_of(v))
         return out
 
     @_cauchy_op.register_fake
@@ -59,6 +63,7 @@ if torch is not None:
         _C.cauchy_backward(
             plain(grad), plain(v), plain(z), plain(w),
             dv if needs[0] else None, dz if needs[1] else None, dw if needs[2] else None, conj_pairs,
+            stream=stream_of(v),
         )  # fmt: skip
         return dv, dz, dw
 
