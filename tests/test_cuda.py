@@ -275,3 +275,14 @@ def test_cpu_only_build_names_the_fix():
 
 def test_devices_helper():
     assert DEVICES[0] == "cpu" and ("cuda" in DEVICES) == HAVE_CUDA
+
+
+def test_bench_device_cuda_needs_a_gpu(capsys):
+    from ssmkit.cli import main
+
+    if HAVE_CUDA:
+        assert main(["bench", "--device", "cuda", "--quick", "step"]) == 0
+        assert "of peak" in capsys.readouterr().out
+    else:
+        assert main(["bench", "--device", "cuda", "--quick"]) == 2
+        assert "--device cuda:" in capsys.readouterr().err

@@ -12,6 +12,10 @@ const char* cuda_architectures() { return ""; }
 const char* cuda_version() { return ""; }
 std::string cuda_devices() { return "error: this build of ssmkit has no CUDA support"; }
 
+CudaDeviceFacts cuda_device_facts(int) {
+  throw std::runtime_error("cuda_device_facts: this build of ssmkit has no CUDA support");
+}
+
 CudaDeviceGuard::CudaDeviceGuard(int) {}
 CudaDeviceGuard::~CudaDeviceGuard() {}
 

@@ -525,6 +525,17 @@ PYBIND11_MODULE(_C, m) {
         "Gradients of vandermonde_transpose into preallocated du, dv, dx (each may be None)");
   m.def("build_info", &build_info, "How this build was made and what it runs with");
   m.def("cuda_devices", &cuda_devices, "CUDA devices visible to ssmkit's CUDA runtime");
+  m.def(
+      "cuda_device_facts",
+      [](int index) {
+        const CudaDeviceFacts f = cuda_device_facts(index);
+        py::dict d;
+        d["sm_count"] = f.sm_count, d["major"] = f.major, d["minor"] = f.minor;
+        d["clock_khz"] = f.clock_khz, d["memory_clock_khz"] = f.memory_clock_khz;
+        d["memory_bus_bits"] = f.memory_bus_bits;
+        return d;
+      },
+      py::arg("index"), "SM count, compute capability, clocks and memory bus width of a CUDA device");
   m.def("get_num_threads", &num_threads, "Threads the CPU kernels use");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Set the threads the CPU kernels use (for calls from this thread)");

@@ -285,4 +285,12 @@ const char* cuda_version();        // "" when CUDA was not compiled
 // failure a single line starting with "error:".
 std::string cuda_devices();
 
+// What a device's peak throughput follows from (ssmkit bench's fraction of peak).
+// Throws std::runtime_error on failure or in a build without CUDA.
+struct CudaDeviceFacts {
+  int sm_count = 0, major = 0, minor = 0;
+  int clock_khz = 0, memory_clock_khz = 0, memory_bus_bits = 0;
+};
+CudaDeviceFacts cuda_device_facts(int index);
+
 }  // namespace ssmkit
