@@ -56,7 +56,11 @@ __device__ inline bool fwd_block(const T (&zr)[kLpt], const T (&zi)[kLpt], const
 #pragma unroll
   for (int k = 0; k < kLpt; ++k) a_r[k] = a_i[k] = 0;
   if constexpr (kFused) {
-    T lo = Lim<T>::huge, hi = 0;
+    // The range of |d1 d2|^2 per l, kept as the CPU keeps it per SIMD lane (the same
+    // comparisons, so a NaN is remembered or forgotten exactly as there).
+    T lo[kLpt], hi[kLpt], zi2[kLpt];
+#pragma unroll
+    for (int k = 0; k < kLpt; ++k) lo[k] = Lim<T>::huge, hi[k] = 0, zi2[k] = zi[k] + zi[k];
     for (int n = n0; n < n1; ++n) {
       const Pole<T> q = s[n];
       const T vr2 = q.vr + q.vr, k2 = T(2) * q.vi * q.wi;
@@ -64,16 +68,18 @@ __device__ inline bool fwd_block(const T (&zr)[kLpt], const T (&zi)[kLpt], const
       for (int k = 0; k < kLpt; ++k) {
         const T dr = zr[k] - q.wr, di1 = zi[k] - q.wi, di2 = zi[k] + q.wi;
         const T num_r = vr2 * dr - k2, num_i = vr2 * zi[k];
-        const T den_r = dr * dr - di1 * di2, den_i = T(2) * dr * zi[k];
+        const T den_r = dr * dr - di1 * di2, den_i = dr * zi2[k];
         const T den2 = den_r * den_r + den_i * den_i;
-        lo = lo < den2 ? lo : den2;  // a NaN den2 makes the range check fail, as on the CPU
-        hi = hi > den2 ? hi : den2;
+        lo[k] = lo[k] < den2 ? lo[k] : den2;
+        hi[k] = hi[k] > den2 ? hi[k] : den2;
         const T r = T(1) / den2;
         a_r[k] += (num_r * den_r + num_i * den_i) * r;
         a_i[k] += (num_i * den_r - num_r * den_i) * r;
       }
     }
-    if (!(lo >= Lim<T>::tiny && hi <= Lim<T>::huge)) return false;
+#pragma unroll
+    for (int k = 0; k < kLpt; ++k)
+      if (!(lo[k] >= Lim<T>::tiny && hi[k] <= Lim<T>::huge)) return false;
   } else {
     for (int n = n0; n < n1; ++n) {
       const Pole<T> q = s[n];
@@ -334,7 +340,8 @@ void cauchy_backward_t(const CauchyBackwardParams& p, cudaStream_t st) {
                                                            partial.as<T>(), chunks, tasks);
     SSMKIT_CUDA_CHECK_LAUNCH(op);
     cauchy_finish_kernel<T><<<grid_for(rows * N, 256), 256, 0, st>>>(
-        p.batch, rows, N, p.v, partial.as<T>(), chunks, static_cast<T*>(p.dv), static_cast<T*>(p.dw));
+        p.batch, rows, N, p.v, partial.as<T>(), chunks, static_cast<T*>(p.dv),
+        static_cast<T*>(p.dw));
     SSMKIT_CUDA_CHECK_LAUNCH(op);
   }
 }

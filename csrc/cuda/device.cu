@@ -15,7 +15,8 @@ CudaDeviceFacts cuda_device_facts(int index) {
   SSMKIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.major, cudaDevAttrComputeCapabilityMajor, index), op);
   SSMKIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.minor, cudaDevAttrComputeCapabilityMinor, index), op);
   SSMKIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.clock_khz, cudaDevAttrClockRate, index), op);
-  SSMKIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.memory_clock_khz, cudaDevAttrMemoryClockRate, index), op);
+  SSMKIT_CUDA_CHECK(
+      cudaDeviceGetAttribute(&f.memory_clock_khz, cudaDevAttrMemoryClockRate, index), op);
   SSMKIT_CUDA_CHECK(
       cudaDeviceGetAttribute(&f.memory_bus_bits, cudaDevAttrGlobalMemoryBusWidth, index), op);
   return f;

@@ -36,13 +36,15 @@ constexpr int kFwdK = 32;         // forward: blocks of 64 per tile (2048 l)
 constexpr int kRedK = 16;         // reductions: blocks of 64 per chunk (1024 l)
 constexpr int kAnchors = 12;      // exp(2^m x), m < 6; exp(64 2^m x), m < 5; exp(x l0)
 
+// Poles per pass: the forward's and the reductions' (shared memory stays under 48 KiB).
 template <typename T>
-__host__ __device__ constexpr int slab() { return sizeof(T) == 4 ? 32 : 16; }  // forward poles per pass
+__host__ __device__ constexpr int slab() { return sizeof(T) == 4 ? 32 : 16; }
 template <typename T>
-__host__ __device__ constexpr int red_slab() { return sizeof(T) == 4 ? 32 : 8; }  // reduction poles per pass
+__host__ __device__ constexpr int red_slab() { return sizeof(T) == 4 ? 32 : 8; }
 
+// The log of the largest finite T, less a margin of e^2.
 template <typename T>
-__host__ __device__ constexpr double log_max() {  // log of the largest finite T, less a margin of e^2
+__host__ __device__ constexpr double log_max() {
   return (sizeof(T) == 4 ? 88.7228391 : 709.782712) - 2.0;
 }
 
@@ -73,6 +75,18 @@ __device__ __noinline__ void slow_term(double cr, double ci, double a, double b,
 
 struct Cd {
   double re, im;
+};
+
+// Two values loaded as one (64- or 128-bit) shared-memory access.
+template <typename T>
+struct Vec2;
+template <>
+struct Vec2<float> {
+  using type = float2;
+};
+template <>
+struct Vec2<double> {
+  using type = double2;
 };
 __device__ inline Cd cmul(Cd a, Cd b) {
   return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
@@ -119,11 +133,16 @@ template <typename T, bool kReal, bool kHv>
 __global__ void __launch_bounds__(kThreads)
     vandermonde_fwd_kernel(Batch batch, int64_t N, int64_t L, In x, In v, In h, T* out, T scale,
                            bool conj_out, int64_t tiles_per_row, int64_t tiles) {
+  using V2 = typename Vec2<T>::type;
   constexpr int NS = slab<T>();
-  constexpr int MPT = kFwdK / (kThreads / kJ);  // k per thread
-  __shared__ T tr[NS][kJ], ti[NS][kJ];
-  __shared__ T wr[NS][kFwdK], wi[NS][kFwdK];
-  __shared__ unsigned char slow[NS][kFwdK];
+  constexpr int KQ = kThreads / kJ;   // k-groups: thread (j, kq) owns k = kq + KQ m
+  constexpr int MPT = kFwdK / KQ;     // k per thread
+  // Laid out so a thread's loads are few and wide: T[n, j] as (re, im) pairs, W[n, k] as
+  // ww[n][kq][m] (its MPT values contiguous, one broadcast per warp), the overflow flags
+  // of its MPT blocks as one bit mask per (n, kq).
+  __shared__ V2 tt[NS][kJ];
+  __shared__ __align__(16) V2 ww[NS][KQ][MPT];
+  __shared__ unsigned slow_mask[NS][KQ];
   __shared__ Cd anc[NS * kAnchors];
   __shared__ double xa[NS], xb[NS], cr[NS], ci[NS];
   const int j = threadIdx.x % kJ, kq = threadIdx.x / kJ;
@@ -157,38 +176,57 @@ __global__ void __launch_bounds__(kThreads)
       for (int i = threadIdx.x; i < ns * kJ; i += blockDim.x) {
         const int n = i / kJ, jj = i % kJ;
         const Cd e = t_entry(anc + n * kAnchors, jj);
-        tr[n][jj] = static_cast<T>(e.re), ti[n][jj] = static_cast<T>(e.im);
+        tt[n][jj] = V2{static_cast<T>(e.re), static_cast<T>(e.im)};
       }
       for (int i = threadIdx.x; i < ns * kFwdK; i += blockDim.x) {
         const int n = i / kFwdK, k = i % kFwdK;
         const Cd e = w_entry(anc + n * kAnchors, k);
-        wr[n][k] = static_cast<T>(e.re), wi[n][k] = static_cast<T>(e.im);
-        // The overflow rule of the CPU's task_tables.
+        ww[n][k % KQ][k / KQ] = V2{static_cast<T>(e.re), static_cast<T>(e.im)};
+      }
+      for (int i = threadIdx.x; i < ns * KQ; i += blockDim.x) {
+        // The overflow rule of the CPU's task_tables, for the blocks k = q + KQ m.
+        const int n = i / KQ, q = i % KQ;
         const double a = xa[n], tail = a * double(kJ - 1);
         const bool finite = isfinite(a) && isfinite(xb[n]);
-        const double top = log(hypot(cr[n], ci[n])) + a * double(l0 + int64_t(kJ) * k) +
-                           (tail > 0 ? tail : 0.0);
-        slow[n][k] = !(finite && top < lim && tail < lim);
+        const double logc = log(hypot(cr[n], ci[n]));
+        unsigned mask = 0;
+        for (int m = 0; m < MPT; ++m) {
+          const double lb = double(l0 + int64_t(kJ) * (q + KQ * m));
+          const double top = logc + a * lb + (tail > 0 ? tail : 0.0);
+          if (!(finite && top < lim && tail < lim)) mask |= 1u << m;
+        }
+        slow_mask[n][q] = mask;
       }
       __syncthreads();
       T acc_r[MPT], acc_i[MPT];
 #pragma unroll
       for (int m = 0; m < MPT; ++m) acc_r[m] = acc_i[m] = 0;
       for (int n = 0; n < ns; ++n) {
-        const T er = tr[n][j], ei = ti[n][j];
+        const V2 e = tt[n][j];
+        const V2* w = ww[n][kq];
+        const unsigned sm = slow_mask[n][kq];  // uniform over a warp (same kq)
+        if (sm == 0) {
+#pragma unroll
+          for (int m = 0; m < MPT; ++m) {
+            const V2 a = w[m];  // two FMAs into the sum per part (no separate product)
+            acc_r[m] = fma(a.x, e.x, fma(-a.y, e.y, acc_r[m]));
+            if constexpr (!kReal) acc_i[m] = fma(a.x, e.y, fma(a.y, e.x, acc_i[m]));
+          }
+          continue;
+        }
 #pragma unroll
         for (int m = 0; m < MPT; ++m) {
-          const int k = kq + (kThreads / kJ) * m;
-          if (slow[n][k]) {  // uniform over a warp (same kq)
+          if (sm >> m & 1) {
             double re, im;
-            slow_term(cr[n], ci[n], xa[n], xb[n], double(l0 + int64_t(kJ) * k + j), re, im);
+            const int64_t l = l0 + int64_t(kJ) * (kq + KQ * m) + j;
+            slow_term(cr[n], ci[n], xa[n], xb[n], double(l), re, im);
             acc_r[m] += static_cast<T>(re);
             if constexpr (!kReal) acc_i[m] += static_cast<T>(im);
-            continue;
+          } else {
+            const V2 a = w[m];  // two FMAs into the sum per part (no separate product)
+            acc_r[m] = fma(a.x, e.x, fma(-a.y, e.y, acc_r[m]));
+            if constexpr (!kReal) acc_i[m] = fma(a.x, e.y, fma(a.y, e.x, acc_i[m]));
           }
-          const T a = wr[n][k], b = wi[n][k];
-          acc_r[m] += a * er - b * ei;
-          if constexpr (!kReal) acc_i[m] += a * ei + b * er;
         }
       }
 #pragma unroll
@@ -204,8 +242,7 @@ __global__ void __launch_bounds__(kThreads)
     }
 #pragma unroll
     for (int m = 0; m < MPT; ++m) {
-      const int k = kq + (kThreads / kJ) * m;
-      const int64_t l = l0 + int64_t(kJ) * k + j;
+      const int64_t l = l0 + int64_t(kJ) * (kq + KQ * m) + j;
       if (l >= L) continue;
       const T re = scale * (tot_r[m] + mid_r[m]);
       if constexpr (kReal) {
@@ -250,6 +287,9 @@ __global__ void __launch_bounds__(kThreads)
   auto one = [](int64_t) { return Cd{1, 0}; };
   for (int64_t t = blockIdx.x; t < tasks; t += gridDim.x) {
     const int64_t r = t / chunks, c = t % chunks, l0 = c * kChunk;
+    // Blocks of 64 that hold some l < L: past them W could overflow (Re x > 0), and
+    // Inf times the zero padding of u would be NaN. (The CPU builds only these too.)
+    const int nblk = static_cast<int>(ceil_div(L - l0 < kChunk ? L - l0 : kChunk, kJ));
     const int64_t xoff = row_offset(batch, x, r), uoff = row_offset(batch, u, r);
     __syncthreads();  // the previous task's shared arrays are no longer read
     for (int i = threadIdx.x; i < kChunk; i += blockDim.x) {
@@ -291,7 +331,7 @@ __global__ void __launch_bounds__(kThreads)
         T ar[JPT], ai[JPT], br[JPT], bi[JPT];
 #pragma unroll
         for (int q = 0; q < JPT; ++q) ar[q] = ai[q] = br[q] = bi[q] = 0;
-        for (int k = 0; k < kRedK; ++k) {
+        for (int k = 0; k < nblk; ++k) {
           const T w_r = wr[k][nl_], w_i = wi[k][nl_];
           T lw_r = 0, lw_i = 0;
           if constexpr (kQ) lw_r = lwr[k][nl_], lw_i = lwi[k][nl_];
@@ -304,8 +344,12 @@ __global__ void __launch_bounds__(kThreads)
               if constexpr (kQ) br[q] += lw_r * xr, bi[q] += lw_i * xr;
             } else {
               const T xi = ui[k][jj];
-              ar[q] += w_r * xr - w_i * xi, ai[q] += w_r * xi + w_i * xr;
-              if constexpr (kQ) br[q] += lw_r * xr - lw_i * xi, bi[q] += lw_r * xi + lw_i * xr;
+              ar[q] = fma(w_r, xr, fma(-w_i, xi, ar[q]));
+              ai[q] = fma(w_r, xi, fma(w_i, xr, ai[q]));
+              if constexpr (kQ) {
+                br[q] = fma(lw_r, xr, fma(-lw_i, xi, br[q]));
+                bi[q] = fma(lw_r, xi, fma(lw_i, xr, bi[q]));
+              }
             }
           }
         }

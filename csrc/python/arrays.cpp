@@ -56,7 +56,7 @@ void fill_from_dltensor(Array& a, const dlpack::Tensor& t) {
   }
 }
 
-bool view_dlpack(py::handle obj, Array& a, int64_t stream) {
+bool view_dlpack(py::handle obj, Array& a) {
   if (!py::hasattr(obj, "__dlpack__")) return false;
   // Look at the device first: a CUDA array on a CPU-only build (or any other device)
   // must fail with our message, before any producer is asked for its data.
@@ -70,8 +70,10 @@ bool view_dlpack(py::handle obj, Array& a, int64_t stream) {
   }
   py::object capsule;
   const bool cuda = a.device_type == dlpack::kCUDA;
-  // DLPack's stream numbers: 1 is CUDA's legacy default stream (0 is not allowed).
-  const py::object s = cuda ? py::object(py::int_(stream == 0 ? 1 : stream)) : py::none();
+  // DLPack's stream -1: no synchronisation (see view() in arrays.h). Naming the op's
+  // stream instead would have torch record and wait on an event per array whenever
+  // its stream objects for that cudaStream_t do not compare equal, for nothing.
+  const py::object s = cuda ? py::object(py::int_(-1)) : py::none();
   try {
     if (cuda)
       capsule = obj.attr("__dlpack__")(py::arg("stream") = s,
@@ -164,11 +166,11 @@ bool Array::contiguous() const {
   return true;
 }
 
-Array view(py::handle obj, const char* name, int64_t stream) {
+Array view(py::handle obj, const char* name) {
   Array a;
   a.name = name;
   if (obj.is_none()) type_error(std::string(name) + ": expected an array, got None");
-  if (!view_dlpack(obj, a, stream) && !view_buffer(obj, a))
+  if (!view_dlpack(obj, a) && !view_buffer(obj, a))
     type_error(std::string(name) + ": expected an array (an object with __dlpack__ or the " +
                "buffer protocol), got " + py::str(py::type::handle_of(obj)).cast<std::string>());
   return a;

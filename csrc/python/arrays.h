@@ -37,10 +37,10 @@ struct Array {
 };
 
 // Reads obj as an array (DLPack first, then the buffer protocol). A CUDA array is
-// exported for use on `stream` (a cudaStream_t as an integer, 0 = the legacy default
-// stream): DLPack producers order their pending work before it. In a build without
-// CUDA, a CUDA array is only looked at (device), never read.
-Array view(py::handle obj, const char* name, int64_t stream);
+// exported without synchronisation: an op runs on the stream its caller passes, and the
+// caller has its arrays ready there (as torch ops and CuPy do on their current stream).
+// In a build without CUDA, a CUDA array is only looked at (its device), never read.
+Array view(py::handle obj, const char* name);
 
 // Checks, each raising with the argument's name.
 void require_complex(const Array& a);                      // complex64 or complex128

@@ -58,31 +58,34 @@ std::vector<int64_t> out_shape(const Batch& b, int64_t last) {
 // An output that may be None (not needed): checked like any output, its pointer
 // stored in dst (left null for None). Returns the view, which keeps the array alive.
 Array optional_output(py::handle obj, const char* name, const Array& like,
-                      const std::vector<int64_t>& shape, void*& dst, int64_t stream) {
+                      const std::vector<int64_t>& shape, void*& dst) {
   if (obj.is_none()) return Array{};
-  Array a = view(obj, name, stream);
+  Array a = view(obj, name);
   require_writable_output(a, like, shape);
   dst = a.data;
   return a;
 }
 
-void cauchy(py::handle v_, py::handle z_, py::handle w_, py::handle out_, bool conj_pairs, int64_t stream) {
-  const Array v = view(v_, "v", stream), z = view(z_, "z", stream), w = view(w_, "w", stream);
+void cauchy(py::handle v_, py::handle z_, py::handle w_, py::handle out_, bool conj_pairs,
+            int64_t stream) {
+  const Array v = view(v_, "v"), z = view(z_, "z"), w = view(w_, "w");
   CauchyParams p;
   check_cauchy_operands("cauchy", v, z, w, {}, p);
   p.conj_pairs = conj_pairs;
   p.v = as_in(v), p.z = as_in(z), p.w = as_in(w);
   broadcast_batch({&v, &z, &w}, p.batch, {&p.v, &p.z, &p.w});
-  const Array out = view(out_, "out", stream);
+  const Array out = view(out_, "out");
   require_writable_output(out, v, out_shape(p.batch, p.L));
   p.out = out.data;
   launch(v, stream, cauchy_cpu, cauchy_cuda, p);
 }
 
 void cauchy_backward(py::handle grad_, py::handle v_, py::handle z_, py::handle w_,
-                     py::handle dv_, py::handle dz_, py::handle dw_, bool conj_pairs, int64_t stream) {
-  const Array grad = view(grad_, "grad", stream), v = view(v_, "v", stream), z = view(z_, "z", stream),
-              w = view(w_, "w", stream);
+                     py::handle dv_, py::handle dz_, py::handle dw_, bool conj_pairs,
+                     int64_t stream) {
+  const Array grad = view(grad_, "grad"), v = view(v_, "v"),
+              z = view(z_, "z"),
+              w = view(w_, "w");
   CauchyBackwardParams p;
   check_cauchy_operands("cauchy_backward", v, z, w, {&grad}, p);
   require_same_dtype(grad, v);
@@ -94,9 +97,9 @@ void cauchy_backward(py::handle grad_, py::handle v_, py::handle z_, py::handle 
   broadcast_batch({&grad, &v, &z, &w}, p.batch, {&p.grad, &p.v, &p.z, &p.w});
   // Outputs are optional (None: not needed) and have the full broadcast batch shape.
   Array dv, dz, dw;
-  dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv, stream);
-  dw = optional_output(dw_, "dw", v, out_shape(p.batch, p.N), p.dw, stream);
-  dz = optional_output(dz_, "dz", v, out_shape(p.batch, p.L), p.dz, stream);
+  dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
+  dw = optional_output(dw_, "dw", v, out_shape(p.batch, p.N), p.dw);
+  dz = optional_output(dz_, "dz", v, out_shape(p.batch, p.L), p.dz);
   launch(v, stream, cauchy_backward_cpu, cauchy_backward_cuda, p);
 }
 
@@ -129,8 +132,8 @@ struct Checked {
   }
 };
 
-Array view_opt(py::handle obj, const char* name, int64_t stream) {
-  return obj.is_none() ? Array{} : view(obj, name, stream);
+Array view_opt(py::handle obj, const char* name) {
+  return obj.is_none() ? Array{} : view(obj, name);
 }
 
 Discretization method_of(const std::string& m) {
@@ -168,11 +171,11 @@ Checked check_discretize(const Array& dt, const Array& A, const Array& B, const 
 
 void discretize(py::handle dt_, py::handle A_, py::handle B_, py::handle dA_, py::handle dB_,
                 const std::string& method, int64_t stream) {
-  const Array dt = view(dt_, "dt", stream), A = view(A_, "A", stream), B = view(B_, "B", stream);
+  const Array dt = view(dt_, "dt"), A = view(A_, "A"), B = view(B_, "B");
   DiscretizeParams p;
   p.method = method_of(method);
   const Checked c = check_discretize(dt, A, B, "discretize", p);
-  const Array dA = view(dA_, "dA", stream), dB = view(dB_, "dB", stream);
+  const Array dA = view(dA_, "dA"), dB = view(dB_, "dB");
   c.out_(dA, A, A.shape);
   c.out_(dB, A, A.shape);
   p.dA = dA.data, p.dB = dB.data;
@@ -182,12 +185,13 @@ void discretize(py::handle dt_, py::handle A_, py::handle B_, py::handle dA_, py
 void discretize_backward(py::handle dt_, py::handle A_, py::handle B_, py::handle gdA_,
                          py::handle gdB_, py::handle gdt_, py::handle gA_, py::handle gB_,
                          const std::string& method, int64_t stream) {
-  const Array dt = view(dt_, "dt", stream), A = view(A_, "A", stream), B = view(B_, "B", stream);
+  const Array dt = view(dt_, "dt"), A = view(A_, "A"), B = view(B_, "B");
   DiscretizeBackwardParams p;
   p.method = method_of(method);
   const Checked c = check_discretize(dt, A, B, "discretize_backward", p);
-  const Array gdA = view_opt(gdA_, "gdA", stream), gdB = view_opt(gdB_, "gdB", stream);
-  const Array gdt = view_opt(gdt_, "gdt", stream), gA = view_opt(gA_, "gA", stream), gB = view_opt(gB_, "gB", stream);
+  const Array gdA = view_opt(gdA_, "gdA"), gdB = view_opt(gdB_, "gdB");
+  const Array gdt = view_opt(gdt_, "gdt"), gA = view_opt(gA_, "gA"),
+              gB = view_opt(gB_, "gB");
   if (!gdA.name.empty()) c.complex_(gdA, A.shape, "(H, N) like A"), p.gdA = gdA.data;
   if (!gdB.name.empty()) c.complex_(gdB, A.shape, "(H, N) like A"), p.gdB = gdB.data;
   if (!gdt.name.empty()) c.out_(gdt, dt, dt.shape), p.gdt = gdt.data;
@@ -212,10 +216,10 @@ Checked check_params(const Array& dA, const Array& dB, const Array& dC, const Ar
 
 void ssm_step(py::handle state_, py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_,
               py::handle D_, py::handle y_, py::handle new_state_, int64_t stream) {
-  const Array dA = view(dA_, "dA", stream), dB = view(dB_, "dB", stream), dC = view(dC_, "dC", stream);
-  const Array D = view_opt(D_, "D", stream);
+  const Array dA = view(dA_, "dA"), dB = view(dB_, "dB"), dC = view(dC_, "dC");
+  const Array D = view_opt(D_, "D");
   const Checked c = check_params(dA, dB, dC, D, "ssm_step");
-  const Array state = view(state_, "state", stream), u = view(u_, "u", stream);
+  const Array state = view(state_, "state"), u = view(u_, "u");
   const int64_t H = dA.shape[0], N = dA.shape[1];
   if (u.ndim() != 2 || u.shape[1] != H)
     throw py::value_error("u: expected shape (batch, H) with H = " + std::to_string(H) +
@@ -223,7 +227,7 @@ void ssm_step(py::handle state_, py::handle u_, py::handle dA_, py::handle dB_, 
   const int64_t batch = u.shape[0];
   c.real_(u, {batch, H}, "(batch, H)");
   c.complex_(state, {batch, H, N}, "(batch, H, N) with batch from u and H, N from dA");
-  const Array y = view(y_, "y", stream), ns = view(new_state_, "out", stream);
+  const Array y = view(y_, "y"), ns = view(new_state_, "out");
   c.out_(y, u, {batch, H});
   c.out_(ns, state, state.shape);
   StepParams p;
@@ -236,10 +240,10 @@ void ssm_step(py::handle state_, py::handle u_, py::handle dA_, py::handle dB_, 
 
 void ssm_scan(py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_, py::handle D_,
               py::handle state0_, py::handle y_, py::handle state_, int64_t stream) {
-  const Array dA = view(dA_, "dA", stream), dB = view(dB_, "dB", stream), dC = view(dC_, "dC", stream);
-  const Array D = view_opt(D_, "D", stream);
+  const Array dA = view(dA_, "dA"), dB = view(dB_, "dB"), dC = view(dC_, "dC");
+  const Array D = view_opt(D_, "D");
   const Checked c = check_params(dA, dB, dC, D, "ssm_scan");
-  const Array u = view(u_, "u", stream), state0 = view_opt(state0_, "state", stream);
+  const Array u = view(u_, "u"), state0 = view_opt(state0_, "state");
   const int64_t H = dA.shape[0], N = dA.shape[1];
   if (u.ndim() != 3 || u.shape[2] != H)
     throw py::value_error("u: expected shape (batch, L, H) with H = " + std::to_string(H) +
@@ -247,7 +251,7 @@ void ssm_scan(py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_, py:
   const int64_t batch = u.shape[0], L = u.shape[1];
   c.real_(u, u.shape, "(batch, L, H)");
   if (!state0.name.empty()) c.complex_(state0, {batch, H, N}, "(batch, H, N) with batch from u");
-  const Array y = view(y_, "y", stream), st = view(state_, "final_state", stream);
+  const Array y = view(y_, "y"), st = view(state_, "final_state");
   c.out_(y, u, u.shape);
   c.out_(st, dA, {batch, H, N});
   ScanParams p;
@@ -262,10 +266,10 @@ void ssm_scan_backward(py::handle u_, py::handle dA_, py::handle dB_, py::handle
                        py::handle D_, py::handle state0_, py::handle gy_, py::handle gstate_,
                        py::handle gu_, py::handle gdA_, py::handle gdB_, py::handle gdC_,
                        py::handle gD_, py::handle gstate0_, int64_t stream) {
-  const Array dA = view(dA_, "dA", stream), dB = view(dB_, "dB", stream), dC = view(dC_, "dC", stream);
-  const Array D = view_opt(D_, "D", stream);
+  const Array dA = view(dA_, "dA"), dB = view(dB_, "dB"), dC = view(dC_, "dC");
+  const Array D = view_opt(D_, "D");
   const Checked c = check_params(dA, dB, dC, D, "ssm_scan_backward");
-  const Array u = view(u_, "u", stream), state0 = view_opt(state0_, "state", stream);
+  const Array u = view(u_, "u"), state0 = view_opt(state0_, "state");
   const int64_t H = dA.shape[0], N = dA.shape[1];
   if (u.ndim() != 3 || u.shape[2] != H)
     throw py::value_error("u: expected shape (batch, L, H), got " + u.shape_str());
@@ -273,12 +277,12 @@ void ssm_scan_backward(py::handle u_, py::handle dA_, py::handle dB_, py::handle
   const std::vector<int64_t> sshape{batch, H, N}, pshape{batch, H};
   c.real_(u, u.shape, "(batch, L, H)");
   if (!state0.name.empty()) c.complex_(state0, sshape, "(batch, H, N)");
-  const Array gy = view(gy_, "gy", stream), gstate = view_opt(gstate_, "gstate", stream);
+  const Array gy = view(gy_, "gy"), gstate = view_opt(gstate_, "gstate");
   c.real_(gy, u.shape, "(batch, L, H) like u");
   if (!gstate.name.empty()) c.complex_(gstate, sshape, "(batch, H, N)");
-  const Array gu = view_opt(gu_, "gu", stream), gdA = view_opt(gdA_, "gdA", stream), gdB = view_opt(gdB_, "gdB", stream);
-  const Array gdC = view_opt(gdC_, "gdC", stream), gD = view_opt(gD_, "gD", stream);
-  const Array gs0 = view_opt(gstate0_, "gstate0", stream);
+  const Array gu = view_opt(gu_, "gu"), gdA = view_opt(gdA_, "gdA"), gdB = view_opt(gdB_, "gdB");
+  const Array gdC = view_opt(gdC_, "gdC"), gD = view_opt(gD_, "gD");
+  const Array gs0 = view_opt(gstate0_, "gstate0");
   ScanBackwardParams p;
   if (!gu.name.empty()) c.out_(gu, u, u.shape), p.gu = gu.data;
   if (!gdA.name.empty()) c.out_(gdA, dA, sshape), p.gdA = gdA.data;
@@ -296,11 +300,11 @@ void ssm_scan_backward(py::handle u_, py::handle dA_, py::handle dB_, py::handle
 void dplr_step(py::handle state_, py::handle u_, py::handle a_, py::handle b_, py::handle P_,
                py::handle Pd_, py::handle R_, py::handle C_, py::handle D_, py::handle y_,
                py::handle new_state_, int64_t stream) {
-  const Array a = view(a_, "dA", stream), b = view(b_, "dB", stream), C = view(C_, "C", stream);
-  const Array D = view_opt(D_, "D", stream);
+  const Array a = view(a_, "dA"), b = view(b_, "dB"), C = view(C_, "C");
+  const Array D = view_opt(D_, "D");
   const Checked c = check_params(a, b, C, D, "dplr_step");
   const int64_t H = a.shape[0], N = a.shape[1];
-  const Array P = view(P_, "P", stream), Pd = view(Pd_, "Pd", stream), R = view(R_, "R", stream);
+  const Array P = view(P_, "P"), Pd = view(Pd_, "Pd"), R = view(R_, "R");
   if (P.ndim() != 3 || P.shape[0] != H || P.shape[2] != N)
     throw py::value_error("P: expected shape (H, r, N) with H, N as in dA, got " + P.shape_str());
   const int64_t r = P.shape[1];
@@ -308,14 +312,14 @@ void dplr_step(py::handle state_, py::handle u_, py::handle a_, py::handle b_, p
   c.complex_(P, P.shape, "(H, r, N)");
   c.complex_(Pd, P.shape, "(H, r, N) like P");
   c.real_(R, {H, r, r}, "(H, r, r)");
-  const Array state = view(state_, "state", stream), u = view(u_, "u", stream);
+  const Array state = view(state_, "state"), u = view(u_, "u");
   if (u.ndim() != 2 || u.shape[1] != H)
     throw py::value_error("u: expected shape (batch, H) with H = " + std::to_string(H) +
                           ", got " + u.shape_str());
   const int64_t batch = u.shape[0];
   c.real_(u, u.shape, "(batch, H)");
   c.complex_(state, {batch, H, N}, "(batch, H, N) with batch from u and H, N from dA");
-  const Array y = view(y_, "y", stream), ns = view(new_state_, "out", stream);
+  const Array y = view(y_, "y"), ns = view(new_state_, "out");
   c.out_(y, u, u.shape);
   c.out_(ns, state, state.shape);
   DplrStepParams p;
@@ -378,14 +382,14 @@ int64_t check_length(int64_t L) {
 }
 
 void vandermonde(py::handle v_, py::handle x_, int64_t L, py::handle out_, bool conj_pairs, int64_t stream) {
-  const Array v = view(v_, "v", stream), x = view(x_, "x", stream);
+  const Array v = view(v_, "v"), x = view(x_, "x");
   VandermondeParams p;
   check_vandermonde_operands("vandermonde", v, x, {}, p);
   p.L = check_length(L);
   p.conj_pairs = conj_pairs;
   p.v = as_in(v), p.x = as_in(x);
   broadcast_batch({&v, &x}, p.batch, {&p.v, &p.x});
-  const Array out = view(out_, "out", stream);
+  const Array out = view(out_, "out");
   if (conj_pairs)
     require_real_output(out, v, out_shape(p.batch, p.L));
   else
@@ -396,7 +400,7 @@ void vandermonde(py::handle v_, py::handle x_, int64_t L, py::handle out_, bool 
 
 void vandermonde_backward(py::handle grad_, py::handle v_, py::handle x_, py::handle dv_,
                           py::handle dx_, bool conj_pairs, int64_t stream) {
-  const Array grad = view(grad_, "grad", stream), v = view(v_, "v", stream), x = view(x_, "x", stream);
+  const Array grad = view(grad_, "grad"), v = view(v_, "v"), x = view(x_, "x");
   VandermondeBackwardParams p;
   check_vandermonde_operands("vandermonde_backward", v, x, {&grad}, p);
   require_min_ndim(grad, 1, "(..., L)");
@@ -409,13 +413,13 @@ void vandermonde_backward(py::handle grad_, py::handle v_, py::handle x_, py::ha
   p.grad = as_in(grad), p.v = as_in(v), p.x = as_in(x);
   broadcast_batch({&grad, &v, &x}, p.batch, {&p.grad, &p.v, &p.x});
   Array dv, dx;
-  dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv, stream);
-  dx = optional_output(dx_, "dx", v, out_shape(p.batch, p.N), p.dx, stream);
+  dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
+  dx = optional_output(dx_, "dx", v, out_shape(p.batch, p.N), p.dx);
   launch(v, stream, vandermonde_backward_cpu, vandermonde_backward_cuda, p);
 }
 
 void vandermonde_transpose(py::handle u_, py::handle v_, py::handle x_, py::handle out_, int64_t stream) {
-  const Array u = view(u_, "u", stream), v = view(v_, "v", stream), x = view(x_, "x", stream);
+  const Array u = view(u_, "u"), v = view(v_, "v"), x = view(x_, "x");
   VandermondeTransposeParams p;
   check_vandermonde_operands("vandermonde_transpose", v, x, {&u}, p);
   require_min_ndim(u, 1, "(..., L)");
@@ -423,7 +427,7 @@ void vandermonde_transpose(py::handle u_, py::handle v_, py::handle x_, py::hand
   p.L = u.size(-1);
   p.u = as_in(u), p.v = as_in(v), p.x = as_in(x);
   broadcast_batch({&u, &v, &x}, p.batch, {&p.u, &p.v, &p.x});
-  const Array out = view(out_, "out", stream);
+  const Array out = view(out_, "out");
   require_writable_output(out, v, out_shape(p.batch, p.N));
   p.out = out.data;
   launch(v, stream, vandermonde_transpose_cpu, vandermonde_transpose_cuda, p);
@@ -432,8 +436,8 @@ void vandermonde_transpose(py::handle u_, py::handle v_, py::handle x_, py::hand
 void vandermonde_transpose_backward(py::handle grad_, py::handle u_, py::handle v_,
                                     py::handle x_, py::handle du_, py::handle dv_,
                                     py::handle dx_, int64_t stream) {
-  const Array grad = view(grad_, "grad", stream), u = view(u_, "u", stream), v = view(v_, "v", stream),
-              x = view(x_, "x", stream);
+  const Array grad = view(grad_, "grad"), u = view(u_, "u"), v = view(v_, "v"),
+              x = view(x_, "x");
   VandermondeTransposeBackwardParams p;
   check_vandermonde_operands("vandermonde_transpose_backward", v, x, {&u, &grad}, p);
   require_min_ndim(u, 1, "(..., L)");
@@ -447,15 +451,15 @@ void vandermonde_transpose_backward(py::handle grad_, py::handle u_, py::handle 
   broadcast_batch({&grad, &u, &v, &x}, p.batch, {&p.grad, &p.u, &p.v, &p.x});
   Array du, dv, dx;
   if (!du_.is_none()) {
-    du = view(du_, "du", stream);
+    du = view(du_, "du");
     if (p.u_real)
       require_real_output(du, v, out_shape(p.batch, p.L));
     else
       require_writable_output(du, v, out_shape(p.batch, p.L));
     p.du = du.data;
   }
-  dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv, stream);
-  dx = optional_output(dx_, "dx", v, out_shape(p.batch, p.N), p.dx, stream);
+  dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
+  dx = optional_output(dx_, "dx", v, out_shape(p.batch, p.N), p.dx);
   launch(v, stream, vandermonde_transpose_backward_cpu, vandermonde_transpose_backward_cuda, p);
 }
 

@@ -54,13 +54,17 @@ def batch_shape(op: str, shapes: Mapping[str, tuple], layouts: Mapping[str, str]
         raise ValueError(f"{op}: the leading dimensions of the inputs must broadcast together; got {desc}") from None
 
 
-def stream_of(t) -> int:
-    """The CUDA stream for a call on tensor t: torch's current stream on t's device, read
-    at every call (never cached, so CUDA graph capture and user streams are honoured);
-    0 for CPU tensors."""
-    if t.device.type == "cuda":
-        return torch.cuda.current_stream(t.device).cuda_stream
-    return 0
+def run_core(fn, ref, *args):
+    """Calls the compiled core's fn(*args) where tensor ref lives.
+
+    On a GPU: with ref's device current (torch exports a CUDA tensor through DLPack only
+    from its own device) and on torch's current stream there, read at every call (never
+    cached, so user streams and CUDA graph capture are honoured). The core does not
+    synchronise: the tensors are ready on that stream, as for any torch op."""
+    if ref.device.type == "cuda":
+        with torch.cuda.device(ref.device):
+            return fn(*args, stream=torch.cuda.current_stream(ref.device).cuda_stream)
+    return fn(*args)
 
 
 def array_module(x):

@@ -12,7 +12,8 @@ import numpy as np
 
 from .. import _C
 from ._common import (
-    array_module, array_stream, as_array, batch_shape, check_tensors, device_of, plain, stream_of, sum_to, torch, use_torch,
+    array_module, array_stream, as_array, batch_shape, check_tensors, device_of, plain, run_core, sum_to, torch,
+    use_torch,
 )
 
 _LAYOUT = {"v": "(..., N)", "z": "(..., L)", "w": "(..., N)"}
@@ -47,7 +48,7 @@ if torch is not None:
     @torch.library.custom_op("ssmkit::cauchy", mutates_args=())
     def _cauchy_op(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, conj_pairs: bool) -> torch.Tensor:
         out = v.new_empty(_out_shape(v.shape, z.shape, w.shape))
-        _C.cauchy(plain(v), plain(z), plain(w), out, conj_pairs, stream=stream_of(v))
+        run_core(_C.cauchy, v, plain(v), plain(z), plain(w), out, conj_pairs)
         return out
 
     @_cauchy_op.register_fake
@@ -60,10 +61,9 @@ if torch is not None:
         grad: torch.Tensor, v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, conj_pairs: bool, needs: list[bool]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         dv, dz, dw = _backward_buffers(grad, v, z, w, needs)
-        _C.cauchy_backward(
-            plain(grad), plain(v), plain(z), plain(w),
+        run_core(
+            _C.cauchy_backward, v, plain(grad), plain(v), plain(z), plain(w),
             dv if needs[0] else None, dz if needs[1] else None, dw if needs[2] else None, conj_pairs,
-            stream=stream_of(v),
         )  # fmt: skip
         return dv, dz, dw
 

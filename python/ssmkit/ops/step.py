@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _C
-from ._common import array_module, array_stream, as_array, device_of, plain, stream_of, torch, use_torch
+from ._common import array_module, array_stream, as_array, device_of, plain, run_core, torch, use_torch
 
 _METHODS = ("zoh", "bilinear")
 
@@ -159,7 +159,7 @@ if torch is not None:
         _check_method(method)
         A_, B_ = _c(A), _c(B)
         dA, dB = torch.empty_like(A_), torch.empty_like(A_)
-        _C.discretize(_c(dt), A_, B_, dA, dB, method, stream=stream_of(A))
+        run_core(_C.discretize, A, _c(dt), A_, B_, dA, dB, method)
         return dA, dB
 
     @_discretize_op.register_fake
@@ -173,7 +173,7 @@ if torch is not None:
     def _discretize_backward_op(dt: T, A: T, B: T, gdA: OT, gdB: OT, method: str) -> tuple[T, T, T]:
         A_ = _c(A)
         gdt, gA, gB = torch.empty_like(_c(dt)), torch.empty_like(A_), torch.empty_like(A_)
-        _C.discretize_backward(_c(dt), A_, _c(B), _c(gdA), _c(gdB), gdt, gA, gB, method, stream=stream_of(A))
+        run_core(_C.discretize_backward, A, _c(dt), A_, _c(B), _c(gdA), _c(gdB), gdt, gA, gB, method)
         return gdt, gA, gB
 
     @_discretize_backward_op.register_fake
@@ -204,7 +204,7 @@ if torch is not None:
     def _ssm_step_op(state: T, u: T, dA: T, dB: T, dC: T, D: OT) -> tuple[T, T]:
         u_, state_ = _c(u), _c(state)
         y, new = torch.empty_like(u_), torch.empty_like(state_)
-        _C.ssm_step(state_, u_, _c(dA), _c(dB), _c(dC), _c(D), y, new, stream=stream_of(dA))
+        run_core(_C.ssm_step, dA, state_, u_, _c(dA), _c(dB), _c(dC), _c(D), y, new)
         return y, new
 
     @_ssm_step_op.register_fake
@@ -219,7 +219,7 @@ if torch is not None:
             raise ValueError("state: ssm_step(out=state) needs a contiguous state to update in place")
         u_ = _c(u)
         y = torch.empty_like(u_)
-        _C.ssm_step(state, u_, _c(dA), _c(dB), _c(dC), _c(D), y, state, stream=stream_of(dA))
+        run_core(_C.ssm_step, dA, state, u_, _c(dA), _c(dB), _c(dC), _c(D), y, state)
         return y
 
     @_ssm_step_inplace_op.register_fake
@@ -233,7 +233,7 @@ if torch is not None:
             raise ValueError("out: expected a contiguous output tensor")
         u_ = _c(u)
         y = torch.empty_like(u_)
-        _C.ssm_step(_c(state), u_, _c(dA), _c(dB), _c(dC), _c(D), y, out, stream=stream_of(dA))
+        run_core(_C.ssm_step, dA, _c(state), u_, _c(dA), _c(dB), _c(dC), _c(D), y, out)
         return y
 
     @_ssm_step_out_op.register_fake
@@ -261,7 +261,7 @@ if torch is not None:
         u_, dA_ = _c(u), _c(dA)
         y = torch.empty_like(u_)
         final = dA_.new_empty(_final_shape(u_, dA_))
-        _C.ssm_scan(u_, dA_, _c(dB), _c(dC), _c(D), _c(state), y, final, stream=stream_of(dA))
+        run_core(_C.ssm_scan, dA, u_, dA_, _c(dB), _c(dC), _c(D), _c(state), y, final)
         return y, final
 
     def _final_shape(u, dA):
@@ -282,9 +282,9 @@ if torch is not None:
         u: T, dA: T, dB: T, dC: T, D: OT, state: OT, gy: T, gstate: OT, needs: list[bool]
     ) -> tuple[T, T, T, T, T, T]:
         bufs = _scan_backward_buffers(u, dA, needs)
-        _C.ssm_scan_backward(
-            _c(u), _c(dA), _c(dB), _c(dC), _c(D), _c(state), _c(gy), _c(gstate),
-            *(b if need else None for b, need in zip(bufs, needs)), stream=stream_of(dA),
+        run_core(
+            _C.ssm_scan_backward, dA, _c(u), _c(dA), _c(dB), _c(dC), _c(D), _c(state), _c(gy), _c(gstate),
+            *(b if need else None for b, need in zip(bufs, needs)),
         )  # fmt: skip
         return bufs
 

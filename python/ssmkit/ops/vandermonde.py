@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import _C
 from ._common import (
-    array_module, array_stream, as_array, batch_shape, check_tensors, device_of, plain, stream_of, sum_to, torch,
+    array_module, array_stream, as_array, batch_shape, check_tensors, device_of, plain, run_core, sum_to, torch,
     use_torch,
 )
 
@@ -106,7 +106,7 @@ if torch is not None:
     def _vandermonde_op(v: torch.Tensor, x: torch.Tensor, L: int, conj_pairs: bool) -> torch.Tensor:
         out = _forward_buffer(v, x, L, conj_pairs)
         if out.numel():  # an empty output has nothing to compute (and any strides)
-            _C.vandermonde(plain(v), plain(x), L, out, conj_pairs, stream=stream_of(v))
+            run_core(_C.vandermonde, v, plain(v), plain(x), L, out, conj_pairs)
         return out
 
     def _forward_buffer(v, x, L, conj_pairs):
@@ -124,10 +124,10 @@ if torch is not None:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         dv, dx = _vandermonde_grads(grad, v, x, needs)
         needs = [n and g.numel() > 0 for n, g in zip(needs, (dv, dx))]
-        _C.vandermonde_backward(
-            plain(grad), plain(v), plain(x), dv if needs[0] else None, dx if needs[1] else None, conj_pairs,
-            stream=stream_of(v),
-        )
+        run_core(
+            _C.vandermonde_backward, v, plain(grad), plain(v), plain(x),
+            dv if needs[0] else None, dx if needs[1] else None, conj_pairs,
+        )  # fmt: skip
         return dv, dx
 
     def _vandermonde_grads(grad, v, x, needs):
@@ -160,7 +160,7 @@ if torch is not None:
     def _transpose_op(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         out = _transpose_buffer(u, v, x)
         if out.numel():
-            _C.vandermonde_transpose(plain(u), plain(v), plain(x), out, stream=stream_of(v))
+            run_core(_C.vandermonde_transpose, v, plain(u), plain(v), plain(x), out)
         return out
 
     def _transpose_buffer(u, v, x):
@@ -178,10 +178,9 @@ if torch is not None:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         du, dv, dx = _transpose_grads(grad, u, v, x, needs)
         needs = [n and g.numel() > 0 for n, g in zip(needs, (du, dv, dx))]
-        _C.vandermonde_transpose_backward(
-            plain(grad), plain(u), plain(v), plain(x),
+        run_core(
+            _C.vandermonde_transpose_backward, v, plain(grad), plain(u), plain(v), plain(x),
             du if needs[0] else None, dv if needs[1] else None, dx if needs[2] else None,
-            stream=stream_of(v),
         )  # fmt: skip
         return du, dv, dx
 
