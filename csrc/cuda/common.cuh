@@ -60,7 +60,8 @@ __host__ __device__ inline int64_t row_offset(const Batch& b, const In& a, int64
   return off;
 }
 
-// Complex element i (interleaved re, im) of T data with element stride s.
+// One complex number of T; load_c/store_c address interleaved (re, im) data by an
+// offset counted in complex elements.
 template <typename T>
 struct C2 {
   T re, im;
@@ -89,7 +90,7 @@ __device__ inline T group_sum(T v, int width) {
 // enqueued before the free (CUDA graph capture records both as memory nodes).
 class Scratch {
  public:
-  Scratch(size_t bytes, cudaStream_t s, const char* op) : stream_(s), op_(op) {
+  Scratch(size_t bytes, cudaStream_t s, const char* op) : stream_(s) {
     if (bytes) SSMKIT_CUDA_CHECK(cudaMallocAsync(&p_, bytes, s), op);
   }
   ~Scratch() {
@@ -103,7 +104,6 @@ class Scratch {
  private:
   void* p_ = nullptr;
   cudaStream_t stream_;
-  const char* op_;
 };
 
 }  // namespace ssmkit::cuda
