@@ -49,8 +49,8 @@ def test_num_threads_rejects_non_positive(bad):
 
 
 @pytest.mark.skipif(
-    shutil.which("nvcc") is None or os.environ.get("SSMKIT_CUDA", "AUTO").upper() == "OFF",
-    reason="no nvcc on PATH (or SSMKIT_CUDA=OFF): a CPU-only build is expected",
+    shutil.which("nvcc") is None or ssmkit._C.build_info()["cuda_requested"] == "OFF",
+    reason="no nvcc on PATH, or built with SSMKIT_CUDA=OFF: a CPU-only build is expected",
 )
 def test_cuda_sources_are_compiled_when_nvcc_is_present():
     # SSMKIT_CUDA=AUTO (the default) builds the CUDA kernels whenever nvcc is found; CI

@@ -481,6 +481,7 @@ py::dict build_info() {
   d["openmp"] = false;
 #endif
   d["num_threads"] = num_threads();
+  d["cuda_requested"] = SSMKIT_CUDA_REQUESTED;  // SSMKIT_CUDA at build time: AUTO, ON or OFF
   d["cuda_compiled"] = cuda_compiled();
   d["cuda_version"] = cuda_version();
   d["cuda_architectures"] = cuda_architectures();
