@@ -3,9 +3,33 @@
 
 #include <string>
 
+#include "common.cuh"
 #include "ssmkit/ssmkit.h"
 
 namespace ssmkit {
+
+CudaDeviceFacts cuda_device_facts(int index) {
+  CudaDeviceFacts f;
+  const char* op = "cuda_device_facts";
+  SSMKIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.sm_count, cudaDevAttrMultiProcessorCount, index), op);
+  SSMKIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.major, cudaDevAttrComputeCapabilityMajor, index), op);
+  SSMKIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.minor, cudaDevAttrComputeCapabilityMinor, index), op);
+  SSMKIT_CUDA_CHECK(cudaDeviceGetAttribute(&f.clock_khz, cudaDevAttrClockRate, index), op);
+  SSMKIT_CUDA_CHECK(
+      cudaDeviceGetAttribute(&f.memory_clock_khz, cudaDevAttrMemoryClockRate, index), op);
+  SSMKIT_CUDA_CHECK(
+      cudaDeviceGetAttribute(&f.memory_bus_bits, cudaDevAttrGlobalMemoryBusWidth, index), op);
+  return f;
+}
+
+CudaDeviceGuard::CudaDeviceGuard(int index) {
+  SSMKIT_CUDA_CHECK(cudaGetDevice(&previous_), "set device");
+  if (previous_ != index) SSMKIT_CUDA_CHECK(cudaSetDevice(index), "set device");
+}
+CudaDeviceGuard::~CudaDeviceGuard() {
+  int now = -1;
+  if (cudaGetDevice(&now) == cudaSuccess && now != previous_) cudaSetDevice(previous_);
+}
 
 bool cuda_compiled() { return true; }
 const char* cuda_architectures() { return SSMKIT_CUDA_ARCHS; }

@@ -60,20 +60,32 @@ void fill_from_dltensor(Array& a, const dlpack::Tensor& t) {
 
 bool view_dlpack(py::handle obj, Array& a) {
   if (!py::hasattr(obj, "__dlpack__")) return false;
-  // Look at the device first: a CUDA array on a CPU-only build must fail with our
-  // message, before any producer asks for a stream.
+  // Look at the device first: a CUDA array on a CPU-only build (or any other device)
+  // must fail with our message, before any producer is asked for its data.
   if (py::hasattr(obj, "__dlpack_device__")) {
     py::tuple dev = obj.attr("__dlpack_device__")();
     a.device_type = dev[0].cast<int>();
     a.device_id = dev[1].cast<int>();
-    if (a.device_type != dlpack::kCPU) return true;  // device checks reject it
+    const bool readable =
+        a.device_type == dlpack::kCPU || (a.device_type == dlpack::kCUDA && cuda_compiled());
+    if (!readable) return true;  // device checks reject it
   }
   py::object capsule;
+  const bool cuda = a.device_type == dlpack::kCUDA;
+  // DLPack's stream -1: no synchronisation (see view() in arrays.h). Naming the op's
+  // stream instead would have torch record and wait on an event per array whenever
+  // its stream objects for that cudaStream_t do not compare equal, for nothing.
+  const py::object s = cuda ? py::object(py::int_(-1)) : py::none();
   try {
-    capsule = obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 0));
+    if (cuda)
+      capsule = obj.attr("__dlpack__")(py::arg("stream") = s,
+                                       py::arg("max_version") = py::make_tuple(1, 0));
+    else
+      capsule = obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 0));
   } catch (py::error_already_set& e) {
     if (!e.matches(PyExc_TypeError)) throw;
-    capsule = obj.attr("__dlpack__")();  // a producer from before DLPack 1.0
+    // a producer from before DLPack 1.0
+    capsule = cuda ? obj.attr("__dlpack__")(py::arg("stream") = s) : obj.attr("__dlpack__")();
   }
   // The capsule is only looked at, never consumed: it stays alive in a.owner and its
   // own destructor frees the producer's handle.
@@ -252,7 +264,8 @@ Array view(py::handle obj, const char* name) {
 }
 
 void require_complex(const Array& a) {
-  if (a.device_type == dlpack::kCPU && a.kind != Kind::complex64 && a.kind != Kind::complex128)
+  // (An array that was not read, on a device this build cannot use, fails its device check.)
+  if (!a.dtype.empty() && a.kind != Kind::complex64 && a.kind != Kind::complex128)
     type_error(a.name + ": expected a complex64 or complex128 array, got " + kinds_of(a));
 }
 
@@ -276,13 +289,11 @@ void require_same_device(const Array& a, const Array& ref) {
 void require_cpu_or_cuda_build(const Array& a, const char* op) {
   if (a.device_type == dlpack::kCPU) return;
   if (a.device_type == dlpack::kCUDA) {
-    if (!cuda_compiled())
-      value_error(a.name + " is on " + a.device() + ", but this build of ssmkit has no CUDA " +
-                  "kernels (it was built without a CUDA compiler). Reinstall from source on a " +
-                  "machine with nvcc on PATH: SSMKIT_CUDA=ON pip install --no-binary ssmkit " +
-                  "--force-reinstall ssmkit");
+    if (cuda_compiled()) return;
     value_error(std::string(op) + ": " + a.name + " is on " + a.device() +
-                ", and ssmkit has no CUDA kernel for " + op + " yet; move it to the CPU");
+                ", but this build of ssmkit has no CUDA kernels (it was built without a CUDA " +
+                "compiler). Reinstall from source on a machine with nvcc on PATH: " +
+                "SSMKIT_CUDA=ON pip install --no-binary ssmkit --force-reinstall ssmkit");
   }
   value_error(a.name + ": expected an array on the CPU or a CUDA device, got one on " +
               a.device());

@@ -36,7 +36,10 @@ struct Array {
   bool contiguous() const;
 };
 
-// Reads obj as an array (DLPack first, then the buffer protocol).
+// Reads obj as an array (DLPack first, then the buffer protocol). A CUDA array is
+// exported without synchronisation: an op runs on the stream its caller passes, and the
+// caller has its arrays ready there (as torch ops and CuPy do on their current stream).
+// In a build without CUDA, a CUDA array is only looked at (its device), never read.
 Array view(py::handle obj, const char* name);
 
 // Checks, each raising with the argument's name.

@@ -34,6 +34,21 @@ void check_cauchy_operands(const char* op, const Array& v, const Array& z, const
   p.L = z.size(-1);
 }
 
+// Runs the op where ref's data lives, with the GIL released: on the CPU, or on ref's
+// CUDA device (made current for the call) on `stream` (a cudaStream_t as an integer,
+// 0 = the legacy default stream; ignored for CPU arrays).
+template <typename P>
+void launch(const Array& ref, int64_t stream, void (*cpu)(const P&),
+            void (*gpu)(const P&, void*), const P& p) {
+  py::gil_scoped_release nogil;
+  if (ref.is_cuda()) {
+    CudaDeviceGuard device(ref.device_id);
+    gpu(p, reinterpret_cast<void*>(static_cast<intptr_t>(stream)));
+  } else {
+    cpu(p);
+  }
+}
+
 std::vector<int64_t> out_shape(const Batch& b, int64_t last) {
   std::vector<int64_t> s(b.shape, b.shape + b.ndim);
   s.push_back(last);
@@ -51,7 +66,8 @@ Array optional_output(py::handle obj, const char* name, const Array& like,
   return a;
 }
 
-void cauchy(py::handle v_, py::handle z_, py::handle w_, py::handle out_, bool conj_pairs) {
+void cauchy(py::handle v_, py::handle z_, py::handle w_, py::handle out_, bool conj_pairs,
+            int64_t stream) {
   const Array v = view(v_, "v"), z = view(z_, "z"), w = view(w_, "w");
   CauchyParams p;
   check_cauchy_operands("cauchy", v, z, w, {}, p);
@@ -61,13 +77,14 @@ void cauchy(py::handle v_, py::handle z_, py::handle w_, py::handle out_, bool c
   const Array out = view(out_, "out");
   require_writable_output(out, v, out_shape(p.batch, p.L));
   p.out = out.data;
-  py::gil_scoped_release nogil;
-  cauchy_cpu(p);
+  launch(v, stream, cauchy_cpu, cauchy_cuda, p);
 }
 
 void cauchy_backward(py::handle grad_, py::handle v_, py::handle z_, py::handle w_,
-                     py::handle dv_, py::handle dz_, py::handle dw_, bool conj_pairs) {
-  const Array grad = view(grad_, "grad"), v = view(v_, "v"), z = view(z_, "z"),
+                     py::handle dv_, py::handle dz_, py::handle dw_, bool conj_pairs,
+                     int64_t stream) {
+  const Array grad = view(grad_, "grad"), v = view(v_, "v"),
+              z = view(z_, "z"),
               w = view(w_, "w");
   CauchyBackwardParams p;
   check_cauchy_operands("cauchy_backward", v, z, w, {&grad}, p);
@@ -83,8 +100,7 @@ void cauchy_backward(py::handle grad_, py::handle v_, py::handle z_, py::handle 
   dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
   dw = optional_output(dw_, "dw", v, out_shape(p.batch, p.N), p.dw);
   dz = optional_output(dz_, "dz", v, out_shape(p.batch, p.L), p.dz);
-  py::gil_scoped_release nogil;
-  cauchy_backward_cpu(p);
+  launch(v, stream, cauchy_backward_cpu, cauchy_backward_cuda, p);
 }
 
 // ---- discretization and stepping (issue 4) ----
@@ -141,8 +157,9 @@ Checked check_discretize(const Array& dt, const Array& A, const Array& B, const 
   p.dtype = dtype_of(A);
   p.H = A.shape[0], p.N = A.shape[1];
   p.dt = dt.data, p.A = A.data, p.B = B.data;
-  // dt is a step size: it must be positive (NaN passes through as NaN).
-  for (int64_t h = 0; h < p.H; ++h) {
+  // dt is a step size: it must be positive (NaN passes through as NaN). CUDA data
+  // cannot be read here without a sync: the kernels turn dt <= 0 into NaN instead.
+  for (int64_t h = 0; h < (A.is_cuda() ? 0 : p.H); ++h) {
     const double v = A.kind == Kind::complex64 ? static_cast<const float*>(dt.data)[h]
                                                : static_cast<const double*>(dt.data)[h];
     if (v <= 0)
@@ -153,7 +170,7 @@ Checked check_discretize(const Array& dt, const Array& A, const Array& B, const 
 }
 
 void discretize(py::handle dt_, py::handle A_, py::handle B_, py::handle dA_, py::handle dB_,
-                const std::string& method) {
+                const std::string& method, int64_t stream) {
   const Array dt = view(dt_, "dt"), A = view(A_, "A"), B = view(B_, "B");
   DiscretizeParams p;
   p.method = method_of(method);
@@ -162,26 +179,25 @@ void discretize(py::handle dt_, py::handle A_, py::handle B_, py::handle dA_, py
   c.out_(dA, A, A.shape);
   c.out_(dB, A, A.shape);
   p.dA = dA.data, p.dB = dB.data;
-  py::gil_scoped_release nogil;
-  discretize_cpu(p);
+  launch(A, stream, discretize_cpu, discretize_cuda, p);
 }
 
 void discretize_backward(py::handle dt_, py::handle A_, py::handle B_, py::handle gdA_,
                          py::handle gdB_, py::handle gdt_, py::handle gA_, py::handle gB_,
-                         const std::string& method) {
+                         const std::string& method, int64_t stream) {
   const Array dt = view(dt_, "dt"), A = view(A_, "A"), B = view(B_, "B");
   DiscretizeBackwardParams p;
   p.method = method_of(method);
   const Checked c = check_discretize(dt, A, B, "discretize_backward", p);
   const Array gdA = view_opt(gdA_, "gdA"), gdB = view_opt(gdB_, "gdB");
-  const Array gdt = view_opt(gdt_, "gdt"), gA = view_opt(gA_, "gA"), gB = view_opt(gB_, "gB");
+  const Array gdt = view_opt(gdt_, "gdt"), gA = view_opt(gA_, "gA"),
+              gB = view_opt(gB_, "gB");
   if (!gdA.name.empty()) c.complex_(gdA, A.shape, "(H, N) like A"), p.gdA = gdA.data;
   if (!gdB.name.empty()) c.complex_(gdB, A.shape, "(H, N) like A"), p.gdB = gdB.data;
   if (!gdt.name.empty()) c.out_(gdt, dt, dt.shape), p.gdt = gdt.data;
   if (!gA.name.empty()) c.out_(gA, A, A.shape), p.gA = gA.data;
   if (!gB.name.empty()) c.out_(gB, A, A.shape), p.gB = gB.data;
-  py::gil_scoped_release nogil;
-  discretize_backward_cpu(p);
+  launch(A, stream, discretize_backward_cpu, discretize_backward_cuda, p);
 }
 
 // dA: (H, N) fixes H, N, dtype and device; dB, dC follow it; D: (H,) real or None.
@@ -199,7 +215,7 @@ Checked check_params(const Array& dA, const Array& dB, const Array& dC, const Ar
 }
 
 void ssm_step(py::handle state_, py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_,
-              py::handle D_, py::handle y_, py::handle new_state_) {
+              py::handle D_, py::handle y_, py::handle new_state_, int64_t stream) {
   const Array dA = view(dA_, "dA"), dB = view(dB_, "dB"), dC = view(dC_, "dC");
   const Array D = view_opt(D_, "D");
   const Checked c = check_params(dA, dB, dC, D, "ssm_step");
@@ -219,12 +235,11 @@ void ssm_step(py::handle state_, py::handle u_, py::handle dA_, py::handle dB_, 
   p.batch = batch, p.H = H, p.N = N;
   p.state = state.data, p.u = u.data, p.dA = dA.data, p.dB = dB.data, p.dC = dC.data;
   p.D = D.data, p.y = y.data, p.new_state = ns.data;
-  py::gil_scoped_release nogil;
-  ssm_step_cpu(p);
+  launch(dA, stream, ssm_step_cpu, ssm_step_cuda, p);
 }
 
 void ssm_scan(py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_, py::handle D_,
-              py::handle state0_, py::handle y_, py::handle state_) {
+              py::handle state0_, py::handle y_, py::handle state_, int64_t stream) {
   const Array dA = view(dA_, "dA"), dB = view(dB_, "dB"), dC = view(dC_, "dC");
   const Array D = view_opt(D_, "D");
   const Checked c = check_params(dA, dB, dC, D, "ssm_scan");
@@ -244,14 +259,13 @@ void ssm_scan(py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_, py:
   p.batch = batch, p.L = L, p.H = H, p.N = N;
   p.u = u.data, p.dA = dA.data, p.dB = dB.data, p.dC = dC.data, p.D = D.data;
   p.state0 = state0.data, p.y = y.data, p.state = st.data;
-  py::gil_scoped_release nogil;
-  ssm_scan_cpu(p);
+  launch(dA, stream, ssm_scan_cpu, ssm_scan_cuda, p);
 }
 
 void ssm_scan_backward(py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_,
                        py::handle D_, py::handle state0_, py::handle gy_, py::handle gstate_,
                        py::handle gu_, py::handle gdA_, py::handle gdB_, py::handle gdC_,
-                       py::handle gD_, py::handle gstate0_) {
+                       py::handle gD_, py::handle gstate0_, int64_t stream) {
   const Array dA = view(dA_, "dA"), dB = view(dB_, "dB"), dC = view(dC_, "dC");
   const Array D = view_opt(D_, "D");
   const Checked c = check_params(dA, dB, dC, D, "ssm_scan_backward");
@@ -280,13 +294,12 @@ void ssm_scan_backward(py::handle u_, py::handle dA_, py::handle dB_, py::handle
   p.batch = batch, p.L = L, p.H = H, p.N = N;
   p.u = u.data, p.dA = dA.data, p.dB = dB.data, p.dC = dC.data, p.D = D.data;
   p.state0 = state0.data, p.gy = gy.data, p.gstate = gstate.data;
-  py::gil_scoped_release nogil;
-  ssm_scan_backward_cpu(p);
+  launch(dA, stream, ssm_scan_backward_cpu, ssm_scan_backward_cuda, p);
 }
 
 void dplr_step(py::handle state_, py::handle u_, py::handle a_, py::handle b_, py::handle P_,
                py::handle Pd_, py::handle R_, py::handle C_, py::handle D_, py::handle y_,
-               py::handle new_state_) {
+               py::handle new_state_, int64_t stream) {
   const Array a = view(a_, "dA"), b = view(b_, "dB"), C = view(C_, "C");
   const Array D = view_opt(D_, "D");
   const Checked c = check_params(a, b, C, D, "dplr_step");
@@ -315,8 +328,7 @@ void dplr_step(py::handle state_, py::handle u_, py::handle a_, py::handle b_, p
   p.state = state.data, p.u = u.data, p.a = a.data, p.b = b.data, p.P = P.data;
   p.Pd = Pd.data, p.R = R.data, p.C = C.data, p.D = D.data, p.y = y.data;
   p.new_state = ns.data;
-  py::gil_scoped_release nogil;
-  dplr_step_cpu(p);
+  launch(a, stream, dplr_step_cpu, dplr_step_cuda, p);
 }
 
 // v, x: (..., N) complex of one dtype and device. Fills the shared parts of the
@@ -369,7 +381,7 @@ int64_t check_length(int64_t L) {
   return L;
 }
 
-void vandermonde(py::handle v_, py::handle x_, int64_t L, py::handle out_, bool conj_pairs) {
+void vandermonde(py::handle v_, py::handle x_, int64_t L, py::handle out_, bool conj_pairs, int64_t stream) {
   const Array v = view(v_, "v"), x = view(x_, "x");
   VandermondeParams p;
   check_vandermonde_operands("vandermonde", v, x, {}, p);
@@ -383,12 +395,11 @@ void vandermonde(py::handle v_, py::handle x_, int64_t L, py::handle out_, bool 
   else
     require_writable_output(out, v, out_shape(p.batch, p.L));
   p.out = out.data;
-  py::gil_scoped_release nogil;
-  vandermonde_cpu(p);
+  launch(v, stream, vandermonde_cpu, vandermonde_cuda, p);
 }
 
 void vandermonde_backward(py::handle grad_, py::handle v_, py::handle x_, py::handle dv_,
-                          py::handle dx_, bool conj_pairs) {
+                          py::handle dx_, bool conj_pairs, int64_t stream) {
   const Array grad = view(grad_, "grad"), v = view(v_, "v"), x = view(x_, "x");
   VandermondeBackwardParams p;
   check_vandermonde_operands("vandermonde_backward", v, x, {&grad}, p);
@@ -404,11 +415,10 @@ void vandermonde_backward(py::handle grad_, py::handle v_, py::handle x_, py::ha
   Array dv, dx;
   dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
   dx = optional_output(dx_, "dx", v, out_shape(p.batch, p.N), p.dx);
-  py::gil_scoped_release nogil;
-  vandermonde_backward_cpu(p);
+  launch(v, stream, vandermonde_backward_cpu, vandermonde_backward_cuda, p);
 }
 
-void vandermonde_transpose(py::handle u_, py::handle v_, py::handle x_, py::handle out_) {
+void vandermonde_transpose(py::handle u_, py::handle v_, py::handle x_, py::handle out_, int64_t stream) {
   const Array u = view(u_, "u"), v = view(v_, "v"), x = view(x_, "x");
   VandermondeTransposeParams p;
   check_vandermonde_operands("vandermonde_transpose", v, x, {&u}, p);
@@ -420,13 +430,12 @@ void vandermonde_transpose(py::handle u_, py::handle v_, py::handle x_, py::hand
   const Array out = view(out_, "out");
   require_writable_output(out, v, out_shape(p.batch, p.N));
   p.out = out.data;
-  py::gil_scoped_release nogil;
-  vandermonde_transpose_cpu(p);
+  launch(v, stream, vandermonde_transpose_cpu, vandermonde_transpose_cuda, p);
 }
 
 void vandermonde_transpose_backward(py::handle grad_, py::handle u_, py::handle v_,
                                     py::handle x_, py::handle du_, py::handle dv_,
-                                    py::handle dx_) {
+                                    py::handle dx_, int64_t stream) {
   const Array grad = view(grad_, "grad"), u = view(u_, "u"), v = view(v_, "v"),
               x = view(x_, "x");
   VandermondeTransposeBackwardParams p;
@@ -451,8 +460,7 @@ void vandermonde_transpose_backward(py::handle grad_, py::handle u_, py::handle 
   }
   dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
   dx = optional_output(dx_, "dx", v, out_shape(p.batch, p.N), p.dx);
-  py::gil_scoped_release nogil;
-  vandermonde_transpose_backward_cpu(p);
+  launch(v, stream, vandermonde_transpose_backward_cpu, vandermonde_transpose_backward_cuda, p);
 }
 
 py::dict build_info() {
@@ -473,6 +481,7 @@ py::dict build_info() {
   d["openmp"] = false;
 #endif
   d["num_threads"] = num_threads();
+  d["cuda_requested"] = SSMKIT_CUDA_REQUESTED;  // SSMKIT_CUDA at build time: AUTO, ON or OFF
   d["cuda_compiled"] = cuda_compiled();
   d["cuda_version"] = cuda_version();
   d["cuda_architectures"] = cuda_architectures();
@@ -484,43 +493,54 @@ py::dict build_info() {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "ssmkit compiled core (CPU kernels, CUDA kernels when built with CUDA)";
   m.def("cauchy", &cauchy, py::arg("v"), py::arg("z"), py::arg("w"), py::arg("out"),
-        py::arg("conj_pairs") = true,
+        py::arg("conj_pairs") = true, py::arg("stream") = 0,
         "out[..., l] = sum_n v/(z_l - w_n) (+ conjugate pairs) into the preallocated out");
   m.def("cauchy_backward", &cauchy_backward, py::arg("grad"), py::arg("v"), py::arg("z"),
-        py::arg("w"), py::arg("dv"), py::arg("dz"), py::arg("dw"), py::arg("conj_pairs") = true,
+        py::arg("w"), py::arg("dv"), py::arg("dz"), py::arg("dw"), py::arg("conj_pairs") = true, py::arg("stream") = 0,
         "Gradients of cauchy into preallocated dv, dz, dw (each may be None)");
   m.def("discretize", &discretize, py::arg("dt"), py::arg("A"), py::arg("B"), py::arg("dA"),
-        py::arg("dB"), py::arg("method"), "Discretize a diagonal SSM into preallocated dA, dB");
+        py::arg("dB"), py::arg("method"), py::arg("stream") = 0, "Discretize a diagonal SSM into preallocated dA, dB");
   m.def("discretize_backward", &discretize_backward, py::arg("dt"), py::arg("A"), py::arg("B"),
         py::arg("gdA"), py::arg("gdB"), py::arg("gdt"), py::arg("gA"), py::arg("gB"),
-        py::arg("method"), "Gradients of discretize (outputs may be None)");
+        py::arg("method"), py::arg("stream") = 0, "Gradients of discretize (outputs may be None)");
   m.def("ssm_step", &ssm_step, py::arg("state"), py::arg("u"), py::arg("dA"), py::arg("dB"),
-        py::arg("dC"), py::arg("D"), py::arg("y"), py::arg("new_state"),
+        py::arg("dC"), py::arg("D"), py::arg("y"), py::arg("new_state"), py::arg("stream") = 0,
         "One step of the diagonal SSM into y and new_state (which may be state)");
   m.def("ssm_scan", &ssm_scan, py::arg("u"), py::arg("dA"), py::arg("dB"), py::arg("dC"),
-        py::arg("D"), py::arg("state0"), py::arg("y"), py::arg("state"),
+        py::arg("D"), py::arg("state0"), py::arg("y"), py::arg("state"), py::arg("stream") = 0,
         "The diagonal SSM over a sequence into y and the final state");
   m.def("ssm_scan_backward", &ssm_scan_backward, py::arg("u"), py::arg("dA"), py::arg("dB"),
         py::arg("dC"), py::arg("D"), py::arg("state0"), py::arg("gy"), py::arg("gstate"),
         py::arg("gu"), py::arg("gdA"), py::arg("gdB"), py::arg("gdC"), py::arg("gD"),
-        py::arg("gstate0"), "Gradients of ssm_scan by a reverse scan (per batch element)");
+        py::arg("gstate0"), py::arg("stream") = 0, "Gradients of ssm_scan by a reverse scan (per batch element)");
   m.def("dplr_step", &dplr_step, py::arg("state"), py::arg("u"), py::arg("dA"), py::arg("dB"),
         py::arg("P"), py::arg("Pd"), py::arg("R"), py::arg("C"), py::arg("D"), py::arg("y"),
-        py::arg("new_state"), "One bilinear DPLR step from dplr_setup's factors");
+        py::arg("new_state"), py::arg("stream") = 0, "One bilinear DPLR step from dplr_setup's factors");
   m.def("vandermonde", &vandermonde, py::arg("v"), py::arg("x"), py::arg("L"), py::arg("out"),
-        py::arg("conj_pairs") = true,
+        py::arg("conj_pairs") = true, py::arg("stream") = 0,
         "out[..., l] = sum_n v_n exp(x_n l), l < L (2 Re(...) with conj_pairs) into out");
   m.def("vandermonde_backward", &vandermonde_backward, py::arg("grad"), py::arg("v"),
-        py::arg("x"), py::arg("dv"), py::arg("dx"), py::arg("conj_pairs") = true,
+        py::arg("x"), py::arg("dv"), py::arg("dx"), py::arg("conj_pairs") = true, py::arg("stream") = 0,
         "Gradients of vandermonde into preallocated dv, dx (each may be None)");
   m.def("vandermonde_transpose", &vandermonde_transpose, py::arg("u"), py::arg("v"),
-        py::arg("x"), py::arg("out"),
+        py::arg("x"), py::arg("out"), py::arg("stream") = 0,
         "out[..., n] = v_n sum_l u_l exp(x_n l) into the preallocated out");
   m.def("vandermonde_transpose_backward", &vandermonde_transpose_backward, py::arg("grad"),
-        py::arg("u"), py::arg("v"), py::arg("x"), py::arg("du"), py::arg("dv"), py::arg("dx"),
+        py::arg("u"), py::arg("v"), py::arg("x"), py::arg("du"), py::arg("dv"), py::arg("dx"), py::arg("stream") = 0,
         "Gradients of vandermonde_transpose into preallocated du, dv, dx (each may be None)");
   m.def("build_info", &build_info, "How this build was made and what it runs with");
   m.def("cuda_devices", &cuda_devices, "CUDA devices visible to ssmkit's CUDA runtime");
+  m.def(
+      "cuda_device_facts",
+      [](int index) {
+        const CudaDeviceFacts f = cuda_device_facts(index);
+        py::dict d;
+        d["sm_count"] = f.sm_count, d["major"] = f.major, d["minor"] = f.minor;
+        d["clock_khz"] = f.clock_khz, d["memory_clock_khz"] = f.memory_clock_khz;
+        d["memory_bus_bits"] = f.memory_bus_bits;
+        return d;
+      },
+      py::arg("index"), "SM count, compute capability, clocks and memory bus width of a CUDA device");
   m.def("get_num_threads", &num_threads, "Threads the CPU kernels use");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
         "Set the threads the CPU kernels use (for calls from this thread)");

@@ -87,6 +87,11 @@ def bench(args: argparse.Namespace) -> int:
         # The baselines run in torch: give them the same threads as ssmkit.
         _C.set_num_threads(args.threads)
         torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not (_C.build_info()["cuda_compiled"] and torch.cuda.is_available()):
+        why = "this build of ssmkit has no CUDA kernels (reinstall with SSMKIT_CUDA=ON)" if not _C.build_info()[
+            "cuda_compiled"] else "torch sees no CUDA GPU"  # fmt: skip
+        print(f"ssmkit bench: --device cuda: {why}", file=sys.stderr)
+        return 2
     machine = benchmarks.machine_info() | {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
     print(
         f"ssmkit {machine['ssmkit_version']} on {machine['cpu']} ({machine['logical_cpus']} logical CPUs): "
@@ -94,8 +99,16 @@ def bench(args: argparse.Namespace) -> int:
         f"torch {machine['torch']} with {machine['torch_threads']} threads",
         flush=True,
     )
-    cases = benchmarks.load_cases(args.families, quick=args.quick)
-    results = benchmarks.run(cases, quick=args.quick, progress=True)
+    if args.device == "cuda":
+        peaks = benchmarks.device_peaks("cuda")
+        machine |= {"gpu": torch.cuda.get_device_name(), "gpu_peaks": peaks}
+        print(
+            f"on {machine['gpu']}: FP32 peak {peaks['flop'] / 1e12:.1f} TFLOP/s, memory bandwidth "
+            f"{peaks['byte'] / 1e12:.2f} TB/s (from the device's attributes)",
+            flush=True,
+        )
+    cases = benchmarks.load_cases(args.families, quick=args.quick, device=args.device)
+    results = benchmarks.run(cases, quick=args.quick, progress=True, device=args.device)
     print(benchmarks.format_table(results))
     if args.json is not None:
         report = {"machine": machine, "quick": args.quick, "results": results}
@@ -147,6 +160,10 @@ def _parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--quick", action="store_true", help="small shapes and short timing: a smoke run")
     bench_parser.add_argument("--json", type=_json_path, metavar="FILE", help="also write the results to FILE as JSON")
     bench_parser.add_argument("--threads", type=_thread_count, metavar="N", help="threads for ssmkit and torch")
+    bench_parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu",
+        help="where the kernels and the torch baselines run (cuda: the current GPU, with the fraction of its peak)",
+    )  # fmt: skip
     bench_parser.set_defaults(handler=bench)
 
     train.add_parser(commands)

@@ -245,6 +245,38 @@ const char* cpu_isas_compiled();
 int num_threads();
 void set_num_threads(int n);
 
+// CUDA entry points (csrc/cuda/*.cu): the same parameter structs, every pointer on the
+// current CUDA device, and the stream to launch on (a cudaStream_t; null = the legacy
+// default stream). They only enqueue work: no device or host synchronisation, so they
+// may be captured in a CUDA graph. Scratch memory, where needed, is stream-ordered
+// (cudaMallocAsync). Errors throw std::runtime_error naming the op, the CUDA error and
+// file:line. In a build without CUDA they throw saying so.
+void cauchy_cuda(const CauchyParams& p, void* stream);
+void cauchy_backward_cuda(const CauchyBackwardParams& p, void* stream);
+void vandermonde_cuda(const VandermondeParams& p, void* stream);
+void vandermonde_backward_cuda(const VandermondeBackwardParams& p, void* stream);
+void vandermonde_transpose_cuda(const VandermondeTransposeParams& p, void* stream);
+void vandermonde_transpose_backward_cuda(const VandermondeTransposeBackwardParams& p, void* stream);
+void discretize_cuda(const DiscretizeParams& p, void* stream);
+void discretize_backward_cuda(const DiscretizeBackwardParams& p, void* stream);
+void ssm_step_cuda(const StepParams& p, void* stream);
+void ssm_scan_cuda(const ScanParams& p, void* stream);
+void ssm_scan_backward_cuda(const ScanBackwardParams& p, void* stream);
+void dplr_step_cuda(const DplrStepParams& p, void* stream);
+
+// Makes CUDA device `index` current for its lifetime and restores the previous one
+// (callers launch on the device that holds their arrays). A no-op without CUDA.
+class CudaDeviceGuard {
+ public:
+  explicit CudaDeviceGuard(int index);
+  ~CudaDeviceGuard();
+  CudaDeviceGuard(const CudaDeviceGuard&) = delete;
+  CudaDeviceGuard& operator=(const CudaDeviceGuard&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
 // CUDA facts of this build (csrc/cuda/device.cu or no_cuda.cpp).
 bool cuda_compiled();
 const char* cuda_architectures();  // "" when CUDA was not compiled
@@ -252,5 +284,13 @@ const char* cuda_version();        // "" when CUDA was not compiled
 // Devices visible to the CUDA runtime, as "index: name (sm_XY, N GiB)" lines; on
 // failure a single line starting with "error:".
 std::string cuda_devices();
+
+// What a device's peak throughput follows from (ssmkit bench's fraction of peak).
+// Throws std::runtime_error on failure or in a build without CUDA.
+struct CudaDeviceFacts {
+  int sm_count = 0, major = 0, minor = 0;
+  int clock_khz = 0, memory_clock_khz = 0, memory_bus_bits = 0;
+};
+CudaDeviceFacts cuda_device_facts(int index);
 
 }  // namespace ssmkit

@@ -37,6 +37,9 @@ class Case:
     unit: str  # "G terms/s": throughput is work / seconds / 1e9
     impls: dict[str, Impl]  # ssmkit's first, then the baselines
     note: str = ""  # e.g. "reference timed on 128 of 1024 rows"
+    # What one work unit costs ssmkit's kernel, for its fraction of a GPU's peak:
+    # ("flop", FP32 operations) or ("byte", bytes of memory traffic); None: not rated.
+    cost: tuple[str, float] | None = None
 
 
 # family -> module whose cases(quick: bool) -> list[Case]
@@ -51,15 +54,16 @@ FAMILIES: dict[str, str] = {
 TIMING = {True: {"min_time": 0.002, "repeats": 3}, False: {"min_time": 0.2, "repeats": 5}}
 
 
-def load_cases(families: list[str] | None, quick: bool) -> list[Case]:
-    """The cases of the named families (all when None or empty), in FAMILIES order if all."""
+def load_cases(families: list[str] | None, quick: bool, device: str = "cpu") -> list[Case]:
+    """The cases of the named families (all when None or empty), in FAMILIES order if all,
+    with their inputs on ``device`` ("cpu" or "cuda")."""
     names = list(dict.fromkeys(families)) if families else list(FAMILIES)
     unknown = [name for name in names if name not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown benchmark family {', '.join(map(repr, unknown))}; known: {', '.join(FAMILIES)}")
     cases: list[Case] = []
     for name in names:
-        cases += importlib.import_module(FAMILIES[name]).cases(quick)
+        cases += importlib.import_module(FAMILIES[name]).cases(quick, device)
     return cases
 
 
@@ -108,11 +112,48 @@ def _report_progress(message: str) -> None:
     sys.stderr.flush()
 
 
-def run(cases: list[Case], *, quick: bool, progress: bool) -> list[dict]:
+def synced(fn: Callable[[], object], device: str) -> Callable[[], object]:
+    """fn, returning only once the device has finished its work (CUDA runs asynchronously)."""
+    if device == "cpu":
+        return fn
+    import torch
+
+    def call():
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+
+    return call
+
+
+# FP32 lanes per SM where it is not 128 (CUDA C Programming Guide, "Arithmetic Instructions").
+_FP32_LANES = {(6, 0): 64, (7, 0): 64, (7, 2): 64, (7, 5): 64, (8, 0): 64}
+
+
+def device_peaks(device: str) -> dict[str, float] | None:
+    """FP32 operations/s and memory bytes/s of the current CUDA device, from its attributes:
+    SMs x clock x FP32 lanes per SM x 2 (an FMA is two operations), and memory clock x 2
+    (double data rate) x bus width. None on the CPU."""
+    if device == "cpu":
+        return None
+    import torch
+
+    f = _C.cuda_device_facts(torch.cuda.current_device())
+    lanes = _FP32_LANES.get((f["major"], f["minor"]), 128)
+    return {
+        "flop": f["sm_count"] * f["clock_khz"] * 1e3 * lanes * 2,
+        "byte": f["memory_clock_khz"] * 1e3 * 2 * f["memory_bus_bits"] / 8,
+    }
+
+
+def run(cases: list[Case], *, quick: bool, progress: bool, device: str = "cpu") -> list[dict]:
     """Time every impl of every case; one dict per (case, impl), ready for JSON.
 
     ``x_ssmkit`` is ssmkit's throughput over the impl's: how many times faster ssmkit is.
+    On a GPU, ``of_peak`` is the fraction of the device's FP32 or memory-bandwidth peak
+    that ssmkit's kernel reaches, by the case's cost per work unit (ssmkit's rows only).
     """
+    peaks = device_peaks(device)
     steps = sum(len(case.impls) for case in cases)
     step = 0
     results = []
@@ -122,9 +163,13 @@ def run(cases: list[Case], *, quick: bool, progress: bool) -> list[dict]:
             step += 1
             if progress:
                 _report_progress(f"[{step}/{steps}] {case.family} {case.name} {case.shape}: {impl_name}")
-            timings[impl_name] = time_impl(impl, **TIMING[quick])
+            timings[impl_name] = time_impl(Impl(synced(impl.fn, device), impl.work), **TIMING[quick])
         ssmkit_throughput = next(iter(timings.values()))["throughput"]
-        for impl_name, timing in timings.items():
+        for i, (impl_name, timing) in enumerate(timings.items()):
+            of_peak = None
+            if peaks and case.cost and i == 0:
+                kind, per_unit = case.cost
+                of_peak = timing["throughput"] * 1e9 * per_unit / peaks[kind]
             results.append(
                 {
                     "family": case.family,
@@ -134,6 +179,8 @@ def run(cases: list[Case], *, quick: bool, progress: bool) -> list[dict]:
                     "unit": case.unit,
                     **timing,
                     "x_ssmkit": ssmkit_throughput / timing["throughput"],
+                    "of_peak": of_peak,
+                    "peak_kind": case.cost[0] if of_peak is not None else None,
                     "note": case.note,
                 }
             )
@@ -147,6 +194,7 @@ def format_table(results: list[dict]) -> str:
     """A plain-text table of :func:`run`'s results; notes become numbered footnotes."""
     notes: list[str] = []
     rows = []
+    rated = any(r.get("of_peak") is not None for r in results)  # a GPU run
     for r in results:
         case = r["case"]
         if r["note"]:
@@ -163,9 +211,11 @@ def format_table(results: list[dict]) -> str:
                 f"{r['throughput']:.3f} {r['unit']}",
                 f"{r['x_ssmkit']:.2f}",
             ]
+            + ([_peak_cell(r)] if rated else [])
         )
     header = ["family", "case", "shape", "impl", "time (ms)", "throughput", "x ssmkit"]
-    numeric = {4, 5, 6}  # right-aligned so the digits line up
+    header += ["of peak"] if rated else []
+    numeric = {4, 5, 6, 7}  # right-aligned so the digits line up
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells):
@@ -174,6 +224,12 @@ def format_table(results: list[dict]) -> str:
     lines = [line(header), line(["-" * w for w in widths])] + [line(row) for row in rows]
     lines += [f"[{i}] {note}" for i, note in enumerate(notes, 1)]
     return "\n".join(lines)
+
+
+def _peak_cell(r: dict) -> str:
+    if r.get("of_peak") is None:
+        return ""
+    return f"{100 * r['of_peak']:.1f}% {'FP32' if r['peak_kind'] == 'flop' else 'mem BW'}"
 
 
 def _cpu_model() -> str:

@@ -23,6 +23,7 @@ from . import Case, Impl
 
 STANDARD_SHAPES = [(1024, 32, 2049), (1024, 32, 8193)]  # (rows, N pairs, L)
 QUICK_SHAPES = [(16, 8, 129)]
+GPU_SHAPES = [(4096, 32, 8193)]  # issue 5's target shape (2 T terms/s on an H100)
 REFERENCE_MEMORY = 1.5e9  # bytes the reference may use at its peak
 # Peak memory of the reference in units of its (rows, L, 2N) matrix, as measured with
 # ru_maxrss: forward holds the differences and the quotients; backward's graph holds two
@@ -56,7 +57,7 @@ def _backward(fn, v, z, w):
     """Computes the three input gradients of fn's output, given a fixed output gradient."""
     inputs = tuple(t.detach().clone().requires_grad_() for t in (v, z, w))
     out = fn(*inputs)
-    grad = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1))
+    grad = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1)).to(out.device)
     return lambda: torch.autograd.grad(out, inputs, grad, retain_graph=True)
 
 
@@ -91,11 +92,17 @@ def _reference_rows(rows: int, N: int, L: int, direction: str) -> int:
     return min(rows, 2 ** int(math.log2(max(fit, 1))))
 
 
-def cases(quick: bool) -> list[Case]:
+# FP32 operations per term of ssmkit's forward kernel: its fused conjugate-pair form
+# (csrc/cuda/cauchy.cu) does 25 per pair, counting an FMA as 2 and a division as 1.
+FORWARD_FLOPS_PER_TERM = 12.5
+
+
+def cases(quick: bool, device: str = "cpu") -> list[Case]:
     keops_cauchy = _pykeops_cauchy()
     result = []
-    for rows, N, L in QUICK_SHAPES if quick else STANDARD_SHAPES:
-        v, z, w = s4_inputs(rows, N, L)
+    shapes = QUICK_SHAPES if quick else STANDARD_SHAPES + (GPU_SHAPES if device != "cpu" else [])
+    for rows, N, L in shapes:
+        v, z, w = (t.to(device) for t in s4_inputs(rows, N, L))
         terms_per_row = 2 * N * L
         for direction, timed in (("forward", _forward), ("backward", _backward)):
             # pykeops needs no memory but runs at a few percent of ssmkit's speed: it
@@ -108,5 +115,6 @@ def cases(quick: bool) -> list[Case]:
             if keops_cauchy is not None:
                 impls["pykeops"] = Impl(timed(keops_cauchy, v[:sub], z, w[:sub]), sub * terms_per_row)
             note = f"baselines timed on {sub} of {rows} rows (the reference's memory)" if sub < rows else ""
-            result.append(Case("cauchy", direction, f"rows={rows} N={N} L={L}", "G terms/s", impls, note))
+            cost = ("flop", FORWARD_FLOPS_PER_TERM) if direction == "forward" else None
+            result.append(Case("cauchy", direction, f"rows={rows} N={N} L={L}", "G terms/s", impls, note, cost))
     return result

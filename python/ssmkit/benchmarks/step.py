@@ -31,16 +31,36 @@ def _torch_step(x, u, dA, dB, dC, D):
     return 2 * torch.einsum("hn,bhn->bh", dC, x).real + D * u, x
 
 
-def cases(quick: bool) -> list[Case]:
+# Memory traffic per state update that bounds the GPU kernels (complex64 state, float32 u, y):
+# a step reads and writes the state (8 + 8 bytes); the scan keeps the state on chip and
+# only reads u and writes y, 8 bytes per (batch, l, h), that is 8/N per state update.
+STEP_BYTES_PER_UPDATE = 16
+
+
+def _graph_steps(step, steps):
+    """A CUDA graph of `steps` calls of step (warmed up on a side stream first)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(steps):
+            step()
+    return graph
+
+
+def cases(quick: bool, device: str = "cpu") -> list[Case]:
     batch, H, N = (2, 64, 16) if quick else (16, 256, 32)
     L = 256 if quick else 4096
     loop_L = 64 if quick else 256  # steps of the PyTorch loop actually timed
-    dt, A, B, C, D = _diag(batch, H, N)
+    dt, A, B, C, D = (t.to(device) for t in _diag(batch, H, N))
     with torch.no_grad():
         dA, dB = ops.discretize(dt, A, B, method="zoh")
-    x = torch.randn(batch, H, N, dtype=torch.complex64)
-    u = torch.randn(batch, H)
-    us = torch.randn(batch, L, H)
+    x = torch.randn(batch, H, N, dtype=torch.complex64, device=device)
+    u = torch.randn(batch, H, device=device)
+    us = torch.randn(batch, L, H, device=device)
     shape = f"batch={batch} H={H} N={N}"
     out = []
 
@@ -67,7 +87,16 @@ def cases(quick: bool) -> list[Case]:
         "torch step": Impl(lambda: _torch_step(x, u, dA, dB, C, D), batch * H * N),
         "state copy (floor)": Impl(lambda: x_copy.copy_(x), batch * H * N),
     }, note="in place (out=state), eager, no grad, call overhead included; 'state copy' reads and "
-            "writes the state once, as any step must: the memory-traffic floor"))  # fmt: skip
+            "writes the state once, as any step must: the memory-traffic floor",
+       cost=("byte", STEP_BYTES_PER_UPDATE)))  # fmt: skip
+
+    if device != "cpu":  # the step as generation runs it: replayed from a CUDA graph
+        steps = 100
+        graph = _graph_steps(step_inplace, steps)
+        out.append(Case("step", "ssm_step (CUDA graph)", shape, UNIT, {
+            "ssmkit": Impl(graph.replay, steps * batch * H * N),
+        }, note=f"{steps} in-place steps captured in one CUDA graph; time per replay / {steps} = time per step",
+           cost=("byte", STEP_BYTES_PER_UPDATE)))  # fmt: skip
 
     def torch_loop():
         xx = torch.zeros_like(x)
@@ -80,7 +109,8 @@ def cases(quick: bool) -> list[Case]:
     out.append(Case("step", "ssm_scan", f"{shape} L={L}", UNIT, {
         "ssmkit": Impl(lambda: ops.ssm_scan(us, dA, dB, C, D), batch * L * H * N),
         "torch step loop": Impl(torch_loop, batch * loop_L * H * N),
-    }, note=f"the PyTorch loop is timed over {loop_L} of the {L} steps; throughput scales linearly"))  # fmt: skip
+    }, note=f"the PyTorch loop is timed over {loop_L} of the {L} steps; throughput scales linearly",
+       cost=("byte", 8 / N)))  # fmt: skip
 
     usg = us.clone().requires_grad_()
     dAg, dBg, Cg = (t.clone().requires_grad_() for t in (dA, dB, C))
@@ -95,9 +125,9 @@ def cases(quick: bool) -> list[Case]:
 
     # DPLR (S4) step: rank 1, against S4's dense step (an (H, N, N) complex matvec)
     r = 1
-    P = torch.randn(H, r, N, dtype=torch.complex64) / N**0.5
+    P = torch.randn(H, r, N, dtype=torch.complex64, device=device) / N**0.5
     f = ops.dplr_setup(dt, A, P, B)
-    dense = torch.randn(H, N, N, dtype=torch.complex64) / N
+    dense = torch.randn(H, N, N, dtype=torch.complex64, device=device) / N
     xd = x.clone()
 
     def dense_step():

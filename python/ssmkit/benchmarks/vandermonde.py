@@ -12,6 +12,11 @@ import math
 from . import Case, Impl
 
 FAMILY = "vandermonde"
+# FP32 operations per term of ssmkit's kernels (csrc/cuda/vandermonde.cu), an FMA counting 2:
+# the forward's real part is two FMAs per pair (two terms); the transpose with real u is
+# two FMAs per term (the table products are O(N) per 1024 values of l and not counted).
+FORWARD_FLOPS_PER_TERM = 2
+TRANSPOSE_FLOPS_PER_TERM = 4
 UNIT = "G terms/s"
 
 
@@ -25,12 +30,12 @@ def _inputs(rows, N, L, torch):
     return v, x, u, gr
 
 
-def _shape_cases(rows, N, L, ref_rows):
+def _shape_cases(rows, N, L, ref_rows, device="cpu"):
     import torch
 
     from ..ops import reference, vandermonde, vandermonde_transpose
 
-    v, x, u, g = _inputs(rows, N, L, torch)
+    v, x, u, g = (t.to(device) for t in _inputs(rows, N, L, torch))
     vs, xs, us, gs = v[:ref_rows], x[:ref_rows], u[:ref_rows], g[:ref_rows]
     shape = f"rows={rows} N={N} L={L}"
     note = f"torch reference on {ref_rows} of {rows} rows (it materialises rows x N x L)"
@@ -45,7 +50,7 @@ def _shape_cases(rows, N, L, ref_rows):
         Case(FAMILY, "forward", shape, UNIT, {
             "ssmkit": Impl(lambda: vandermonde(v, x, L), fwd),
             "torch reference": Impl(lambda: reference.vandermonde(vs, xs, L), fwd_ref),
-        }, note),
+        }, note, ("flop", FORWARD_FLOPS_PER_TERM)),
         Case(FAMILY, "backward", shape, UNIT, {
             "ssmkit": Impl(backward(lambda v, x: vandermonde(v, x, L), v, x, g), fwd),
             "torch reference": Impl(backward(lambda v, x: reference.vandermonde(v, x, L), vs, xs, gs), fwd_ref),
@@ -53,14 +58,14 @@ def _shape_cases(rows, N, L, ref_rows):
         Case(FAMILY, "transpose", shape + " (u real)", UNIT, {
             "ssmkit": Impl(lambda: vandermonde_transpose(u, v, x), rows * N * L),
             "torch reference": Impl(lambda: reference.vandermonde_transpose(us, vs, xs), ref_rows * N * L),
-        }, note),
+        }, note, ("flop", TRANSPOSE_FLOPS_PER_TERM)),
     ]  # fmt: skip
 
 
-def cases(quick: bool) -> list[Case]:
+def cases(quick: bool, device: str = "cpu") -> list[Case]:
     if quick:
-        return _shape_cases(rows=16, N=32, L=512, ref_rows=4)
-    return _shape_cases(rows=1024, N=32, L=4096, ref_rows=32)
+        return _shape_cases(rows=16, N=32, L=512, ref_rows=4, device=device)
+    return _shape_cases(rows=1024, N=32, L=4096, ref_rows=32, device=device)
 
 
 if __name__ == "__main__":  # python -m ssmkit.benchmarks.vandermonde [--quick]

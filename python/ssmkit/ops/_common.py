@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -51,6 +52,41 @@ def batch_shape(op: str, shapes: Mapping[str, tuple], layouts: Mapping[str, str]
     except ValueError:
         desc = ", ".join(f"{n} of shape {tuple(s)}" for n, s in shapes.items())
         raise ValueError(f"{op}: the leading dimensions of the inputs must broadcast together; got {desc}") from None
+
+
+def run_core(fn, ref, *args):
+    """Calls the compiled core's fn(*args) where tensor ref lives.
+
+    On a GPU: with ref's device current (torch exports a CUDA tensor through DLPack only
+    from its own device) and on torch's current stream there, read at every call (never
+    cached, so user streams and CUDA graph capture are honoured). The core does not
+    synchronise: the tensors are ready on that stream, as for any torch op."""
+    if ref.device.type == "cuda":
+        with torch.cuda.device(ref.device):
+            return fn(*args, stream=torch.cuda.current_stream(ref.device).cuda_stream)
+    return fn(*args)
+
+
+def array_module(x):
+    """numpy, or cupy for a CuPy array (imported only when one is passed)."""
+    if type(x).__module__.split(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def device_of(x):
+    """A context making x's device current while outputs are allocated (CuPy allocates on
+    the current device); does nothing for NumPy arrays."""
+    xp = array_module(x)
+    return contextlib.nullcontext() if xp is np else x.device
+
+
+def array_stream(x) -> int:
+    """The CUDA stream for a call on array x: CuPy's current stream for a CuPy array, else 0."""
+    xp = array_module(x)
+    return 0 if xp is np else xp.cuda.get_current_stream().ptr
 
 
 def plain(t):

@@ -11,7 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C
-from ._common import as_array, batch_shape, check_tensors, plain, sum_to, torch, use_torch
+from ._common import (
+    array_module, array_stream, as_array, batch_shape, check_tensors, device_of, plain, run_core, sum_to, torch,
+    use_torch,
+)
 
 _LAYOUT = {"v": "(..., N)", "z": "(..., L)", "w": "(..., N)"}
 
@@ -33,8 +36,10 @@ def cauchy(v, z, w, *, conj_pairs: bool = True):
     if use_torch("cauchy", {"v": v, "z": z, "w": w}):
         return torch.ops.ssmkit.cauchy(v, z, w, bool(conj_pairs))
     v, z, w = as_array("v", v), as_array("z", z), as_array("w", w)
-    out = np.empty(_out_shape(np.shape(v), np.shape(z), np.shape(w)), dtype=getattr(v, "dtype", None))
-    _C.cauchy(v, z, w, out, bool(conj_pairs))
+    xp = array_module(v)  # CuPy arrays get a CuPy output on their device
+    with device_of(v):
+        out = xp.empty(_out_shape(np.shape(v), np.shape(z), np.shape(w)), dtype=getattr(v, "dtype", None))
+    _C.cauchy(v, z, w, out, bool(conj_pairs), stream=array_stream(v))
     return out
 
 
@@ -43,7 +48,7 @@ if torch is not None:
     @torch.library.custom_op("ssmkit::cauchy", mutates_args=())
     def _cauchy_op(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, conj_pairs: bool) -> torch.Tensor:
         out = v.new_empty(_out_shape(v.shape, z.shape, w.shape))
-        _C.cauchy(plain(v), plain(z), plain(w), out, conj_pairs)
+        run_core(_C.cauchy, v, plain(v), plain(z), plain(w), out, conj_pairs)
         return out
 
     @_cauchy_op.register_fake
@@ -56,8 +61,8 @@ if torch is not None:
         grad: torch.Tensor, v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, conj_pairs: bool, needs: list[bool]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         dv, dz, dw = _backward_buffers(grad, v, z, w, needs)
-        _C.cauchy_backward(
-            plain(grad), plain(v), plain(z), plain(w),
+        run_core(
+            _C.cauchy_backward, v, plain(grad), plain(v), plain(z), plain(w),
             dv if needs[0] else None, dz if needs[1] else None, dw if needs[2] else None, conj_pairs,
         )  # fmt: skip
         return dv, dz, dw

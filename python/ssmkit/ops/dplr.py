@@ -27,7 +27,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .. import _C
-from ._common import as_array, direct_call_ok, plain, torch, use_torch
+from ._common import array_module, array_stream, as_array, device_of, direct_call_ok, plain, run_core, torch, use_torch
 from .step import _c, _fake_check, _inference_only
 
 
@@ -114,11 +114,15 @@ def dplr_step(state, u, factors: DPLRFactors, C, D=None, *, out=None):
         y, new = torch.ops.ssmkit.dplr_step(state, u, a, b, P, Pd, R, C, D)
         out.copy_(new)
         return y, out
-    arrs = {k: np.ascontiguousarray(as_array(k, v)) for k, v in args.items() if k != "out"}
-    y = np.empty(np.shape(arrs["u"]), dtype=getattr(arrs["u"], "dtype", None))
-    new = np.empty_like(arrs["state"]) if out is None else out
+    arrs = {k: as_array(k, v) for k, v in args.items() if k != "out"}
+    # each on its own device (the core refuses a mix; never copied across devices here)
+    arrs = {k: array_module(v).ascontiguousarray(v) for k, v in arrs.items()}
+    xp = array_module(a)
+    with device_of(a):
+        y = xp.empty(np.shape(arrs["u"]), dtype=getattr(arrs["u"], "dtype", None))
+        new = xp.empty_like(arrs["state"]) if out is None else out
     _C.dplr_step(arrs["state"], arrs["u"], arrs["dA"], arrs["dB"], arrs["P"], arrs["Pd"], arrs["R"],
-                 arrs["C"], arrs.get("D"), y, new)  # fmt: skip
+                 arrs["C"], arrs.get("D"), y, new, stream=array_stream(a))  # fmt: skip
     return y, new
 
 
@@ -134,7 +138,7 @@ if torch is not None:
     def _dplr_step_op(state: T, u: T, a: T, b: T, P: T, Pd: T, R: T, C: T, D: OT) -> tuple[T, T]:
         u_, state_ = _c(u), _c(state)
         y, new = torch.empty_like(u_), torch.empty_like(state_)
-        _C.dplr_step(state_, u_, _c(a), _c(b), _c(P), _c(Pd), _c(R), _c(C), _c(D), y, new)
+        run_core(_C.dplr_step, a, state_, u_, _c(a), _c(b), _c(P), _c(Pd), _c(R), _c(C), _c(D), y, new)
         return y, new
 
     @_dplr_step_op.register_fake
@@ -149,7 +153,7 @@ if torch is not None:
             raise ValueError("state: dplr_step(out=state) needs a contiguous state to update in place")
         u_ = _c(u)
         y = torch.empty_like(u_)
-        _C.dplr_step(state, u_, _c(a), _c(b), _c(P), _c(Pd), _c(R), _c(C), _c(D), y, state)
+        run_core(_C.dplr_step, a, state, u_, _c(a), _c(b), _c(P), _c(Pd), _c(R), _c(C), _c(D), y, state)
         return y
 
     @_dplr_step_inplace_op.register_fake

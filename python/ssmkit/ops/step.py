@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from .. import _C
-from ._common import as_array, direct_call_ok, plain, torch, use_torch
+from ._common import array_module, array_stream, as_array, device_of, direct_call_ok, plain, run_core, torch, use_torch
 
 _METHODS = ("zoh", "bilinear")
 
@@ -31,7 +31,8 @@ def _check_method(method):
 
 
 def _np(name, x):
-    return np.ascontiguousarray(as_array(name, x))
+    x = as_array(name, x)
+    return array_module(x).ascontiguousarray(x)
 
 
 def _c(t):
@@ -51,8 +52,10 @@ def discretize(dt, A, B, *, method: str = "zoh"):
     if use_torch("discretize", {"dt": dt, "A": A, "B": B}):
         return torch.ops.ssmkit.discretize(dt, A, B, method)
     dt, A, B = _np("dt", dt), _np("A", A), _np("B", B)
-    dA, dB = np.empty_like(A), np.empty_like(A)
-    _C.discretize(dt, A, B, dA, dB, method)
+    xp = array_module(A)
+    with device_of(A):
+        dA, dB = xp.empty_like(A), xp.empty_like(A)
+    _C.discretize(dt, A, B, dA, dB, method, stream=array_stream(A))
     return dA, dB
 
 
@@ -91,9 +94,11 @@ def ssm_step(state, u, dA, dB, dC, D=None, *, out=None):
     state, u = _np("state", state), _np("u", u)
     dA, dB, dC = _np("dA", dA), _np("dB", dB), _np("dC", dC)
     D = None if D is None else _np("D", D)
-    y = np.empty(np.shape(u), dtype=getattr(u, "dtype", None))
-    new = np.empty_like(state) if out is None else out
-    _C.ssm_step(state, u, dA, dB, dC, D, y, new)
+    xp = array_module(dA)
+    with device_of(dA):
+        y = xp.empty(np.shape(u), dtype=getattr(u, "dtype", None))
+        new = xp.empty_like(state) if out is None else out
+    _C.ssm_step(state, u, dA, dB, dC, D, y, new, stream=array_stream(dA))
     return y, new
 
 
@@ -117,9 +122,11 @@ def ssm_scan(u, dA, dB, dC, D=None, state=None):
     state = None if state is None else _np("state", state)
     if np.ndim(u) != 3 or np.ndim(dA) != 2:
         _C.ssm_scan(u, dA, dB, dC, D, state, u, u)  # raises with the argument's name
-    y = np.empty_like(u)
-    final = np.empty((u.shape[0], dA.shape[0], dA.shape[1]), dtype=dA.dtype)
-    _C.ssm_scan(u, dA, dB, dC, D, state, y, final)
+    xp = array_module(dA)
+    with device_of(dA):
+        y = xp.empty_like(u)
+        final = xp.empty((u.shape[0], dA.shape[0], dA.shape[1]), dtype=dA.dtype)
+    _C.ssm_scan(u, dA, dB, dC, D, state, y, final, stream=array_stream(dA))
     return y, final
 
 
@@ -159,7 +166,7 @@ if torch is not None:
         _check_method(method)
         A_, B_ = _c(A), _c(B)
         dA, dB = torch.empty_like(A_), torch.empty_like(A_)
-        _C.discretize(_c(dt), A_, B_, dA, dB, method)
+        run_core(_C.discretize, A, _c(dt), A_, B_, dA, dB, method)
         return dA, dB
 
     @_discretize_op.register_fake
@@ -173,7 +180,7 @@ if torch is not None:
     def _discretize_backward_op(dt: T, A: T, B: T, gdA: OT, gdB: OT, method: str) -> tuple[T, T, T]:
         A_ = _c(A)
         gdt, gA, gB = torch.empty_like(_c(dt)), torch.empty_like(A_), torch.empty_like(A_)
-        _C.discretize_backward(_c(dt), A_, _c(B), _c(gdA), _c(gdB), gdt, gA, gB, method)
+        run_core(_C.discretize_backward, A, _c(dt), A_, _c(B), _c(gdA), _c(gdB), gdt, gA, gB, method)
         return gdt, gA, gB
 
     @_discretize_backward_op.register_fake
@@ -204,7 +211,7 @@ if torch is not None:
     def _ssm_step_op(state: T, u: T, dA: T, dB: T, dC: T, D: OT) -> tuple[T, T]:
         u_, state_ = _c(u), _c(state)
         y, new = torch.empty_like(u_), torch.empty_like(state_)
-        _C.ssm_step(state_, u_, _c(dA), _c(dB), _c(dC), _c(D), y, new)
+        run_core(_C.ssm_step, dA, state_, u_, _c(dA), _c(dB), _c(dC), _c(D), y, new)
         return y, new
 
     @_ssm_step_op.register_fake
@@ -219,7 +226,7 @@ if torch is not None:
             raise ValueError("state: ssm_step(out=state) needs a contiguous state to update in place")
         u_ = _c(u)
         y = torch.empty_like(u_)
-        _C.ssm_step(state, u_, _c(dA), _c(dB), _c(dC), _c(D), y, state)
+        run_core(_C.ssm_step, dA, state, u_, _c(dA), _c(dB), _c(dC), _c(D), y, state)
         return y
 
     @_ssm_step_inplace_op.register_fake
@@ -233,7 +240,7 @@ if torch is not None:
             raise ValueError("out: expected a contiguous output tensor")
         u_ = _c(u)
         y = torch.empty_like(u_)
-        _C.ssm_step(_c(state), u_, _c(dA), _c(dB), _c(dC), _c(D), y, out)
+        run_core(_C.ssm_step, dA, _c(state), u_, _c(dA), _c(dB), _c(dC), _c(D), y, out)
         return y
 
     @_ssm_step_out_op.register_fake
@@ -261,7 +268,7 @@ if torch is not None:
         u_, dA_ = _c(u), _c(dA)
         y = torch.empty_like(u_)
         final = dA_.new_empty(_final_shape(u_, dA_))
-        _C.ssm_scan(u_, dA_, _c(dB), _c(dC), _c(D), _c(state), y, final)
+        run_core(_C.ssm_scan, dA, u_, dA_, _c(dB), _c(dC), _c(D), _c(state), y, final)
         return y, final
 
     def _final_shape(u, dA):
@@ -282,8 +289,8 @@ if torch is not None:
         u: T, dA: T, dB: T, dC: T, D: OT, state: OT, gy: T, gstate: OT, needs: list[bool]
     ) -> tuple[T, T, T, T, T, T]:
         bufs = _scan_backward_buffers(u, dA, needs)
-        _C.ssm_scan_backward(
-            _c(u), _c(dA), _c(dB), _c(dC), _c(D), _c(state), _c(gy), _c(gstate),
+        run_core(
+            _C.ssm_scan_backward, dA, _c(u), _c(dA), _c(dB), _c(dC), _c(D), _c(state), _c(gy), _c(gstate),
             *(b if need else None for b, need in zip(bufs, needs)),
         )  # fmt: skip
         return bufs

@@ -14,7 +14,10 @@ import operator
 import numpy as np
 
 from .. import _C
-from ._common import as_array, batch_shape, check_tensors, plain, sum_to, torch, use_torch
+from ._common import (
+    array_module, array_stream, as_array, batch_shape, check_tensors, device_of, plain, run_core, sum_to, torch,
+    use_torch,
+)
 
 _LAYOUT = {"v": "(..., N)", "x": "(..., N)", "u": "(..., L)"}
 _REAL = {np.dtype(np.complex64): np.float32, np.dtype(np.complex128): np.float64}
@@ -59,9 +62,10 @@ def vandermonde(v, x, L, *, conj_pairs: bool = True):
     _check_n(np.shape(v), np.shape(x))
     shape = _batch("vandermonde", v=np.shape(v), x=np.shape(x)) + (L,)
     dtype = np.dtype(getattr(v, "dtype", np.complex64))
-    out = np.empty(shape, dtype=_REAL.get(dtype, dtype) if conj_pairs else dtype)
+    with device_of(v):
+        out = array_module(v).empty(shape, dtype=_REAL.get(dtype, dtype) if conj_pairs else dtype)
     if out.size:
-        _C.vandermonde(v, x, L, out, bool(conj_pairs))
+        _C.vandermonde(v, x, L, out, bool(conj_pairs), stream=array_stream(v))
     return out
 
 
@@ -77,9 +81,10 @@ def vandermonde_transpose(u, v, x):
     u, v, x = as_array("u", u), as_array("v", v), as_array("x", x)
     _check_n(np.shape(v), np.shape(x))
     shape = _batch("vandermonde_transpose", u=np.shape(u), v=np.shape(v), x=np.shape(x)) + (np.shape(v)[-1],)
-    out = np.empty(shape, dtype=getattr(v, "dtype", None))
+    with device_of(v):
+        out = array_module(v).empty(shape, dtype=getattr(v, "dtype", None))
     if out.size:
-        _C.vandermonde_transpose(u, v, x, out)
+        _C.vandermonde_transpose(u, v, x, out, stream=array_stream(v))
     return out
 
 
@@ -101,7 +106,7 @@ if torch is not None:
     def _vandermonde_op(v: torch.Tensor, x: torch.Tensor, L: int, conj_pairs: bool) -> torch.Tensor:
         out = _forward_buffer(v, x, L, conj_pairs)
         if out.numel():  # an empty output has nothing to compute (and any strides)
-            _C.vandermonde(plain(v), plain(x), L, out, conj_pairs)
+            run_core(_C.vandermonde, v, plain(v), plain(x), L, out, conj_pairs)
         return out
 
     def _forward_buffer(v, x, L, conj_pairs):
@@ -119,9 +124,10 @@ if torch is not None:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         dv, dx = _vandermonde_grads(grad, v, x, needs)
         needs = [n and g.numel() > 0 for n, g in zip(needs, (dv, dx))]
-        _C.vandermonde_backward(
-            plain(grad), plain(v), plain(x), dv if needs[0] else None, dx if needs[1] else None, conj_pairs
-        )
+        run_core(
+            _C.vandermonde_backward, v, plain(grad), plain(v), plain(x),
+            dv if needs[0] else None, dx if needs[1] else None, conj_pairs,
+        )  # fmt: skip
         return dv, dx
 
     def _vandermonde_grads(grad, v, x, needs):
@@ -154,7 +160,7 @@ if torch is not None:
     def _transpose_op(u: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         out = _transpose_buffer(u, v, x)
         if out.numel():
-            _C.vandermonde_transpose(plain(u), plain(v), plain(x), out)
+            run_core(_C.vandermonde_transpose, v, plain(u), plain(v), plain(x), out)
         return out
 
     def _transpose_buffer(u, v, x):
@@ -172,8 +178,8 @@ if torch is not None:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         du, dv, dx = _transpose_grads(grad, u, v, x, needs)
         needs = [n and g.numel() > 0 for n, g in zip(needs, (du, dv, dx))]
-        _C.vandermonde_transpose_backward(
-            plain(grad), plain(u), plain(v), plain(x),
+        run_core(
+            _C.vandermonde_transpose_backward, v, plain(grad), plain(u), plain(v), plain(x),
             du if needs[0] else None, dv if needs[1] else None, dx if needs[2] else None,
         )  # fmt: skip
         return du, dv, dx

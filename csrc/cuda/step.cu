@@ -1,0 +1,499 @@
+// Discretization, ssm_step, ssm_scan (forward and reverse-scan backward) and the DPLR
+// step on the GPU (definitions in ssmkit.h; the CPU twins in csrc/cpu/step.h, dplr.h).
+//
+// discretize: one thread per (h, n), scalar complex math in the kernel's precision
+// (once per forward; not worth more). The backward's gdt sums over n: one thread per h.
+// dt <= 0 cannot be refused without reading dt on the host (a sync), so on the GPU
+// such channels give NaN (a NaN dt already gives NaN on the CPU).
+//
+// Scan and step: a group of G lanes (a power of two <= 32) owns one (batch, h) and
+// walks l sequentially; each lane keeps NB states, their dA, dB, dC in registers, so a
+// step is register FMAs plus a log2(G)-shuffle sum for y. u[b, l, h] is read by the
+// whole group at once (one broadcast) and y written by its first lane. For N > 32 NB
+// the group makes several passes over l, each adding its states' share into y. The
+// step is the scan with L = 1 (u (batch, H) is u (batch, 1, H)); it reads each state
+// before writing it, in the same thread, so it is safe in place.
+//
+// Backward: the same groups. A forward walk stores the state every kCkpt = 64 steps
+// in stream-ordered scratch; the reverse walk recomputes each segment's states from
+// its checkpoint into a per-thread array (local memory) and runs the CPU's recurrence
+// for lambda. Sums over l are per segment, then added up (as on the CPU).
+//
+// dplr_step: one warp per (batch, h); lanes own n = lane + 32 i. The rank-r
+// projections 2 Re(P^* x) are warp sums; new_state holds w (each lane reads x_n before
+// writing w_n), so it is safe in place too.
+#include "common.cuh"
+
+namespace ssmkit {
+namespace {
+using namespace cuda;
+
+template <typename T>
+struct Cx {
+  T re, im;
+};
+template <typename T>
+__device__ inline Cx<T> operator+(Cx<T> a, Cx<T> b) { return {a.re + b.re, a.im + b.im}; }
+template <typename T>
+__device__ inline Cx<T> operator-(Cx<T> a, Cx<T> b) { return {a.re - b.re, a.im - b.im}; }
+template <typename T>
+__device__ inline Cx<T> operator*(Cx<T> a, Cx<T> b) {
+  return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
+}
+template <typename T>
+__device__ inline Cx<T> operator*(T s, Cx<T> a) { return {s * a.re, s * a.im}; }
+template <typename T>
+__device__ inline Cx<T> conj(Cx<T> a) { return {a.re, -a.im}; }
+template <typename T>
+__device__ inline Cx<T> cx_inv(Cx<T> a) {  // 1/a, scaled so |a|^2 cannot overflow or underflow
+  const T s = fabs(a.re) > fabs(a.im) ? fabs(a.re) : fabs(a.im);
+  if (s == 0) return {T(1) / s, T(0) * a.im};
+  const Cx<T> b{a.re / s, a.im / s};
+  const T d = b.re * b.re + b.im * b.im;
+  return {b.re / (d * s), -b.im / (d * s)};
+}
+template <typename T>
+__device__ inline Cx<T> cx_exp(Cx<T> z) {
+  T s, c;
+  sincos(z.im, &s, &c);
+  const T m = exp(z.re);
+  return {m * c, m * s};
+}
+template <typename T>
+__device__ inline Cx<T> ld(const void* p, int64_t i) {
+  const T* q = static_cast<const T*>(p) + 2 * i;
+  return {q[0], q[1]};
+}
+template <typename T>
+__device__ inline void st(void* p, int64_t i, Cx<T> v) {
+  T* q = static_cast<T*>(p) + 2 * i;
+  q[0] = v.re;
+  q[1] = v.im;
+}
+
+// 1/(k+1)! for k = 0..17: the Taylor coefficients of phi1 (see the CPU's step.h).
+__constant__ double kInvFact[18] = {
+    1.0, 0.5, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
+    1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0,
+    1.0 / 87178291200.0, 1.0 / 1307674368000.0, 1.0 / 20922789888000.0,
+    1.0 / 355687428096000.0, 1.0 / 6402373705728000.0};
+constexpr int kSeriesTerms = 16;
+
+// phi1(z) = (exp(z) - 1)/z and phi1'(z) = (exp(z) - phi1(z))/z; Taylor series below
+// |z| = 1/2, as on the CPU.
+template <typename T>
+__device__ inline Cx<T> phi1(Cx<T> z, Cx<T> ez) {
+  if (z.re * z.re + z.im * z.im >= T(0.25)) return (ez - Cx<T>{1, 0}) * cx_inv(z);
+  Cx<T> s{T(kInvFact[kSeriesTerms - 1]), 0};  // sum_k z^k / (k+1)!, k < 16
+  for (int k = kSeriesTerms - 2; k >= 0; --k) s = s * z + Cx<T>{T(kInvFact[k]), 0};
+  return s;
+}
+template <typename T>
+__device__ inline Cx<T> phi1_prime(Cx<T> z, Cx<T> ez, Cx<T> f) {
+  if (z.re * z.re + z.im * z.im >= T(0.25)) return (ez - f) * cx_inv(z);
+  // sum_{k>=1} k z^(k-1) / (k+1)!
+  Cx<T> s{T(kSeriesTerms * kInvFact[kSeriesTerms]), 0};
+  for (int k = kSeriesTerms - 1; k >= 1; --k) s = s * z + Cx<T>{T(k * kInvFact[k]), 0};
+  return s;
+}
+
+template <typename T>
+__device__ inline T step_size(const T* dt, int64_t h) {
+  const T s = dt[h];
+  return s > 0 ? s : T(NAN);  // see the note at the top
+}
+
+template <typename T>
+__global__ void discretize_kernel(DiscretizeParams p) {
+  const T* dt = static_cast<const T*>(p.dt);
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.H * p.N;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const T s = step_size(dt, i / p.N);
+    const Cx<T> A = ld<T>(p.A, i), B = ld<T>(p.B, i);
+    const Cx<T> z = s * A;
+    Cx<T> dA, dB;
+    if (p.method == Discretization::zoh) {
+      dA = cx_exp(z);
+      dB = s * (phi1(z, dA) * B);
+    } else {
+      const Cx<T> w = cx_inv(Cx<T>{1 - z.re / 2, -z.im / 2});
+      dA = Cx<T>{1 + z.re / 2, z.im / 2} * w;
+      dB = s * (B * w);
+    }
+    st(p.dA, i, dA);
+    st(p.dB, i, dB);
+  }
+}
+
+// The derivatives of the CPU's discretize_backward_impl, one thread per h.
+template <typename T>
+__global__ void discretize_backward_kernel(DiscretizeBackwardParams p) {
+  const T* dt = static_cast<const T*>(p.dt);
+  for (int64_t h = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; h < p.H;
+       h += int64_t(gridDim.x) * blockDim.x) {
+    const T s = step_size(dt, h);
+    T gdt = 0;
+    for (int64_t n = 0; n < p.N; ++n) {
+      const int64_t i = h * p.N + n;
+      const Cx<T> A = ld<T>(p.A, i), B = ld<T>(p.B, i);
+      const Cx<T> ga = p.gdA ? ld<T>(p.gdA, i) : Cx<T>{0, 0};
+      const Cx<T> gb = p.gdB ? ld<T>(p.gdB, i) : Cx<T>{0, 0};
+      const Cx<T> z = s * A;
+      Cx<T> dA_dA, dA_ddt, dB_dB, dB_dA, dB_ddt;
+      if (p.method == Discretization::zoh) {
+        const Cx<T> e = cx_exp(z), f = phi1(z, e), fp = phi1_prime(z, e, f);
+        dA_dA = s * e, dA_ddt = A * e, dB_dB = s * f;
+        dB_dA = (s * s) * (fp * B), dB_ddt = e * B;
+      } else {
+        const Cx<T> w = cx_inv(Cx<T>{1 - z.re / 2, -z.im / 2}), w2 = w * w;
+        dA_dA = s * w2, dA_ddt = A * w2, dB_dB = s * w;
+        dB_dA = (s * s / 2) * (B * w2), dB_ddt = B * w2;
+      }
+      if (p.gA) st(p.gA, i, conj(dA_dA) * ga + conj(dB_dA) * gb);
+      if (p.gB) st(p.gB, i, conj(dB_dB) * gb);
+      gdt += (conj(dA_ddt) * ga + conj(dB_ddt) * gb).re;
+    }
+    if (p.gdt) static_cast<T*>(p.gdt)[h] = gdt;
+  }
+}
+
+// ---- scan and step ----
+
+constexpr int kScanThreads = 128;
+constexpr int64_t kCkpt = 64;  // backward: a checkpoint every kCkpt steps
+
+// Lanes per (batch, h) group: enough for N with NB states per lane, a power of two <= 32.
+inline int group_width(int64_t N, int NB) {
+  int g = 1;
+  while (g < 32 && int64_t(g) * NB < N) g *= 2;
+  return g;
+}
+
+// Where a thread sits: its (batch, h) row, its lane in the group, and whether the row
+// exists (threads past the last row still run the loops, for the warp shuffles).
+struct Slot {
+  int64_t row;
+  int lane;
+  bool valid;
+};
+__device__ inline Slot slot_of(int64_t thread, int G, int64_t rows) {
+  const int64_t row = thread / G;
+  return {row < rows ? row : 0, static_cast<int>(thread % G), row < rows};
+}
+// Grid-stride loop bound, rounded to whole warps so every lane of a warp iterates alike.
+inline int64_t padded_threads(int64_t rows, int G) { return ceil_div(rows * G, 32) * 32; }
+
+template <typename T, int NB>
+__global__ void __launch_bounds__(kScanThreads) scan_kernel(ScanParams p, int G, int passes) {
+  const int64_t rows = p.batch * p.H, total = ceil_div(rows * G, 32) * 32;
+  const T* u = static_cast<const T*>(p.u);
+  T* y = static_cast<T*>(p.y);
+  for (int64_t th = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+       th - threadIdx.x % 32 < total; th += int64_t(gridDim.x) * blockDim.x) {
+    const Slot s = slot_of(th, G, rows);
+    const bool valid = s.valid && th < total;
+    const int64_t bi = s.row / p.H, h = s.row % p.H;
+    const T d = (p.D && valid) ? static_cast<const T*>(p.D)[h] : T(0);
+    for (int pass = 0; pass < passes; ++pass) {
+      Cx<T> a[NB], b[NB], c[NB], x[NB];
+#pragma unroll
+      for (int i = 0; i < NB; ++i) {
+        const int64_t n = (int64_t(pass) * G + s.lane) * NB + i;
+        const bool in = valid && n < p.N;
+        a[i] = in ? ld<T>(p.dA, h * p.N + n) : Cx<T>{0, 0};
+        b[i] = in ? ld<T>(p.dB, h * p.N + n) : Cx<T>{0, 0};
+        c[i] = in ? T(2) * ld<T>(p.dC, h * p.N + n) : Cx<T>{0, 0};  // y = 2 Re(...)
+        x[i] = (in && p.state0) ? ld<T>(p.state0, s.row * p.N + n) : Cx<T>{0, 0};
+      }
+#pragma unroll 4
+      for (int64_t l = 0; l < p.L; ++l) {
+        const int64_t iu = (bi * p.L + l) * p.H + h;
+        const T uu = valid ? u[iu] : T(0);
+        T acc = 0;
+#pragma unroll
+        for (int i = 0; i < NB; ++i) {
+          x[i] = a[i] * x[i] + uu * b[i];
+          acc += c[i].re * x[i].re - c[i].im * x[i].im;
+        }
+        acc = group_sum(acc, G);
+        if (valid && s.lane == 0) y[iu] = (pass == 0 ? d * uu : y[iu]) + acc;
+      }
+#pragma unroll
+      for (int i = 0; i < NB; ++i) {
+        const int64_t n = (int64_t(pass) * G + s.lane) * NB + i;
+        if (valid && n < p.N) st(p.state, s.row * p.N + n, x[i]);
+      }
+    }
+  }
+}
+
+template <typename T>
+__host__ __device__ constexpr int scan_nb() { return sizeof(T) == 4 ? 8 : 4; }
+template <typename T>
+__host__ __device__ constexpr int scan_bwd_nb() { return sizeof(T) == 4 ? 4 : 2; }
+
+template <typename T>
+void scan_t(const ScanParams& p, cudaStream_t stream, const char* op) {
+  constexpr int NB = scan_nb<T>();
+  const int64_t rows = p.batch * p.H;
+  if (rows == 0) return;
+  const int G = group_width(p.N, NB);
+  const int passes = static_cast<int>(p.N > 0 ? ceil_div(p.N, int64_t(G) * NB) : 1);
+  scan_kernel<T, NB><<<grid_for(padded_threads(rows, G), kScanThreads), kScanThreads, 0, stream>>>(
+      p, G, passes);
+  SSMKIT_CUDA_CHECK_LAUNCH(op);
+}
+
+// Reverse scan (the CPU's ssm_scan_backward_impl, per lane for its NB states):
+//   lambda_l = 2 g_l conj(dC) + (l == L-1 ? gstate : conj(dA) lambda_{l+1})
+//   g_u[l] = sum_n Re(lambda_l conj(dB)) + D g_l,  g_dA += conj(state_{l-1}) lambda_l,
+//   g_dB += u_l lambda_l,  g_dC += 2 g_l conj(state_l),  g_D += g_l u_l,
+//   g_state0 = conj(dA) lambda_0.
+template <typename T, int NB>
+__global__ void __launch_bounds__(kScanThreads)
+    scan_backward_kernel(ScanBackwardParams p, int G, int passes, Cx<T>* ckpt) {
+  const int64_t rows = p.batch * p.H, total = ceil_div(rows * G, 32) * 32;
+  const int64_t L = p.L, H = p.H, N = p.N, segs = ceil_div(L, kCkpt);
+  const T* u = static_cast<const T*>(p.u);
+  const T* gy = static_cast<const T*>(p.gy);
+  T* gu = static_cast<T*>(p.gu);
+  for (int64_t th = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+       th - threadIdx.x % 32 < total; th += int64_t(gridDim.x) * blockDim.x) {
+    const Slot s = slot_of(th, G, rows);
+    const bool valid = s.valid && th < total;
+    const int64_t bi = s.row / H, h = s.row % H;
+    const T d = (p.D && valid) ? static_cast<const T*>(p.D)[h] : T(0);
+    T gd = 0;  // lane 0 of pass 0 only
+    for (int pass = 0; pass < passes; ++pass) {
+      Cx<T> a[NB], b[NB], c[NB], x[NB], lam[NB];
+      bool in[NB];
+#pragma unroll
+      for (int i = 0; i < NB; ++i) {
+        const int64_t n = (int64_t(pass) * G + s.lane) * NB + i;
+        in[i] = valid && n < N;
+        a[i] = in[i] ? ld<T>(p.dA, h * N + n) : Cx<T>{0, 0};
+        b[i] = in[i] ? ld<T>(p.dB, h * N + n) : Cx<T>{0, 0};
+        c[i] = in[i] ? ld<T>(p.dC, h * N + n) : Cx<T>{0, 0};
+        x[i] = (in[i] && p.state0) ? ld<T>(p.state0, s.row * N + n) : Cx<T>{0, 0};
+        lam[i] = (in[i] && p.gstate) ? ld<T>(p.gstate, s.row * N + n) : Cx<T>{0, 0};
+      }
+      // Forward: checkpoint k holds the state before step k * kCkpt.
+      for (int64_t sg = 0; sg < segs; ++sg) {
+#pragma unroll
+        for (int i = 0; i < NB; ++i) {
+          const int64_t n = (int64_t(pass) * G + s.lane) * NB + i;
+          if (in[i]) ckpt[(sg * rows + s.row) * N + n] = x[i];
+        }
+        const int64_t l0 = sg * kCkpt, l1 = l0 + kCkpt < L ? l0 + kCkpt : L;
+        for (int64_t l = l0; l < l1; ++l) {
+          const T uu = valid ? u[(bi * L + l) * H + h] : T(0);
+#pragma unroll
+          for (int i = 0; i < NB; ++i) x[i] = a[i] * x[i] + uu * b[i];
+        }
+      }
+      Cx<T> tot_a[NB], tot_b[NB], tot_c[NB];
+#pragma unroll
+      for (int i = 0; i < NB; ++i) tot_a[i] = tot_b[i] = tot_c[i] = Cx<T>{0, 0};
+      Cx<T> seg[kCkpt][NB];  // states before each step of one segment (local memory)
+      for (int64_t sg = segs - 1; sg >= 0; --sg) {
+        const int64_t l0 = sg * kCkpt, nl = (l0 + kCkpt < L ? l0 + kCkpt : L) - l0;
+#pragma unroll
+        for (int i = 0; i < NB; ++i) {
+          const int64_t n = (int64_t(pass) * G + s.lane) * NB + i;
+          seg[0][i] = in[i] ? ckpt[(sg * rows + s.row) * N + n] : Cx<T>{0, 0};
+        }
+        for (int64_t j = 0; j + 1 < nl; ++j) {
+          const T uu = valid ? u[(bi * L + l0 + j) * H + h] : T(0);
+#pragma unroll
+          for (int i = 0; i < NB; ++i) seg[j + 1][i] = a[i] * seg[j][i] + uu * b[i];
+        }
+        Cx<T> pa[NB], pb[NB], pc[NB];
+#pragma unroll
+        for (int i = 0; i < NB; ++i) pa[i] = pb[i] = pc[i] = Cx<T>{0, 0};
+        T sd = 0;
+        for (int64_t j = nl - 1; j >= 0; --j) {
+          const int64_t iu = (bi * L + l0 + j) * H + h;
+          const T uu = valid ? u[iu] : T(0), g = valid ? gy[iu] : T(0), g2 = 2 * g;
+          T acc = 0;
+#pragma unroll
+          for (int i = 0; i < NB; ++i) {
+            const Cx<T> prev = seg[j][i];
+            const Cx<T> lm = lam[i] + g2 * conj(c[i]);  // lambda_l
+            acc += lm.re * b[i].re + lm.im * b[i].im;
+            pa[i] = pa[i] + conj(prev) * lm;
+            pb[i] = pb[i] + uu * lm;
+            const Cx<T> xl = a[i] * prev + uu * b[i];  // state_l
+            pc[i] = pc[i] + g2 * conj(xl);
+            lam[i] = conj(a[i]) * lm;
+          }
+          acc = group_sum(acc, G);
+          if (valid && s.lane == 0) {
+            if (gu) gu[iu] = (pass == 0 ? d * g : gu[iu]) + acc;
+            if (pass == 0) sd += g * uu;
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < NB; ++i)
+          tot_a[i] = tot_a[i] + pa[i], tot_b[i] = tot_b[i] + pb[i], tot_c[i] = tot_c[i] + pc[i];
+        gd += sd;
+      }
+#pragma unroll
+      for (int i = 0; i < NB; ++i) {
+        const int64_t n = (int64_t(pass) * G + s.lane) * NB + i;
+        if (!in[i]) continue;
+        const int64_t o = s.row * N + n;
+        if (p.gdA) st(p.gdA, o, tot_a[i]);
+        if (p.gdB) st(p.gdB, o, tot_b[i]);
+        if (p.gdC) st(p.gdC, o, tot_c[i]);
+        if (p.gstate0) st(p.gstate0, o, lam[i]);
+      }
+    }
+    if (valid && s.lane == 0 && p.gD) static_cast<T*>(p.gD)[s.row] = gd;
+  }
+}
+
+template <typename T>
+void scan_backward_t(const ScanBackwardParams& p, cudaStream_t stream) {
+  const char* op = "ssm_scan_backward";
+  constexpr int NB = scan_bwd_nb<T>();
+  const int64_t rows = p.batch * p.H;
+  if (rows == 0) return;
+  const int G = group_width(p.N, NB);
+  const int passes = static_cast<int>(p.N > 0 ? ceil_div(p.N, int64_t(G) * NB) : 1);
+  Scratch ckpt(sizeof(Cx<T>) * ceil_div(p.L, kCkpt) * rows * p.N, stream, op);
+  scan_backward_kernel<T, NB>
+      <<<grid_for(padded_threads(rows, G), kScanThreads), kScanThreads, 0, stream>>>(
+          p, G, passes, ckpt.as<Cx<T>>());
+  SSMKIT_CUDA_CHECK_LAUNCH(op);
+}
+
+// ---- DPLR step: one warp per (batch, h) ----
+
+constexpr int kMaxRank = 64;  // as on the CPU (the binding refuses larger r)
+
+template <typename T>
+__global__ void dplr_step_kernel(DplrStepParams p) {
+  const int64_t rows = p.batch * p.H, N = p.N, r = p.r;
+  const int lane = threadIdx.x % 32;
+  const T* u = static_cast<const T*>(p.u);
+  const T* P = static_cast<const T*>(p.P);
+  const T* Pd = static_cast<const T*>(p.Pd);
+  const T* R = static_cast<const T*>(p.R);
+  T* xo = static_cast<T*>(p.new_state);
+  const T* x = static_cast<const T*>(p.state);
+  for (int64_t w0 = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
+       w0 < rows; w0 += int64_t(gridDim.x) * blockDim.x / 32) {  // uniform per warp
+    const int64_t row = w0, h = row % p.H;
+    const T* a = static_cast<const T*>(p.a) + 2 * h * N;
+    const T* b = static_cast<const T*>(p.b) + 2 * h * N;
+    const T* C = static_cast<const T*>(p.C) + 2 * h * N;
+    const T* Ph = P + 2 * h * r * N;
+    const T* Pdh = Pd + 2 * h * r * N;
+    const T* Rh = R + h * r * r;
+    const T* xr = x + 2 * row * N;
+    T* wo = xo + 2 * row * N;  // w, then x'; may be xr itself
+    const T uu = u[row];
+    T s[kMaxRank], t[kMaxRank];
+    for (int64_t k = 0; k < r; ++k) {  // s = 2 Re(P^* x)
+      T acc = 0;
+      for (int64_t n = lane; n < N; n += 32)
+        acc += Ph[2 * (k * N + n)] * xr[2 * n] + Ph[2 * (k * N + n) + 1] * xr[2 * n + 1];
+      s[k] = 2 * group_sum(acc, 32);
+    }
+    for (int64_t n = lane; n < N; n += 32) {  // w = a x + b u - Pd^T s (x_n read first)
+      T wr = a[2 * n] * xr[2 * n] - a[2 * n + 1] * xr[2 * n + 1] + b[2 * n] * uu;
+      T wi = a[2 * n] * xr[2 * n + 1] + a[2 * n + 1] * xr[2 * n] + b[2 * n + 1] * uu;
+      for (int64_t k = 0; k < r; ++k) {
+        wr -= Pdh[2 * (k * N + n)] * s[k];
+        wi -= Pdh[2 * (k * N + n) + 1] * s[k];
+      }
+      wo[2 * n] = wr;
+      wo[2 * n + 1] = wi;
+    }
+    for (int64_t k = 0; k < r; ++k) {  // t = 2 Re(P^* w) (each lane reads its own w_n)
+      T acc = 0;
+      for (int64_t n = lane; n < N; n += 32)
+        acc += Ph[2 * (k * N + n)] * wo[2 * n] + Ph[2 * (k * N + n) + 1] * wo[2 * n + 1];
+      t[k] = 2 * group_sum(acc, 32);
+    }
+    for (int64_t i = 0; i < r; ++i) {  // R t, in s
+      T acc = 0;
+      for (int64_t j = 0; j < r; ++j) acc += Rh[i * r + j] * t[j];
+      s[i] = acc;
+    }
+    T acc = 0;
+    for (int64_t n = lane; n < N; n += 32) {  // x' = w - Pd^T (R t), y = 2 Re(C x') + D u
+      T wr = wo[2 * n], wi = wo[2 * n + 1];
+      for (int64_t k = 0; k < r; ++k) {
+        wr -= Pdh[2 * (k * N + n)] * s[k];
+        wi -= Pdh[2 * (k * N + n) + 1] * s[k];
+      }
+      wo[2 * n] = wr;
+      wo[2 * n + 1] = wi;
+      acc += C[2 * n] * wr - C[2 * n + 1] * wi;
+    }
+    acc = group_sum(acc, 32);
+    if (lane == 0)
+      static_cast<T*>(p.y)[row] = 2 * acc + (p.D ? static_cast<const T*>(p.D)[h] : T(0)) * uu;
+  }
+}
+
+}  // namespace
+
+#define SSMKIT_CUDA_BY_DTYPE(fn, p, ...) \
+  if ((p).dtype == DType::complex64)     \
+    fn<float>(p, __VA_ARGS__);           \
+  else                                   \
+    fn<double>(p, __VA_ARGS__);
+
+namespace {
+template <typename T>
+void discretize_t(const DiscretizeParams& p, cudaStream_t stream) {
+  if (p.H * p.N == 0) return;
+  discretize_kernel<T><<<grid_for(p.H * p.N, 256), 256, 0, stream>>>(p);
+  SSMKIT_CUDA_CHECK_LAUNCH("discretize");
+}
+template <typename T>
+void discretize_backward_t(const DiscretizeBackwardParams& p, cudaStream_t stream) {
+  if (p.H == 0) return;
+  discretize_backward_kernel<T><<<grid_for(p.H, 128), 128, 0, stream>>>(p);
+  SSMKIT_CUDA_CHECK_LAUNCH("discretize_backward");
+}
+template <typename T>
+void dplr_step_t(const DplrStepParams& p, cudaStream_t stream) {
+  const int64_t rows = p.batch * p.H;
+  if (rows == 0) return;
+  dplr_step_kernel<T><<<grid_for(rows * 32, 128), 128, 0, stream>>>(p);
+  SSMKIT_CUDA_CHECK_LAUNCH("dplr_step");
+}
+}  // namespace
+
+void discretize_cuda(const DiscretizeParams& p, void* s) {
+  SSMKIT_CUDA_BY_DTYPE(discretize_t, p, as_stream(s))
+}
+void discretize_backward_cuda(const DiscretizeBackwardParams& p, void* s) {
+  SSMKIT_CUDA_BY_DTYPE(discretize_backward_t, p, as_stream(s))
+}
+void ssm_scan_cuda(const ScanParams& p, void* s) {
+  SSMKIT_CUDA_BY_DTYPE(scan_t, p, as_stream(s), "ssm_scan")
+}
+void ssm_scan_backward_cuda(const ScanBackwardParams& p, void* s) {
+  SSMKIT_CUDA_BY_DTYPE(scan_backward_t, p, as_stream(s))
+}
+void dplr_step_cuda(const DplrStepParams& p, void* s) {
+  SSMKIT_CUDA_BY_DTYPE(dplr_step_t, p, as_stream(s))
+}
+
+// One step is the scan with L = 1: u (batch, H) and y (batch, H) have the layout of
+// (batch, 1, H); the final state is new_state.
+void ssm_step_cuda(const StepParams& p, void* s) {
+  ScanParams q;
+  q.dtype = p.dtype;
+  q.batch = p.batch, q.L = 1, q.H = p.H, q.N = p.N;
+  q.u = p.u, q.dA = p.dA, q.dB = p.dB, q.dC = p.dC, q.D = p.D;
+  q.state0 = p.state, q.y = p.y, q.state = p.new_state;
+  SSMKIT_CUDA_BY_DTYPE(scan_t, q, as_stream(s), "ssm_step")
+}
+#undef SSMKIT_CUDA_BY_DTYPE
+
+}  // namespace ssmkit
