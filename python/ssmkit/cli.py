@@ -1,7 +1,8 @@
 """The ``ssmkit`` command (also ``python -m ssmkit``).
 
 ``ssmkit info`` says how this build was made and what it runs on; ``ssmkit bench``
-times the kernels against their baselines (see :mod:`ssmkit.benchmarks`).
+times the kernels against their baselines (see :mod:`ssmkit.benchmarks`); ``ssmkit
+compare`` compares models by their data kernels (see :mod:`ssmkit.eval.compare`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from . import _C, benchmarks
+from .eval import compare
 
 
 def _torch_or_none():
@@ -147,6 +149,8 @@ def _parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--json", type=_json_path, metavar="FILE", help="also write the results to FILE as JSON")
     bench_parser.add_argument("--threads", type=_thread_count, metavar="N", help="threads for ssmkit and torch")
     bench_parser.set_defaults(handler=bench)
+
+    compare.add_parser(commands)
     return parser
 
 

@@ -40,7 +40,7 @@ METRICS = ("cosine", "euclidean")
 MAX_DIM = 50
 
 # Below this size a dense symmetric eigensolver is faster than ARPACK and never fails.
-_DENSE_SIZE = 400
+_DENSE_SIZE = 128
 
 # kNN search: similarity blocks of at most this many entries (8 bytes each).
 _BLOCK_ENTRIES = 1 << 22
@@ -269,13 +269,17 @@ def rdpg_fit(A, d: int | None = None, *, max_dim: int = MAX_DIM) -> np.ndarray:
     return U * np.sqrt(np.maximum(corrected, 0.0))
 
 
-def _omnibus_operator(graphs: Sequence[sp.csr_array]) -> LinearOperator:
-    """The omnibus matrix M (mn x mn), block (i, j) = (A_i + A_j) / 2, without forming it.
+def _omnibus_operator(graphs: Sequence[sp.csr_array]):
+    """The omnibus matrix M (mn x mn) with block (i, j) = (A_i + A_j) / 2.
 
-    (M v)_i = sum_j (A_i + A_j) v_j / 2 = (A_i s + w) / 2 with s = sum_j v_j and
-    w = sum_j A_j v_j: 2m sparse products instead of m^2.
+    For a few graphs it is built (ARPACK then multiplies in compiled code, no Python per
+    product). For many it is an operator: (M v)_i = sum_j (A_i + A_j) v_j / 2 =
+    (A_i s + w) / 2 with s = sum_j v_j and w = sum_j A_j v_j, 2m sparse products
+    instead of m^2 blocks in memory.
     """
     m, n = len(graphs), graphs[0].shape[0]
+    if m <= 4:
+        return sp.csr_array(sp.bmat([[(Ai + Aj) * 0.5 for Aj in graphs] for Ai in graphs], format="csr"))
 
     def matmat(V):
         blocks = V.reshape(m, n, -1)
@@ -638,3 +642,99 @@ def plot_manifold(coords, path, title: str = "models by data kernel (classical M
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+# ---------------------------------------------------------------------------- whole comparisons
+
+
+def compare_models(
+    embeddings: Mapping[str, object],
+    k: int,
+    out,
+    *,
+    d: int | None = None,
+    n_bootstrap: int = 200,
+    seed=None,
+    metric: str = "cosine",
+    items=None,
+    alpha: float = 0.05,
+    progress: bool | None = None,
+) -> str:
+    """Compare a population of models and write the results to the folder ``out``.
+
+    embeddings: {name: Y} over the same n items. Writes ``per_datum.csv`` (the first model
+    against each other one: model_a, model_b, item, statistic, p_value, p_adjusted, plus
+    the columns of ``items``, a DataFrame with one row per item, when given),
+    ``distances.csv``, ``manifold.csv`` and ``manifold.png``. Returns a short text report:
+    items flagged at ``alpha`` (raw and BH), the items that differ most, the distances.
+    """
+    import pandas as pd
+
+    names = list(embeddings)
+    if len(names) < 2:
+        raise ValueError(f"embeddings: expected at least two models, got {len(names)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    reference = names[0]
+    lines, frames = [], []
+    for name in names[1:]:
+        result = per_datum_test(embeddings[reference], embeddings[name], k, d, n_bootstrap, rng, metric=metric, progress=progress)
+        frame = result.to_frame()
+        if items is not None:
+            frame = pd.concat([frame, items.reset_index(drop=True).drop(columns="item", errors="ignore")], axis=1)
+        frames.append(pd.concat([pd.DataFrame({"model_a": reference, "model_b": name}, index=frame.index), frame], axis=1))
+        top = frame.sort_values("statistic", ascending=False).head(5)
+        lines.append(
+            f"{reference} vs {name} (d={result.d}, B={n_bootstrap}): {(result.p_value <= alpha).sum()} of {len(frame)} items "
+            f"with p <= {alpha}, {(result.p_adjusted <= alpha).sum()} after Benjamini-Hochberg; most different:"
+        )
+        lines.append(top.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    pd.concat(frames).to_csv(out / "per_datum.csv", index=False)
+
+    D = model_distances(embeddings, k, d, metric=metric)
+    D.to_csv(out / "distances.csv")
+    coords = model_manifold(D, n_components=2)
+    coords.to_csv(out / "manifold.csv")
+    plot_manifold(coords, out / "manifold.png")
+    lines.append("distances (RMS distance of an item's omnibus positions):")
+    lines.append(D.to_string(float_format=lambda v: f"{v:.4f}"))
+    lines.append(f"wrote {out / 'per_datum.csv'}, distances.csv, manifold.csv, manifold.png")
+    return "\n".join(lines)
+
+
+def embed_checkpoints(checkpoints: Mapping[str, object], data, split: str | None = "test", batch_size: int = 32):
+    """Penultimate features of a WAV folder's items under trained ssmkit classifiers.
+
+    checkpoints: {name: path of a checkpoint from ``ssmkit train classify``}. Each model
+    embeds the items of ``data`` (a WavFolder root such as FSDD; ``split`` "train",
+    "test" or None for all) as its training run fed them (rate, crop length, masks).
+    Returns ({name: float32 array (items, features)}, a DataFrame of the items: item,
+    path, label, speaker, ...), the items in the same order for every model.
+    """
+    import pandas as pd
+    import torch
+
+    from ..data.audio import WavFolder, collate_padded
+    from ..train import load_classifier
+
+    embeddings, paths = {}, None
+    for name, path in checkpoints.items():
+        model = load_classifier(path)
+        spec = model.model_config.get("input", {})
+        if "sample_rate" not in spec:
+            raise ValueError(f"checkpoints[{name!r}]: {path} is not an audio classifier (task {model.model_config.get('task')!r})")
+        dataset = WavFolder(data, spec["sample_rate"], spec.get("length"), split=split, crop="center", pad="none")
+        if paths is None:
+            paths = [it["path"] for it in dataset.metadata]
+            items = dataset.dataframe()
+        elif [it["path"] for it in dataset.metadata] != paths:
+            raise ValueError(f"checkpoints[{name!r}]: its items of {data} differ from those of the first model")
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_padded)
+        features = []
+        with torch.no_grad():
+            for x, _, mask in loader:
+                features.append(model.embed(x.squeeze(-1), mask).float().numpy())
+        embeddings[name] = np.concatenate(features)
+    items.insert(0, "item", np.arange(len(items)))
+    return embeddings, pd.DataFrame(items)
