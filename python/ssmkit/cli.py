@@ -14,7 +14,7 @@ import platform
 import sys
 from pathlib import Path
 
-from . import _C, benchmarks
+from . import _C, benchmarks, train
 from .eval import compare
 
 
@@ -150,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--threads", type=_thread_count, metavar="N", help="threads for ssmkit and torch")
     bench_parser.set_defaults(handler=bench)
 
+    train.add_parser(commands)
     compare.add_parser(commands)
     return parser
 

@@ -1,0 +1,5 @@
+"""Models built from ssmkit's S4 layers."""
+
+from .classifier import SequenceClassifier
+
+__all__ = ["SequenceClassifier"]

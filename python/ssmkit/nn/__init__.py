@@ -1,0 +1,14 @@
+"""S4 and S4D layers on ssmkit's kernels.
+
+- :class:`S4`: the layer (``mode="dplr"`` for S4, ``"diag"`` for S4D), with convolution,
+  stateful (chunked) and step-by-step modes.
+- :func:`param_groups`: optimizer groups with S4's learning rate for the SSM parameters.
+- :mod:`ssmkit.nn.hippo`: HiPPO-LegS (NPLR) and diagonal initialisations.
+- :mod:`ssmkit.nn.kernels`: the DPLR and diagonal convolution kernels.
+"""
+
+from . import hippo, kernels
+from .optim import param_groups
+from .s4 import S4
+
+__all__ = ["S4", "param_groups", "hippo", "kernels"]

@@ -1,0 +1,134 @@
+"""Which implementation of the primitives an S4 layer runs on.
+
+``"compiled"``: ssmkit's kernels (:mod:`ssmkit.ops`). ``"reference"``: the pure-PyTorch
+definitions (:mod:`ssmkit.ops.reference`), the same math materialised naively. ``"auto"``:
+the compiled kernel of each primitive where the tensors' device has one, else the
+reference, with one warning per primitive and device.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from .. import ops
+from ..ops import reference
+
+BACKENDS = ("auto", "compiled", "reference")
+
+
+def check_backend(backend) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+    return backend
+
+
+# ---- the reference DPLR step with cached dense matrices ------------------------------
+
+
+def _dense_setup(dt, Lambda, P, B):
+    return reference.dplr_dense(dt, Lambda, P, B)  # dA (H, 2N, 2N), dB (H, 2N)
+
+
+def _dense_step(state, u, dense, C, D):
+    dA, dB = dense
+    N = state.shape[-1]
+    full = torch.cat([state, state.conj()], -1)
+    new = (torch.einsum("hij,bhj->bhi", dA, full) + dB * u.unsqueeze(-1).to(dB.dtype))[..., :N]
+    y = 2 * (C * new).sum(-1).real + D * u
+    return y, new
+
+
+class Kernels:
+    """The primitives of one implementation, with the signatures of :mod:`ssmkit.ops`."""
+
+    def __init__(self, name, cauchy, vandermonde, discretize, ssm_step, ssm_scan, dplr_setup, dplr_step):
+        self.name = name
+        self.cauchy = cauchy  # (v, z, w, conj_pairs=True) -> Cauchy product
+        self.vandermonde = vandermonde  # (v, x, L) -> 2 Re sum v exp(x l)
+        self.discretize = discretize  # (dt, A, B, method) -> dA, dB
+        self.ssm_step = ssm_step  # (state, u, dA, dB, dC, D) -> y, state'
+        self.ssm_scan = ssm_scan  # (u, dA, dB, dC, D, state) -> y, final state
+        self.dplr_setup = dplr_setup  # (dt, Lambda, P, B) -> factors for dplr_step
+        self.dplr_step = dplr_step  # (state, u, factors, C, D) -> y, state'
+
+
+COMPILED = Kernels(
+    "compiled",
+    cauchy=lambda v, z, w, conj_pairs=True: ops.cauchy(v, z, w, conj_pairs=conj_pairs),
+    vandermonde=lambda v, x, L: ops.vandermonde(v, x, L),
+    discretize=lambda dt, A, B, method: ops.discretize(dt, A, B, method=method),
+    ssm_step=ops.ssm_step,
+    ssm_scan=ops.ssm_scan,
+    dplr_setup=ops.dplr_setup,
+    dplr_step=ops.dplr_step,
+)
+
+REFERENCE = Kernels(
+    "reference",
+    cauchy=reference.cauchy,
+    vandermonde=reference.vandermonde,
+    discretize=reference.discretize,
+    ssm_step=reference.ssm_step,
+    ssm_scan=reference.ssm_scan,
+    dplr_setup=_dense_setup,
+    dplr_step=_dense_step,
+)
+
+_PRIMITIVES = ("cauchy", "vandermonde", "discretize", "ssm_step", "ssm_scan", "dplr_setup", "dplr_step")
+_has_kernel: dict[tuple[str, str], bool] = {}
+_warned: set[str] = set()  # devices already warned about
+
+
+def _probe(device: torch.device) -> dict[str, bool]:
+    """Call each compiled primitive once on tiny inputs on `device`: which ones run there."""
+    c = torch.complex64
+    one = torch.ones(1, 1, dtype=c, device=device)
+    dt, u1, u = torch.ones(1, device=device), torch.ones(1, 1, device=device), torch.ones(1, 1, 1, device=device)
+    state = torch.zeros(1, 1, 1, dtype=c, device=device)
+    calls = {
+        "cauchy": lambda: ops.cauchy(one, one + 1, one),
+        "vandermonde": lambda: ops.vandermonde(one, -one, 2),
+        "discretize": lambda: ops.discretize(dt, -one, one),
+        "ssm_step": lambda: ops.ssm_step(state, u1, one, one, one),
+        "ssm_scan": lambda: ops.ssm_scan(u, one, one, one),
+        "dplr_setup": lambda: ops.dplr_setup(dt, -one, one.unsqueeze(1), one),
+        "dplr_step": lambda: ops.dplr_step(state, u1, ops.dplr_setup(dt, -one, one.unsqueeze(1), one), one),
+    }
+    found = {}
+    for name, call in calls.items():
+        try:
+            with torch.no_grad():
+                call()
+            found[name] = True
+        except (RuntimeError, ValueError, TypeError, NotImplementedError):
+            found[name] = False
+    return found
+
+
+def kernels(backend: str, device: torch.device) -> Kernels:
+    """The implementation an S4 layer with `backend` uses for tensors on `device`."""
+    if backend == "reference":
+        return REFERENCE
+    if backend == "compiled" or device.type == "cpu":  # the CPU kernels are always built
+        return COMPILED
+    key = str(device)
+    if (key, "cauchy") not in _has_kernel:
+        for name, ok in _probe(device).items():
+            _has_kernel[(key, name)] = ok
+    missing = [name for name in _PRIMITIVES if not _has_kernel[(key, name)]]
+    if not missing:
+        return COMPILED
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(
+            f"ssmkit: no compiled kernel for {', '.join(missing)} on {key} in this build; the S4 layers "
+            f"fall back to their pure-PyTorch reference there (slower, more memory). Build ssmkit with "
+            f"CUDA (SSMKIT_CUDA=ON) for the GPU kernels.",
+            stacklevel=3,
+        )
+    mixed = {name: getattr(REFERENCE if name in missing else COMPILED, name) for name in _PRIMITIVES}
+    if "dplr_setup" in missing or "dplr_step" in missing:  # the step's cache and step go together
+        mixed["dplr_setup"], mixed["dplr_step"] = REFERENCE.dplr_setup, REFERENCE.dplr_step
+    return Kernels("auto", **mixed)

@@ -1,0 +1,135 @@
+r"""SSM convolution kernels and the state algebra of S4 (DPLR) and S4D (diagonal).
+
+Conventions (as in :mod:`ssmkit.ops`): dt real (H,); Lambda, B complex (H, N) and P
+complex (H, r, N) with conjugate-pair storage (N stored values stand for a real system of
+size 2N); C complex (c, H, N), one row per kernel channel (two when bidirectional). With
+a state x_l = dA x_{l-1} + dB u_l and output y_l = 2 Re(sum_n C_n x_l[n]) (+ D u_l) the
+convolution kernel is K_l = C dA^l dB (full 2N sums), and y = K * u for a zero start.
+
+DPLR (S4): A = diag(Lambda) - P P^* (Q = conj P, tied), bilinear discretization. The
+kernel is never built from powers of dA. Its generating function at the L-th roots of
+unity z_k = exp(-2 pi i k / L) is
+
+    K^(z) = sum_{l<L} K_l z^l = C~ (I - dA z)^{-1} dB = 2/(1+z) C~ (g(z) - A)^{-1} B,
+    g(z) = (2/dt) (1-z)/(1+z),           C~ = C (I - dA^L),
+
+and with R = diag(1/(g - Lambda)) the Woodbury identity turns (g - A)^{-1} into
+R - R P (I + P^* R P)^{-1} P^* R: four Cauchy products k00 = C~ R B, k01 = C~ R P,
+k10 = P^* R B, k11 = P^* R P give K^ = 2/(1+z) (k00 - k01 (I + k11)^{-1} k10), and an
+inverse FFT gives K_l for l < L. As S4 does, the layer learns C~ (for one kernel length)
+rather than C. Writing dt (g - Lambda) = zhat - dt Lambda with zhat = 2 (1-z)/(1+z) =
+2i tan(pi k/L) and 2/(1+z) = 1 + zhat/2, the Cauchy points are shared by every channel.
+At z = -1 (the Nyquist bin of an even L) g is infinite; there K^(-1) = C~ dt B / 2 exactly.
+
+Diagonal (S4D): K_l = 2 Re sum_n C_n dB_n exp(l log dA_n), a log-Vandermonde product.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..ops import reference
+from .backend import Kernels
+
+
+def _points(L: int, freqs: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """zhat_k = 2i tan(pi k / L) for k < freqs (the bilinear map of z_k; no k = L/2)."""
+    k = torch.arange(freqs, dtype=torch.float64, device=device)
+    tan = torch.tan(math.pi * k / L)  # in float64, then rounded once
+    return torch.complex(torch.zeros_like(tan), 2 * tan).to(dtype)
+
+
+def _solve_rank(k01, k10, k11):
+    """k01 (I + k11)^{-1} k10 over the frequencies: k01 (..., c, r, F), k10 (..., r, F), k11 (..., r, r, F)."""
+    r = k11.shape[-2]
+    if r == 1:
+        return k01[..., 0, :] * (k10[..., 0, :] / (1 + k11[..., 0, 0, :])).unsqueeze(-2)
+    eye = torch.eye(r, dtype=k11.dtype, device=k11.device)
+    x = torch.linalg.solve(eye + k11.movedim(-1, -3), k10.movedim(-1, -2).unsqueeze(-1)).squeeze(-1)  # (..., F, r)
+    return torch.einsum("...crf,...fr->...cf", k01, x)
+
+
+def dplr_kernel(kern: Kernels, dt, Lambda, P, B, C, L: int) -> torch.Tensor:
+    """The DPLR kernel K_l = C dA^l dB, l < L, from C~ = C (I - dA^L) (the module docstring).
+
+    dt (H,), Lambda (H, N), P (H, r, N), C (c, H, N); B (..., H, N) may carry batch
+    dimensions (the state's contribution uses one B per batch element). Returns real
+    (..., c, H, L). Differentiable in every input.
+    """
+    c, H, N = C.shape
+    r = P.shape[-2]
+    batch = B.shape[:-2]
+    freqs = L // 2 + 1  # the rfft bins of a real kernel
+    inner = freqs - 1 if L % 2 == 0 else freqs  # without the Nyquist bin
+    zhat = _points(L, inner, Lambda.dtype, Lambda.device)
+    w = (dt.unsqueeze(-1) * Lambda).unsqueeze(-2)  # (H, 1, N): dt * Lambda, Cauchy nodes
+    left = torch.cat([C.transpose(0, 1), P.conj()], -2)  # (H, c + r, N): C~ and P^*
+    right = torch.cat([B.unsqueeze(-2), P.expand(*batch, H, r, N)], -2)  # (..., H, 1 + r, N): B and P
+    v = (left.unsqueeze(-2) * right.unsqueeze(-3)).flatten(-3, -2)  # (..., H, (c + r)(1 + r), N)
+    k = kern.cauchy(v, zhat.unsqueeze(0), w) * dt.unsqueeze(-1).unsqueeze(-1)  # (..., H, M, F)
+    k = k.unflatten(-2, (c + r, 1 + r))
+    k00, k01, k10, k11 = k[..., :c, 0, :], k[..., :c, 1:, :], k[..., c:, 0, :], k[..., c:, 1:, :]
+    at_roots = (k00 - _solve_rank(k01, k10, k11)) * (1 + zhat / 2)  # (..., H, c, F)
+    if L % 2 == 0:  # Nyquist bin: dt Re sum_n C~_n B_n (the conjugate pair doubles the real part)
+        nyquist = dt.unsqueeze(-1) * (C.transpose(0, 1) * B.unsqueeze(-2)).sum(-1).real
+        at_roots = torch.cat([at_roots, nyquist.to(at_roots.dtype).unsqueeze(-1)], -1)
+    return torch.fft.irfft(at_roots, n=L).transpose(-3, -2)  # (..., c, H, L)
+
+
+def dplr_state_sum(kern: Kernels, dt, Lambda, P, B, u) -> torch.Tensor:
+    """The aliased state forwarding S = sum_m Fa_m u_{L-1-m} of a DPLR system, stored half.
+
+    Fa_m = (I - dA^L)^{-1} dA^m dB (the inverse DFT of F(z) = (I - dA z)^{-1} dB at the
+    L-th roots of unity), so that the state after u (from zero) is (I - dA^L) S with the
+    full S = [S, conj S]. By Parseval the sum is over frequencies; each term is a Cauchy
+    fraction in the state index, so S is one Cauchy product over the L frequencies,
+    without an (L, N) array. u: real (batch, H, L). Returns complex (batch, H, N).
+    """
+    L = u.shape[-1]
+    r = P.shape[-2]
+    inner = [k for k in range(L) if 2 * k != L]  # every frequency but z = -1
+    k_idx = torch.tensor(inner, dtype=torch.float64, device=u.device)
+    tan = torch.tan(math.pi * k_idx / L)
+    zhat = torch.complex(torch.zeros_like(tan), 2 * tan).to(Lambda.dtype)  # (F,)
+    dtw = dt.unsqueeze(-1) * Lambda  # (H, N)
+    # x(z) = (I + k11)^{-1} k10 with k10 = P^* R B, k11 = P^* R P: (H, r, F)
+    v = (P.conj().unsqueeze(-2) * torch.cat([B.unsqueeze(-2), P], -2).unsqueeze(-3)).flatten(-3, -2)
+    k = (kern.cauchy(v, zhat.unsqueeze(0), dtw.unsqueeze(-2)) * dt[:, None, None]).unflatten(-2, (r, 1 + r))
+    k10, k11 = k[..., 0, :], k[..., 1:, :]  # (H, r, F), (H, r, r, F)
+    if r == 1:
+        x = k10 / (1 + k11[:, 0])
+    else:
+        eye = torch.eye(r, dtype=k11.dtype, device=k11.device)
+        x = torch.linalg.solve(eye + k11.movedim(-1, -3), k10.movedim(-1, -2).unsqueeze(-1)).squeeze(-1).movedim(-2, -1)
+    # weights a_k = (2/(1+z_k)) z_k fft(u)_k / L
+    U = torch.fft.fft(u.to(Lambda.dtype), dim=-1)  # (batch, H, L)
+    z = torch.exp(-2j * math.pi * torch.arange(L, dtype=torch.float64, device=u.device) / L).to(Lambda.dtype)
+    a_all = z * U / L
+    a = a_all[..., inner] * (1 + zhat / 2)  # (batch, H, F)
+    terms = torch.cat([a.unsqueeze(-2), a.unsqueeze(-2) * x], -2)  # (batch, H, 1 + r, F)
+    # T_j[n] = sum_k terms_j[k] / (zhat_k - dt Lambda_n) = -Cauchy(terms, dt Lambda, zhat)
+    T = -kern.cauchy(terms, dtw.unsqueeze(-2), zhat, conj_pairs=False)  # (batch, H, 1 + r, N)
+    S = dt[:, None] * (B * T[..., 0, :] - (P * T[..., 1:, :]).sum(-2))
+    if L % 2 == 0:  # z = -1: F(-1) = dt B / 2
+        S = S + dt[:, None] * B * a_all[..., L // 2].unsqueeze(-1) / 2
+    return S
+
+
+def dplr_dense_power(dt, Lambda, P, B, L: int):
+    """Dense full-size (2N) bilinear dA, dB and dA^L (by repeated squaring); differentiable."""
+    dA, dB = reference.dplr_dense(dt, Lambda, P, B)
+    return dA, dB, torch.linalg.matrix_power(dA, L)
+
+
+def full(x: torch.Tensor) -> torch.Tensor:
+    """Conjugate pairs written out along the last dimension: [x, conj x]."""
+    return torch.cat([x, x.conj()], -1)
+
+
+def diag_kernel(kern: Kernels, dt, Lambda, B, C, L: int, method: str):
+    """The diagonal kernel K_l = 2 Re sum_n C_n dB_n dA_n^l, l < L: real (c, H, L)."""
+    dA, dB = kern.discretize(dt, Lambda, B, method)
+    log_dA = dt.unsqueeze(-1) * Lambda if method == "zoh" else torch.log(dA)
+    return kern.vandermonde(C * dB, log_dA, L)

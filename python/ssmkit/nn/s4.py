@@ -1,0 +1,330 @@
+"""The S4 and S4D layer: an SSM convolution per channel, skip D, activation, output GLU.
+
+Input and output are (batch, length, d_model). Three ways to run the same layer:
+
+- convolution (``layer(x)``): the SSM kernel (DPLR via Cauchy + Woodbury + inverse FFT,
+  or diagonal via Vandermonde) convolved with the input by a zero-padded FFT; training.
+- with a state (``layer(x, state=s)``): the convolution plus the start state's
+  contribution, and the state after the sequence; chunked processing of long inputs.
+- step by step (``layer.step(x_t, s)``): one time step through the fused step kernels;
+  generation. Inference only (the step kernels have no backward).
+
+All three compute the same function. Return convention, as ``nn.LSTM``: ``forward``
+returns ``(y, next_state)``, where ``next_state`` is the state after the sequence when a
+``state`` was given and ``None`` otherwise (the plain convolution computes no state);
+``step`` returns ``(y_t, next_state)``. States are complex (batch, d_model, d_state/2),
+from :meth:`S4.default_state`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import hippo
+from .backend import check_backend, kernels
+from .kernels import diag_kernel, dplr_dense_power, dplr_kernel, dplr_state_sum, full
+
+MODES = ("dplr", "diag")
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "identity": nn.Identity}
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return value
+
+
+class S4(nn.Module):
+    r"""S4 (``mode="dplr"``) or S4D (``mode="diag"``) layer on (batch, length, d_model).
+
+    Args:
+        d_model: channels H; each has its own SSM.
+        d_state: state size of the real SSM (even); N = d_state/2 complex values are
+            stored, one per conjugate pair.
+        mode: ``"dplr"``: S4, A = diag(Lambda) - P P^* (rank 1, Q = conj P tied),
+            bilinear discretization. ``"diag"``: S4D, A = diag(Lambda).
+        init: ``"legs"`` (HiPPO-LegS; the only DPLR init: its NPLR form; for diag the
+            diagonal of its normal part), ``"lin"`` or ``"inv"`` (diag only).
+        dt_min, dt_max: the step sizes dt are log-uniform in [dt_min, dt_max].
+        bidirectional: a second, anti-causal kernel is added (no state or step mode).
+        dropout: dropout after the activation.
+        activation: ``"gelu"``, ``"relu"``, ``"silu"``, ``"tanh"`` or ``"identity"``.
+        backend: ``"auto"`` (compiled kernels where the device has them, else the
+            reference with one warning), ``"compiled"`` or ``"reference"`` (pure PyTorch).
+        discretization: diag only, ``"zoh"`` (default) or ``"bilinear"``; DPLR is bilinear.
+        l_max: DPLR only. As in S4 the layer learns C~ = C (I - dA^l_max) for kernels
+            of length l_max; shorter inputs use a truncated kernel (exact). ``None``:
+            set by the first forward. A longer input doubles l_max (C~ is rewritten in
+            place for the same C, under no_grad). Under DDP give l_max (>= the longest
+            input) so that every process keeps the same parameters.
+
+    Re(Lambda) = -exp(Lambda_real_log) < 0 and P is tied, so A + A^* is negative
+    definite: every recurrence is stable. Parameters ``log_dt``, ``Lambda_real_log``,
+    ``Lambda_imag``, ``B`` (and ``P``) are the SSM parameters that
+    :func:`ssmkit.nn.param_groups` trains with their own learning rate; ``C``
+    (c, H, N, 2) and ``D`` (H,) train as usual. Complex parameters are stored as
+    real (..., 2) tensors (torch.view_as_complex).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 64,
+        *,
+        mode: str = "dplr",
+        init: str = "legs",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        activation: str = "gelu",
+        backend: str = "auto",
+        discretization: Optional[str] = None,
+        l_max: Optional[int] = None,
+    ):
+        super().__init__()
+        H = _positive_int("d_model", d_model)
+        if isinstance(d_state, bool) or not isinstance(d_state, int) or d_state < 2 or d_state % 2:
+            raise ValueError(f"d_state: expected an even integer >= 2 (conjugate pairs), got {d_state!r}")
+        if mode not in MODES:
+            raise ValueError(f'mode: expected "dplr" or "diag", got {mode!r}')
+        if mode == "dplr" and init != "legs":
+            raise ValueError(f'init: mode="dplr" supports init="legs" (HiPPO-LegS NPLR), got {init!r}')
+        if not (isinstance(dt_min, (int, float)) and isinstance(dt_max, (int, float)) and 0 < dt_min <= dt_max):
+            raise ValueError(f"dt_min, dt_max: expected 0 < dt_min <= dt_max, got dt_min={dt_min!r}, dt_max={dt_max!r}")
+        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}")
+        if discretization is None:
+            discretization = "bilinear" if mode == "dplr" else "zoh"
+        if discretization not in ("zoh", "bilinear") or (mode == "dplr" and discretization != "bilinear"):
+            allowed = '"bilinear"' if mode == "dplr" else '"zoh" or "bilinear"'
+            raise ValueError(f"discretization: mode={mode!r} takes {allowed}, got {discretization!r}")
+        if l_max is not None:
+            _positive_int("l_max", l_max)
+        self.d_model, self.d_state, self.mode, self.init = H, d_state, mode, init
+        self.bidirectional, self.backend = bool(bidirectional), check_backend(backend)
+        self.discretization = discretization
+        self.l_kernel = l_max if mode == "dplr" else None  # the length C~ belongs to (DPLR)
+
+        N, c = d_state // 2, 2 if bidirectional else 1
+        real = torch.get_default_dtype()
+        if mode == "dplr":
+            Lambda, P, B = hippo.legs_nplr(d_state)
+            self.P = nn.Parameter(torch.view_as_real(P.expand(H, 1, N)).to(real).clone())
+        else:
+            Lambda, B = hippo.diag_init(init, d_state)
+        log_dt = torch.rand(H, dtype=torch.float64) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        self.log_dt = nn.Parameter(log_dt.to(real))
+        self.Lambda_real_log = nn.Parameter(torch.log(-Lambda.real).expand(H, N).to(real).clone())
+        self.Lambda_imag = nn.Parameter(Lambda.imag.expand(H, N).to(real).clone())
+        self.B = nn.Parameter(torch.view_as_real(B.expand(H, N)).to(real).clone())
+        self.C = nn.Parameter(torch.view_as_real(torch.randn(c, H, N, dtype=torch.complex128)).to(real))
+        self.D = nn.Parameter(torch.randn(H, dtype=real))
+
+        self.activation = ACTIVATIONS[activation]()
+        self.dropout = nn.Dropout(dropout)
+        self.output_linear = nn.Linear(H, 2 * H)  # followed by a GLU back to H
+        self._step_cache = None  # (key, tensors); see _step_tensors
+
+    # ---- parameters -------------------------------------------------------------
+
+    def ssm_parameters(self) -> list[nn.Parameter]:
+        """The parameters of A, B and dt (and P): smaller learning rate, no weight decay."""
+        names = ["log_dt", "Lambda_real_log", "Lambda_imag", "B"] + (["P"] if self.mode == "dplr" else [])
+        return [getattr(self, n) for n in names]
+
+    def _ssm(self):
+        """dt (H,), Lambda (H, N), P (H, 1, N) or None, B (H, N), C (c, H, N) as complex views."""
+        dt = torch.exp(self.log_dt)
+        Lambda = torch.complex(-torch.exp(self.Lambda_real_log), self.Lambda_imag)
+        P = torch.view_as_complex(self.P) if self.mode == "dplr" else None
+        return dt, Lambda, P, torch.view_as_complex(self.B), torch.view_as_complex(self.C)
+
+    def get_extra_state(self):
+        return {"l_kernel": self.l_kernel}
+
+    def set_extra_state(self, state):
+        self.l_kernel = state["l_kernel"]
+
+    def extra_repr(self) -> str:
+        s = f"d_model={self.d_model}, d_state={self.d_state}, mode={self.mode!r}, init={self.init!r}"
+        s += f", discretization={self.discretization!r}, backend={self.backend!r}"
+        if self.mode == "dplr":
+            s += f", l_kernel={self.l_kernel}"
+        return s + (", bidirectional=True" if self.bidirectional else "")
+
+    # ---- kernels ----------------------------------------------------------------
+
+    def _kernel_length(self, L: int) -> int:
+        """The DPLR kernel length for an input of length L (>= L); doubles C~'s length if needed."""
+        if self.l_kernel is None:
+            self.l_kernel = L
+        while self.l_kernel < L:
+            self._double_kernel_length()
+        return self.l_kernel
+
+    @torch.no_grad()
+    def _double_kernel_length(self):
+        # C~_2L = C (I - dA^2L) = C~_L (I + dA^L): the same C, a kernel twice as long.
+        dt, Lambda, P, B, C = (None if t is None else t.to(torch.complex128 if t.is_complex() else torch.float64)
+                               for t in self._ssm())  # fmt: skip
+        _, _, power = dplr_dense_power(dt, Lambda, P, B, self.l_kernel)
+        eye = torch.eye(power.shape[-1], dtype=power.dtype)
+        C2 = torch.einsum("chi,hij->chj", full(C), eye + power)[..., : C.shape[-1]]
+        self.C.copy_(torch.view_as_real(C2).to(self.C.dtype))
+        self.l_kernel *= 2
+
+    def kernel(self, L: int) -> torch.Tensor:
+        """The convolution kernel K_l = C dA^l dB for l < L: real (c, d_model, L)."""
+        L = _positive_int("L", L)
+        kern = kernels(self.backend, self.log_dt.device)
+        dt, Lambda, P, B, C = self._ssm()
+        if self.mode == "diag":
+            return diag_kernel(kern, dt, Lambda, B, C, L, self.discretization)
+        return dplr_kernel(kern, dt, Lambda, P, B, C, self._kernel_length(L))[..., :L]
+
+    # ---- forward ----------------------------------------------------------------
+
+    def _check_input(self, x, shape: str, dims: int):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x: expected a torch.Tensor of shape {shape}, got {type(x).__name__}")
+        if x.dim() != dims or x.shape[-1] != self.d_model:
+            raise ValueError(f"x: expected shape {shape} with d_model = {self.d_model}, got {tuple(x.shape)}")
+        if x.dtype != self.log_dt.dtype:
+            raise TypeError(f"x: expected {str(self.log_dt.dtype)[6:]} like the layer's parameters, got {str(x.dtype)[6:]}")
+        if x.device != self.log_dt.device:
+            raise ValueError(f"x: expected a tensor on {self.log_dt.device} like the layer, got one on {x.device}")
+
+    def _check_state(self, state, batch: int):
+        if self.bidirectional:
+            raise ValueError("state: a bidirectional layer has no state (it sees the future); use bidirectional=False")
+        shape = (batch, self.d_model, self.d_state // 2)
+        complex_dtype = torch.complex(self.log_dt[:1], self.log_dt[:1]).dtype
+        if not isinstance(state, torch.Tensor) or tuple(state.shape) != shape or state.dtype != complex_dtype:
+            got = f"{tuple(state.shape)} {str(state.dtype)[6:]}" if isinstance(state, torch.Tensor) else type(state).__name__
+            raise ValueError(f"state: expected a {str(complex_dtype)[6:]} tensor of shape {shape} "
+                             f"(see default_state), got {got}")  # fmt: skip
+
+    def _output(self, y):
+        """activation, dropout, output linear + GLU on (..., H)."""
+        return F.glu(self.output_linear(self.dropout(self.activation(y))), dim=-1)
+
+    def _convolve(self, u, K):
+        """Causal (or, with two kernels, bidirectional) convolution of u (B, H, L) with K (c, H, L)."""
+        L = u.shape[-1]
+        k = K[0] if K.shape[0] == 1 else F.pad(K[0], (0, L)) + F.pad(K[1].flip(-1), (L, 0))
+        n = 2 * L  # zero padding: a linear, not circular, convolution
+        return torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(k, n=n), n=n)[..., :L]
+
+    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None):
+        """x (batch, L, d_model) -> (y (batch, L, d_model), next_state or None)."""
+        self._check_input(x, "(batch, length, d_model)", 3)
+        batch, L, _ = x.shape
+        if L == 0:
+            return self._output(x), state
+        if state is None:
+            u = x.transpose(-1, -2)
+            y = self._convolve(u, self.kernel(L)) + self.D.unsqueeze(-1) * u
+            return self._output(y.transpose(-1, -2)), None
+        self._check_state(state, batch)
+        if self.mode == "diag":
+            kern = kernels(self.backend, x.device)
+            dt, Lambda, _, B, C = self._ssm()
+            dA, dB = kern.discretize(dt, Lambda, B, self.discretization)
+            y, next_state = kern.ssm_scan(x, dA, dB, C[0], self.D, state)
+            return self._output(y), next_state
+        y, next_state = self._dplr_with_state(x.transpose(-1, -2), state)
+        return self._output(y.transpose(-1, -2)), next_state
+
+    def _dplr_with_state(self, u, state):
+        """DPLR from a start state: convolution + the state's response, and the end state.
+
+        The start state x0 adds y0_l = C dA^(l+1) x0, the kernel formula with B replaced by
+        B' = (I + dt/2 A) x0 / dt (since (I - dA z)^{-1} dA = 2/(1+z) (g - A)^{-1} (I + dt/2 A) / dt)
+        and C~ taken for length L. The end state is dA^L x0 + (I - dA^L) S with S from
+        :func:`~ssmkit.nn.kernels.dplr_state_sum`. Dense (2N x 2N) matrices appear only
+        for dA^L; the (L, N) trajectory is never formed.
+        """
+        kern = kernels(self.backend, u.device)
+        L = u.shape[-1]
+        dt, Lambda, P, B, C = self._ssm()
+        lk = self._kernel_length(L)
+        y = self._convolve(u, dplr_kernel(kern, dt, Lambda, P, B, C, lk)[..., :L]) + self.D.unsqueeze(-1) * u
+        dA, _, power_k = dplr_dense_power(dt, Lambda, P, B, lk)
+        eye = torch.eye(power_k.shape[-1], dtype=power_k.dtype, device=power_k.device)
+        if L == lk:
+            power, C_L = power_k, C[0]
+        else:  # C~ for length L: C (I - dA^L) with C = C~_lk (I - dA^lk)^{-1}
+            power = torch.linalg.matrix_power(dA, L)
+            C_true = torch.linalg.solve((eye - power_k).transpose(-1, -2), full(C[0]).unsqueeze(-1)).squeeze(-1)
+            C_L = torch.einsum("hi,hij->hj", C_true, eye - power)[..., : C.shape[-1]]
+        s = 2 * (P.conj() * state.unsqueeze(-2)).sum(-1).real  # P^* x0 over the full state: (batch, H, r)
+        B_start = state / dt.unsqueeze(-1) + (Lambda * state - (P * s.unsqueeze(-1)).sum(-2)) / 2
+        y = y + dplr_kernel(kern, dt, Lambda, P, B_start, C_L.unsqueeze(0), L)[..., 0, :, :]
+        S = dplr_state_sum(kern, dt, Lambda, P, B, u)
+        end = torch.einsum("hij,bhj->bhi", power, full(state)) + torch.einsum("hij,bhj->bhi", eye - power, full(S))
+        return y, end[..., : state.shape[-1]]
+
+    # ---- step mode --------------------------------------------------------------
+
+    def default_state(self, batch: int, device=None) -> torch.Tensor:
+        """The zero state, complex (batch, d_model, d_state/2), on the layer's device."""
+        _positive_int("batch", batch)
+        if self.bidirectional:
+            raise ValueError("a bidirectional layer has no state (it sees the future); use bidirectional=False")
+        dtype = torch.complex(self.log_dt[:1], self.log_dt[:1]).dtype
+        return torch.zeros(batch, self.d_model, self.d_state // 2, dtype=dtype, device=device or self.log_dt.device)
+
+    def _step_key(self):
+        params = [self.log_dt, self.Lambda_real_log, self.Lambda_imag, self.B, self.C] + (
+            [self.P] if self.mode == "dplr" else []
+        )
+        return (self.l_kernel, self.backend, tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in params))
+
+    @torch.no_grad()
+    def _step_tensors(self, kern):
+        """What one step needs, rebuilt whenever a parameter changed (in place or replaced)."""
+        key = self._step_key() + (kern.name,)
+        if self._step_cache is not None and self._step_cache[0] == key:
+            return self._step_cache[1]
+        dt, Lambda, P, B, C = self._ssm()
+        if self.mode == "diag":
+            tensors = kern.discretize(dt, Lambda, B, self.discretization) + (C[0].clone(),)
+        else:
+            if self.l_kernel is None:
+                raise RuntimeError(
+                    "S4.step: the DPLR layer's C belongs to a kernel length that is not set yet; "
+                    "give l_max when building the layer or run forward once"
+                )
+            # the step needs C itself: C = C~ (I - dA^l_kernel)^{-1}, solved in double precision
+            d = [t.to(torch.complex128) for t in (Lambda, P, B, C[0])]
+            _, _, power = dplr_dense_power(dt.double(), d[0], d[1], d[2], self.l_kernel)
+            eye = torch.eye(power.shape[-1], dtype=power.dtype, device=power.device)
+            C_step = torch.linalg.solve((eye - power).transpose(-1, -2), full(d[3]).unsqueeze(-1)).squeeze(-1)
+            tensors = (kern.dplr_setup(dt, Lambda, P, B), C_step[..., : C.shape[-1]].to(C.dtype))
+        self._step_cache = (key, tensors)
+        return tensors
+
+    def step(self, x: torch.Tensor, state: torch.Tensor):
+        """One time step: x (batch, d_model), state -> (y (batch, d_model), next_state).
+
+        Equal to ``forward`` on a sequence, one element at a time. Inference only.
+        """
+        self._check_input(x, "(batch, d_model)", 2)
+        self._check_state(state, x.shape[0])
+        kern = kernels(self.backend, x.device)
+        tensors = self._step_tensors(kern)
+        if self.mode == "diag":
+            dA, dB, C = tensors
+            y, next_state = kern.ssm_step(state, x, dA, dB, C, self.D)
+        else:
+            factors, C = tensors
+            y, next_state = kern.dplr_step(state, x, factors, C, self.D)
+        return self._output(y), next_state
