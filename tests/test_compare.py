@@ -1,5 +1,8 @@
 """``ssmkit compare``: files written from saved embeddings, and usage errors."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -69,3 +72,28 @@ def test_bad_embeddings_are_reported(tmp_path, capsys):
     assert "expected the 20 items" in capsys.readouterr().err
     assert main(["compare", "--embeddings", str(paths[0]), "--k", "5", "--out", str(tmp_path / "o")]) == 2
     assert "at least two models" in capsys.readouterr().err
+
+
+# CI keeps FSDD beside the checkout; SSMKIT_FSDD points elsewhere (e.g. from a git worktree).
+FSDD = Path(os.environ.get("SSMKIT_FSDD") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fsdd")
+
+
+@pytest.mark.skipif(not (FSDD / "recordings").is_dir(), reason=f"FSDD not found at {FSDD}")
+def test_compare_checkpoints_embeds_the_dataset(tmp_path, capsys):
+    pytest.importorskip("torch")
+    runs = []
+    for seed in (0, 1):  # two tiny classifiers, one short epoch each
+        runs.append(tmp_path / f"run{seed}")
+        argv = ["train", "classify", "--task", "fsdd", "--data", str(FSDD), "--out", str(runs[-1]), "--epochs", "1"]
+        argv += ["--limit", "20", "--d-model", "8", "--n-layers", "1", "--patch", "200", "--seed", str(seed), "--no-progress"]
+        assert main(argv) == 0
+    out = tmp_path / "out"
+    argv = ["compare", "--checkpoints", *(str(r / "last.pt") for r in runs), "--data", str(FSDD), "--k", "5", "--bootstrap", "3"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert "run0/last vs run1/last" in capsys.readouterr().out
+    items = pd.read_csv(out / "items.csv")
+    assert len(items) == 300 and items["take"].between(0, 4).all()  # FSDD's test split
+    for run in ("run0_last", "run1_last"):
+        assert np.load(out / "embeddings" / f"{run}.npy").shape == (300, 8)  # d_model features per item
+    per_datum = pd.read_csv(out / "per_datum.csv")
+    assert len(per_datum) == 300 and (per_datum.path == items.path).all()

@@ -685,6 +685,9 @@ def compare_models(
             frame = pd.concat([frame, items.reset_index(drop=True).drop(columns="item", errors="ignore")], axis=1)
         frames.append(pd.concat([pd.DataFrame({"model_a": reference, "model_b": name}, index=frame.index), frame], axis=1))
         top = frame.sort_values("statistic", ascending=False).head(5)
+        if items is not None:  # a few identifying columns, file names without folders
+            shown = ["item", "statistic", "p_value", "p_adjusted"] + [c for c in items.columns if c != "item"][:3]
+            top = top[shown].apply(lambda col: col.map(lambda v: Path(v).name) if col.name == "path" else col)
         lines.append(
             f"{reference} vs {name} (d={result.d}, B={n_bootstrap}): {(result.p_value <= alpha).sum()} of {len(frame)} items "
             f"with p <= {alpha}, {(result.p_adjusted <= alpha).sum()} after Benjamini-Hochberg; most different:"
