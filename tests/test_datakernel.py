@@ -198,13 +198,13 @@ def null_pvalues(repeats, n, n_bootstrap, seed):
 
 
 def test_null_pvalues_are_uniform():
-    p = null_pvalues(repeats=30, n=150, n_bootstrap=39, seed=0)
+    p = null_pvalues(repeats=30, n=150, n_bootstrap=29, seed=0)
     assert stats.kstest(p, "uniform").pvalue > 0.01
 
 
 @pytest.mark.slow
 def test_null_pvalues_are_uniform_over_many_repeats():
-    p = null_pvalues(repeats=200, n=200, n_bootstrap=99, seed=1)
+    p = null_pvalues(repeats=100, n=200, n_bootstrap=49, seed=1)
     assert stats.kstest(p, "uniform").pvalue > 0.01
 
 
