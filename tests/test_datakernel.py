@@ -231,6 +231,25 @@ def test_planted_differences_are_found(seed):
     assert flagged[others].mean() <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / len(others))
 
 
+@pytest.mark.slow
+def test_ten_thousand_items_with_100_bootstraps():
+    # The size (report its time: pytest -m slow -s -k ten_thousand); the test checks results only.
+    import time
+
+    rng = np.random.default_rng(0)
+    Y_a, labels, centres = clustered(rng, 10_000, n_clusters=20, features=32)
+    Y_b = Y_a + 0.3 * rng.normal(size=Y_a.shape)
+    moved = rng.choice(len(Y_a), len(Y_a) // 20, replace=False)
+    Y_b[moved] = centres[(labels[moved] + 1) % len(centres)] + rng.normal(size=(len(moved), Y_a.shape[1]))
+    start = time.perf_counter()
+    result = dk.per_datum_test(Y_a, Y_b, k=10, n_bootstrap=100, seed=0)
+    flagged = result.p_value <= 0.05
+    others = np.setdiff1d(np.arange(len(Y_a)), moved)
+    print(f"n=10000 k=10 B=100 d={result.d}: {time.perf_counter() - start:.0f} s; power {flagged[moved].mean():.3f}, false flags {flagged[others].mean():.4f}")
+    assert flagged[moved].mean() >= 0.9
+    assert flagged[others].mean() <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / len(others))
+
+
 def test_per_datum_test_is_reproducible_with_a_seed():
     Y_a, Y_b, _ = planted(3, n=300)
     first = dk.per_datum_test(Y_a, Y_b, k=8, n_bootstrap=20, seed=7, progress=False)
