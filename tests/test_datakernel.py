@@ -172,6 +172,14 @@ def test_rdpg_sampler_draws_each_edge_with_its_probability():
     assert stats.chi2.sf(chi2, large.sum()) > 1e-3
 
 
+def test_degenerate_positions_and_graphs():
+    assert dk.sample_rdpg(np.zeros((50, 2)), 0).nnz == 0  # p = 0 everywhere
+    X = np.r_[np.zeros((10, 2)), np.full((40, 2), 0.5)]  # items with no edges beside a clique of p = 1/2
+    A = dk.sample_rdpg(X, 0).toarray()
+    assert A[:10].sum() == 0 and A[10:, 10:].sum() > 0
+    assert not dk.ase(sp.csr_array((300, 300)), d=2).any()  # an empty graph has zero positions
+
+
 def test_rdpg_sampler_is_sparse_on_a_knn_fit():
     # Candidates examined per graph stay a small multiple of its edges.
     rng = np.random.default_rng(5)

@@ -197,6 +197,8 @@ def _one_blas_thread():
 def _top_eigenpairs(M, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k largest (algebraic) eigenvalues of symmetric M, decreasing, and their eigenvectors."""
     size = M.shape[0]
+    if sp.issparse(M) and M.nnz == 0:  # no edges at all (ARPACK cannot start): all eigenvalues 0
+        return np.zeros(k), np.eye(size, k)
     with _one_blas_thread():
         if size <= _DENSE_SIZE or k >= size - 1:
             dense = M.toarray() if sp.issparse(M) else M @ np.eye(size)
@@ -426,10 +428,11 @@ class RdpgSampler:
 
 def _direction_groups(X: np.ndarray, r: np.ndarray, n_groups: int, iterations: int = 10) -> np.ndarray:
     """Group labels (n,) of items by direction x_i / r_i: spherical k-means (fixed start, deterministic)."""
-    n = X.shape[0]
-    n_groups = min(n_groups, n)
+    nonzero = np.flatnonzero(r > 0)
+    if len(nonzero) == 0:  # no edges possible: one group
+        return np.zeros(X.shape[0], dtype=np.int64)
     U = X / np.where(r > 0, r, 1.0)[:, None]
-    centres = U[np.random.default_rng(0).choice(n, n_groups, replace=False)]
+    centres = U[np.random.default_rng(0).choice(nonzero, min(n_groups, len(nonzero)), replace=False)]
     for _ in range(iterations):
         labels = np.argmax(U @ centres.T, axis=1)
         sums = np.zeros_like(centres)
