@@ -60,7 +60,7 @@ def test_cli_fsdd_end_to_end_and_resume(tmp_path, digits):
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds"} <= rows[0].keys()
-    assert summary["model_config"]["input"] == {"sample_rate": 8000, "length": 512, "patch": 4}
+    assert summary["model_config"]["input"] == {"sample_rate": 8000, "length": 512, "patch": 4, "normalize": "rms"}
 
     model = load_classifier(out / "last.pt")
     assert isinstance(model, PatchClassifier) and not model.training
@@ -168,3 +168,25 @@ def test_ddp_two_processes_match_one(tmp_path):
     assert moved > 0  # the runs trained: some parameters left their initial values
     h1, h2 = one["history"][0], two["history"][0]
     assert h1["train_loss"] == pytest.approx(h2["train_loss"], rel=1e-5)
+
+
+def test_listops_batches_drop_trailing_padding_without_changing_outputs():
+    cfg = Config(task="listops", length=120, train_size=8, test_size=8, d_model=8, n_layers=2, d_state=4, dropout=0.0)
+    train_set, _, spec = classify.make_datasets(cfg)
+    assert spec["lengths"][0] == [len(t.split()) for t in train_set.texts]
+    model = classify.build_model(classify.model_config_for(cfg, spec)).eval()
+    batch = next(iter(torch.utils.data.DataLoader(train_set, batch_size=8)))
+    x, y, mask = classify._inputs(batch, spec, "cpu")
+    assert x.shape[1] == max(spec["lengths"][0]) < 120
+    full = batch[0]
+    torch.testing.assert_close(model(x, mask), model(full, full != 0), rtol=1e-5, atol=1e-5)
+
+
+def test_cli_reports_bad_input_without_a_traceback(tmp_path):
+    done = run("-m", "ssmkit", "train", "classify", "--task", "fsdd", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert "error: root: expected a folder of WAV files" in done.stderr and "Traceback" not in done.stderr
+    done = run("-m", "ssmkit", "train", "classify", "--task", "mnist")
+    assert done.returncode == 2 and "invalid choice: 'mnist'" in done.stderr
+    done = run("-m", "ssmkit", "train", "classify", "--dropout", "1.5")
+    assert done.returncode == 2 and "expected a probability in [0, 1)" in done.stderr

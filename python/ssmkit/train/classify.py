@@ -53,11 +53,18 @@ def _limit(dataset, limit: Optional[int], seed: int):
     return _Subset(dataset, sorted(order[:limit].tolist()))
 
 
+def _base(dataset):
+    return dataset.dataset if isinstance(dataset, _Subset) else dataset
+
+
+def _indices(dataset):
+    return dataset.indices if isinstance(dataset, _Subset) else range(len(dataset))
+
+
 def _clip_lengths(dataset, length: int) -> list[int]:
     """Samples per item of a WavFolder (or a subset of one) after cropping to ``length``."""
-    base, indices = (dataset.dataset, dataset.indices) if isinstance(dataset, _Subset) else (dataset, range(len(dataset)))
-    meta = base.metadata
-    return [min(length, round(meta[i]["frames"] * meta[i]["sample_rate"] / meta[i]["orig_sample_rate"])) for i in indices]
+    meta = _base(dataset).metadata
+    return [min(length, round(meta[i]["frames"] * meta[i]["sample_rate"] / meta[i]["orig_sample_rate"])) for i in _indices(dataset)]
 
 
 def make_datasets(cfg: Config):
@@ -84,6 +91,9 @@ def make_datasets(cfg: Config):
         test = ListOps(cfg.test_size, **lengths, seed=cfg.seed + 1_000_003)
         spec = {"kind": "tokens", "vocab_size": len(ListOps.vocab), "n_classes": 10, "n_targets": 1, "mask_padding": True}
         spec["input"] = {"length": length}
+        train, test = _limit(train, cfg.limit, cfg.seed), _limit(test, cfg.limit, cfg.seed + 1)
+        spec["lengths"] = [[len(_base(d).texts[i].split()) for i in _indices(d)] for d in (train, test)]
+        return train, test, spec
     elif cfg.task == "copying":
         from ..data.tasks import SelectiveCopying
 
@@ -241,7 +251,13 @@ def _inputs(batch, spec, device):
     x, y = batch[0].to(device), batch[1].to(device)
     if len(batch) == 3:  # collate_padded
         return x, y, batch[2].to(device)
-    return x, y, (x != 0) if spec.get("mask_padding") else None
+    if not spec.get("mask_padding"):
+        return x, y, None
+    # Right padding after the longest item in the batch is dropped: the layers are causal,
+    # so the valid steps' outputs and the masked pooling do not change.
+    mask = x != 0
+    keep = int(mask.sum(1).max())
+    return x[:, :keep], y, mask[:, :keep]
 
 
 def _loader(dataset, spec, **kwargs):
@@ -441,7 +457,7 @@ def train(cfg: Config) -> dict:
                 save_checkpoint(out / "best.pt", checkpoint)
             summary |= {"epochs_done": epoch, "final_test_acc": test_acc, "best_test_acc": best}
             _write_metrics(out, history, summary)
-            plot_history(history, out / "summary.png", f"{cfg.task}: {model_config['mode']} S4, d_model {cfg.d_model}, {cfg.n_layers} layers")
+            plot_history(history, out / "summary.png", f"{cfg.task}: {'S4D' if model_config['mode'] == 'diag' else 'S4'}, d_model {model_config['d_model']}, {model_config['n_layers']} layers")
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
