@@ -1,7 +1,8 @@
 """The ``ssmkit`` command (also ``python -m ssmkit``).
 
 ``ssmkit info`` says how this build was made and what it runs on; ``ssmkit bench``
-times the kernels against their baselines (see :mod:`ssmkit.benchmarks`).
+times the kernels against their baselines (see :mod:`ssmkit.benchmarks`); ``ssmkit
+compare`` compares models by their data kernels (see :mod:`ssmkit.eval.compare`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from . import _C, benchmarks, train
 from .eval import cli as eval_cli
+from .eval import compare
 
 
 def _torch_or_none():
@@ -168,6 +170,7 @@ def _parser() -> argparse.ArgumentParser:
 
     train.add_parser(commands)
     eval_cli.add_parser(commands)
+    compare.add_parser(commands)
     return parser
 
 

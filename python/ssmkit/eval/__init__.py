@@ -1,2 +1,8 @@
-"""Evaluation tools built on ssmkit's models (import the submodules: they need torch and the
-``apps`` extra)."""
+"""Evaluation tools built on ssmkit models (they need torch and the ``apps`` extra:
+scipy, pandas, matplotlib, tqdm). Import the submodules:
+
+- :mod:`ssmkit.eval.robustness`: a test bench of slices (subpopulations,
+  transformations, evaluation sets, attacks) with per-slice metrics, charts and reports.
+- :mod:`ssmkit.eval.datakernel`: compare models by the kNN graphs of their embeddings
+  (data kernels): per-datum tests, distances between models, a manifold of models.
+"""
