@@ -1,7 +1,9 @@
 """The ``ssmkit`` command (also ``python -m ssmkit``).
 
 ``ssmkit info`` says how this build was made and what it runs on; ``ssmkit bench``
-times the kernels against their baselines (see :mod:`ssmkit.benchmarks`).
+times the kernels against their baselines (see :mod:`ssmkit.benchmarks`);
+``ssmkit train sashimi``, ``ssmkit generate`` and ``ssmkit eval samples`` train SaShiMi,
+sample from it and score the samples.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import platform
 import sys
 from pathlib import Path
 
-from . import _C, benchmarks
+from . import _C, benchmarks, train
+from .eval import samples as eval_samples
 
 
 def _torch_or_none():
@@ -147,6 +150,12 @@ def _parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--json", type=_json_path, metavar="FILE", help="also write the results to FILE as JSON")
     bench_parser.add_argument("--threads", type=_thread_count, metavar="N", help="threads for ssmkit and torch")
     bench_parser.set_defaults(handler=bench)
+
+    train_parser = commands.add_parser("train", help="train models on ssmkit's layers")
+    train.add_sashimi_parser(train_parser.add_subparsers(dest="train_command", required=True, metavar="JOB"))
+    eval_samples.add_generate_parser(commands)
+    eval_parser = commands.add_parser("eval", help="evaluate trained models")
+    eval_samples.add_parser(eval_parser.add_subparsers(dest="eval_command", required=True, metavar="EVALUATION"))
     return parser
 
 

@@ -1,0 +1,2 @@
+"""Evaluation tools built on ssmkit's models (import the submodules: they need torch and the
+``apps`` extra)."""
