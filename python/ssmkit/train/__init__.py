@@ -84,6 +84,7 @@ def add_sashimi_parser(tasks) -> None:
     p.add_argument("--dropout", type=_probability, default=d.dropout)
     p.add_argument("--no-unet", dest="unet", action="store_false", help="skips only around the pooling layers")
     p.add_argument("--limit", type=_positive(int), help="use at most N train and N test clips (smoke runs)")
+    p.add_argument("--test-limit", type=_positive(int), help="score the test NLL on a seeded subset of N test clips")
     p.add_argument("--steps-per-epoch", type=_positive(int), help="cap the optimizer steps per epoch")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N or auto (default cpu)")

@@ -62,8 +62,12 @@ def make_datasets(cfg: SashimiConfig):
     root = Path(cfg.data) if cfg.data else fsdd_root()
     train = WavFolder(root, cfg.sample_rate, cfg.length, split="train", crop="random", channel_dim=False)
     test = WavFolder(root, cfg.sample_rate, cfg.length, split="test", crop="left", channel_dim=False)
-    pick = lambda n: None if cfg.limit is None else torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))[: cfg.limit].tolist()  # noqa: E731
-    return MuLawClips(train, pick(len(train))), MuLawClips(test, pick(len(test)))
+
+    def pick(n, limit):  # a seeded subset
+        return None if limit is None else torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))[:limit].tolist()
+
+    test_limit = min(cfg.limit or len(test), cfg.test_limit or len(test))
+    return MuLawClips(train, pick(len(train), cfg.limit)), MuLawClips(test, pick(len(test), test_limit))
 
 
 def unigram_entropy_bits(dataset) -> float:

@@ -31,6 +31,7 @@ class SashimiConfig:
     dropout: float = 0.0
     unet: bool = True
     limit: Optional[int] = None  # at most this many train and test items (smoke runs)
+    test_limit: Optional[int] = None  # score the test NLL on a seeded subset of this many test clips
     steps_per_epoch: Optional[int] = None
     seed: int = 0
     device: str = "cpu"
