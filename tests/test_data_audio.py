@@ -208,6 +208,8 @@ def test_fix_length_crops():
     starts = {int(fix_length(x, 4)[0]) for _ in range(200)}
     assert starts == set(range(7))  # every window can be drawn
     assert fix_length(x, 13, pad="center").tolist() == [0] + list(range(10)) + [0, 0]
+    assert fix_length(x, 13, pad="none").tolist() == list(range(10))  # length as a maximum
+    assert fix_length(x, 5, pad="none", crop="left").tolist() == list(range(5))
 
 
 def test_collate_padded_masks():

@@ -151,8 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     bench_parser.add_argument("--threads", type=_thread_count, metavar="N", help="threads for ssmkit and torch")
     bench_parser.set_defaults(handler=bench)
 
-    train_parser = commands.add_parser("train", help="train models on ssmkit's layers")
-    train.add_sashimi_parser(train_parser.add_subparsers(dest="train_command", required=True, metavar="JOB"))
+    train.add_parser(commands)  # train classify, train sashimi
     eval_samples.add_generate_parser(commands)
     eval_parser = commands.add_parser("eval", help="evaluate trained models")
     eval_samples.add_parser(eval_parser.add_subparsers(dest="eval_command", required=True, metavar="EVALUATION"))

@@ -44,6 +44,7 @@ FAMILIES: dict[str, str] = {
     "cauchy": "ssmkit.benchmarks.cauchy",
     "vandermonde": "ssmkit.benchmarks.vandermonde",
     "step": "ssmkit.benchmarks.step",
+    "layer": "ssmkit.benchmarks.layer",
 }
 
 # Rounds of at least min_time seconds; quick mode is a smoke run, not a measurement.

@@ -26,7 +26,7 @@ PathLike = Union[str, Path]
 # Conventional FSDD split: takes 0-4 of every speaker and digit are the test set.
 FSDD_TEST_TAKES = range(5)
 
-_PADS = ("right", "left", "center")
+_PADS = ("right", "left", "center", "none")
 _CROPS = ("random", "center", "left", "right")
 _SPLITS = (None, "all", "train", "test")
 _NAME = re.compile(r"^(?P<label>[^_]+)_(?P<rest>.*)$")
@@ -156,7 +156,8 @@ def _choice(name: str, value, choices: Sequence) -> None:
 def fix_length(x: torch.Tensor, length: int, *, pad: str = "right", crop: str = "random") -> torch.Tensor:
     """Crop or zero-pad x (time on dim 0) to ``length`` samples.
 
-    pad: where the zeros go ("right", "left", "center"); crop: which window is kept
+    pad: where the zeros go ("right", "left", "center"; "none" leaves shorter x as it is,
+    so ``length`` is a maximum); crop: which window is kept
     ("random" draws from torch's generator, "center", "left" keeps the start, "right" the end).
     """
     _choice("pad", pad, _PADS)
@@ -171,7 +172,7 @@ def fix_length(x: torch.Tensor, length: int, *, pad: str = "right", crop: str = 
             "right": lambda: extra,
         }[crop]()
         return x[start : start + length]
-    if n < length:
+    if n < length and pad != "none":
         missing = length - n
         before = {"right": 0, "left": missing, "center": missing // 2}[pad]
         shape = (length,) + tuple(x.shape[1:])
@@ -194,7 +195,8 @@ class WavFolder(torch.utils.data.Dataset):
     root: the folder of WAVs, or a folder holding them in ``recordings/`` (FSDD's layout).
     sample_rate: resample to this rate (None keeps each file's rate).
     length: crop or zero-pad every waveform to this many samples (None keeps the
-        lengths; batch with ``collate_padded``). pad, crop: see ``fix_length``.
+        lengths; batch with ``collate_padded``). pad, crop: see ``fix_length``
+        (``pad="none"``: crop longer waveforms only).
     transform: applied to each waveform tensor last.
     cache: keep the decoded (resampled) waveforms in memory after first use.
     """

@@ -41,14 +41,13 @@ def _points(L: int, freqs: int, dtype: torch.dtype, device) -> torch.Tensor:
     return torch.complex(torch.zeros_like(tan), 2 * tan).to(dtype)
 
 
-def _solve_rank(k01, k10, k11):
-    """k01 (I + k11)^{-1} k10 over the frequencies: k01 (..., c, r, F), k10 (..., r, F), k11 (..., r, r, F)."""
-    r = k11.shape[-2]
-    if r == 1:
-        return k01[..., 0, :] * (k10[..., 0, :] / (1 + k11[..., 0, 0, :])).unsqueeze(-2)
-    eye = torch.eye(r, dtype=k11.dtype, device=k11.device)
-    x = torch.linalg.solve(eye + k11.movedim(-1, -3), k10.movedim(-1, -2).unsqueeze(-1)).squeeze(-1)  # (..., F, r)
-    return torch.einsum("...crf,...fr->...cf", k01, x)
+def _woodbury_inner(k10, k11):
+    """(I + k11)^{-1} k10 at each frequency: k10 (..., r, F), k11 (..., r, r, F) -> (..., r, F)."""
+    if k11.shape[-2] == 1:
+        return k10 / (1 + k11[..., 0, :, :])
+    eye = torch.eye(k11.shape[-2], dtype=k11.dtype, device=k11.device)
+    x = torch.linalg.solve(eye + k11.movedim(-1, -3), k10.movedim(-1, -2).unsqueeze(-1))  # (..., F, r, 1)
+    return x.squeeze(-1).movedim(-2, -1)
 
 
 def dplr_kernel(kern: Kernels, dt, Lambda, P, B, C, L: int) -> torch.Tensor:
@@ -68,10 +67,12 @@ def dplr_kernel(kern: Kernels, dt, Lambda, P, B, C, L: int) -> torch.Tensor:
     left = torch.cat([C.transpose(0, 1), P.conj()], -2)  # (H, c + r, N): C~ and P^*
     right = torch.cat([B.unsqueeze(-2), P.expand(*batch, H, r, N)], -2)  # (..., H, 1 + r, N): B and P
     v = (left.unsqueeze(-2) * right.unsqueeze(-3)).flatten(-3, -2)  # (..., H, (c + r)(1 + r), N)
-    k = kern.cauchy(v, zhat.unsqueeze(0), w) * dt.unsqueeze(-1).unsqueeze(-1)  # (..., H, M, F)
+    v = v * dt.unsqueeze(-1).unsqueeze(-1)  # k_ij = dt sum v / (zhat - dt Lambda); scaled here, on N not L values
+    k = kern.cauchy(v, zhat.unsqueeze(0), w)  # (..., H, M, F)
     k = k.unflatten(-2, (c + r, 1 + r))
     k00, k01, k10, k11 = k[..., :c, 0, :], k[..., :c, 1:, :], k[..., c:, 0, :], k[..., c:, 1:, :]
-    at_roots = (k00 - _solve_rank(k01, k10, k11)) * (1 + zhat / 2)  # (..., H, c, F)
+    low_rank = (k01 * _woodbury_inner(k10, k11).unsqueeze(-3)).sum(-2)  # k01 (I + k11)^{-1} k10
+    at_roots = (k00 - low_rank) * (1 + zhat / 2)  # (..., H, c, F)
     if L % 2 == 0:  # Nyquist bin: dt Re sum_n C~_n B_n (the conjugate pair doubles the real part)
         nyquist = dt.unsqueeze(-1) * (C.transpose(0, 1) * B.unsqueeze(-2)).sum(-1).real
         at_roots = torch.cat([at_roots, nyquist.to(at_roots.dtype).unsqueeze(-1)], -1)
@@ -96,13 +97,9 @@ def dplr_state_sum(kern: Kernels, dt, Lambda, P, B, u) -> torch.Tensor:
     dtw = dt.unsqueeze(-1) * Lambda  # (H, N)
     # x(z) = (I + k11)^{-1} k10 with k10 = P^* R B, k11 = P^* R P: (H, r, F)
     v = (P.conj().unsqueeze(-2) * torch.cat([B.unsqueeze(-2), P], -2).unsqueeze(-3)).flatten(-3, -2)
-    k = (kern.cauchy(v, zhat.unsqueeze(0), dtw.unsqueeze(-2)) * dt[:, None, None]).unflatten(-2, (r, 1 + r))
+    k = kern.cauchy(v * dt[:, None, None], zhat.unsqueeze(0), dtw.unsqueeze(-2)).unflatten(-2, (r, 1 + r))
     k10, k11 = k[..., 0, :], k[..., 1:, :]  # (H, r, F), (H, r, r, F)
-    if r == 1:
-        x = k10 / (1 + k11[:, 0])
-    else:
-        eye = torch.eye(r, dtype=k11.dtype, device=k11.device)
-        x = torch.linalg.solve(eye + k11.movedim(-1, -3), k10.movedim(-1, -2).unsqueeze(-1)).squeeze(-1).movedim(-2, -1)
+    x = _woodbury_inner(k10, k11)
     # weights a_k = (2/(1+z_k)) z_k fft(u)_k / L
     U = torch.fft.fft(u.to(Lambda.dtype), dim=-1)  # (batch, H, L)
     z = torch.exp(-2j * math.pi * torch.arange(L, dtype=torch.float64, device=u.device) / L).to(Lambda.dtype)

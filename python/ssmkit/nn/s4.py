@@ -206,7 +206,7 @@ class S4(nn.Module):
         if self.bidirectional:
             raise ValueError("state: a bidirectional layer has no state (it sees the future); use bidirectional=False")
         shape = (batch, self.d_model, self.d_state // 2)
-        complex_dtype = torch.complex(self.log_dt[:1], self.log_dt[:1]).dtype
+        complex_dtype = self.log_dt.dtype.to_complex()
         if not isinstance(state, torch.Tensor) or tuple(state.shape) != shape or state.dtype != complex_dtype:
             got = f"{tuple(state.shape)} {str(state.dtype)[6:]}" if isinstance(state, torch.Tensor) else type(state).__name__
             raise ValueError(f"state: expected a {str(complex_dtype)[6:]} tensor of shape {shape} "
@@ -279,7 +279,7 @@ class S4(nn.Module):
         _positive_int("batch", batch)
         if self.bidirectional:
             raise ValueError("a bidirectional layer has no state (it sees the future); use bidirectional=False")
-        dtype = torch.complex(self.log_dt[:1], self.log_dt[:1]).dtype
+        dtype = self.log_dt.dtype.to_complex()
         return torch.zeros(batch, self.d_model, self.d_state // 2, dtype=dtype, device=device or self.log_dt.device)
 
     def _step_key(self):

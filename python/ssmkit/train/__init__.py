@@ -1,6 +1,8 @@
-"""Training: ``ssmkit train sashimi`` (see :mod:`ssmkit.train.sashimi`).
+"""Training: ``ssmkit train classify`` (see :mod:`ssmkit.train.classify`) and
+``ssmkit train sashimi`` (see :mod:`ssmkit.train.sashimi`).
 
-The command-line parts here import no torch, so ``ssmkit info`` stays fast.
+This module only defines the command line (no torch import, so ``ssmkit info`` stays
+fast); ``load_classifier`` and ``train`` load :mod:`ssmkit.train.classify` on first use.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ def _positive(kind):
             value = kind(text)
         except ValueError:
             value = 0
-        if not value > 0:
+        if value <= 0:
             raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
         return value
 
@@ -27,7 +29,7 @@ def _non_negative_float(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value >= 0:
+    if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}")
     return value
 
@@ -37,6 +39,59 @@ def _probability(text: str) -> float:
     if value >= 1:
         raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {text!r}")
     return value
+
+
+def add_parser(commands) -> None:
+    """Add ``train classify`` to the ``ssmkit`` subcommands."""
+    from .config import TASKS, Config
+
+    d = Config()
+
+    train_parser = commands.add_parser("train", help="train models on ssmkit's layers")
+    tasks = train_parser.add_subparsers(dest="train_command", required=True, metavar="JOB")
+    p = tasks.add_parser(
+        "classify",
+        help="train a sequence classifier (FSDD, ListOps, selective copying)",
+        description="Train an S4/S4D sequence classifier. Writes metrics.csv, metrics.json, summary.png, "
+        "last.pt and best.pt into --out. Under torchrun --nproc_per_node N it trains with DDP "
+        "(gloo on CPU, nccl on GPU); --batch-size is the global batch.",
+    )
+    p.add_argument("--task", choices=TASKS, default=d.task, help="fsdd: spoken digits from raw 8 kHz audio; listops: LRA ListOps; copying: selective copying")
+    p.add_argument("--data", metavar="DIR", help="FSDD folder (default: $SSMKIT_FSDD or ../shared/data/fsdd)")
+    p.add_argument("--out", metavar="DIR", default=d.out, help=f"output folder (default {d.out})")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt up to --epochs")
+    p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--threads", type=_positive(int), metavar="N", help="CPU threads for torch and ssmkit")
+    p.add_argument("--epochs", type=_positive(int), default=d.epochs)
+    p.add_argument("--batch-size", type=_positive(int), default=d.batch_size, help="global batch size")
+    p.add_argument("--lr", type=_non_negative_float, default=d.lr)
+    p.add_argument("--ssm-lr", type=_non_negative_float, default=d.ssm_lr, help="learning rate of A, B, dt")
+    p.add_argument("--weight-decay", type=_non_negative_float, default=d.weight_decay)
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--d-model", type=_positive(int), default=d.d_model)
+    p.add_argument("--n-layers", type=_positive(int), default=d.n_layers)
+    p.add_argument("--d-state", type=_positive(int), default=d.d_state)
+    p.add_argument("--mode", choices=("diag", "dplr"), default=d.mode, help="diag: S4D; dplr: S4")
+    p.add_argument("--dropout", type=_probability, default=d.dropout)
+    p.add_argument("--length", type=_positive(int), help="fsdd: samples per clip (8000); listops: max tokens (2000); copying: 4096")
+    p.add_argument("--patch", type=_positive(int), default=d.patch, help="fsdd: raw samples read per step")
+    p.add_argument("--train-size", type=_positive(int), default=d.train_size, help="generated tasks: training items")
+    p.add_argument("--test-size", type=_positive(int), default=d.test_size, help="generated tasks: test items")
+    p.add_argument("--limit", type=_positive(int), help="use at most N train and N test items (smoke runs)")
+    p.add_argument("--steps-per-epoch", type=_positive(int), help="cap the optimizer steps per epoch")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(handler=classify_command)
+    add_sashimi_parser(tasks)
+
+
+def classify_command(args: argparse.Namespace) -> int:
+    from .classify import train
+    from .config import Config
+
+    fields = {f.name for f in dataclasses.fields(Config)}
+    train(Config(**{k: v for k, v in vars(args).items() if k in fields}))
+    return 0
 
 
 def _pools(text: str) -> tuple:
@@ -100,3 +155,11 @@ def sashimi_command(args: argparse.Namespace) -> int:
     fields = {f.name for f in dataclasses.fields(SashimiConfig)}
     train(SashimiConfig(**{k: v for k, v in vars(args).items() if k in fields}))
     return 0
+
+
+def __getattr__(name):
+    if name in ("load_classifier", "train", "Config"):
+        from . import classify
+
+        return getattr(classify, name)
+    raise AttributeError(f"module 'ssmkit.train' has no attribute {name!r}")

@@ -1,0 +1,100 @@
+"""Benchmark cases of the layer family: S4 and S4D forward+backward, ssmkit vs reference.
+
+Each case times the same :class:`ssmkit.nn.S4` layer (same parameters) on the compiled
+kernels and with ``backend="reference"`` (the primitives as naive PyTorch), side by
+side. Work unit: one state update of the recurrence the layer stands for (batch x length
+x d_model x N, N = d_state/2 stored conjugate pairs), as in the step family.
+
+Peak memory of the kernel computation (the SSM kernel K of length L, forward and
+backward) is measured in a fresh Python process per implementation, as the growth of its
+peak resident set (``ru_maxrss``) over its resident set just before the computation:
+tracemalloc does not see torch's allocations, and a fresh process keeps the high-water
+mark of earlier work out of it. It counts everything the process touches (torch's
+allocations and any native scratch); the CPU kernels keep no heap scratch of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import torch
+
+from . import Case, Impl
+
+UNIT = "G state updates/s"
+MODES = {"S4": "dplr", "S4D": "diag"}
+
+
+def _layer(mode: str, H: int, d_state: int, L: int, backend: str):
+    from ..nn import S4
+
+    torch.manual_seed(0)  # the same parameters for every backend
+    return S4(H, d_state, mode=mode, backend=backend, l_max=L if mode == "dplr" else None)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def measure_kernel_peak(mode: str, H: int, d_state: int, L: int, backend: str) -> int:
+    """Run in a fresh process: peak memory growth (bytes) of the kernel's forward+backward."""
+    import resource
+
+    layer = _layer(mode, H, d_state, L, backend)
+    warm = layer.kernel(min(L, 8))  # first-call costs (thread pools, lazy imports) at a tiny size
+    warm.sum().backward()
+    layer.zero_grad(set_to_none=True)
+    grad = torch.randn(2 if layer.bidirectional else 1, H, L)
+    before = _rss_bytes()
+    K = layer.kernel(L)
+    K.backward(grad)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return max(0, peak - before)
+
+
+def kernel_peak_memory(mode: str, H: int, d_state: int, L: int, backend: str) -> float | None:
+    """Peak memory (bytes) of the kernel's forward+backward, from a fresh process; None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    code = (
+        "import json, sys; from ssmkit.benchmarks.layer import measure_kernel_peak; "
+        f"print(json.dumps(measure_kernel_peak({mode!r}, {H}, {d_state}, {L}, {backend!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _mb(n: float | None) -> str:
+    return "n/a" if n is None else f"{n / 2**20:.1f} MB" if n >= 2**20 / 10 else "< 0.1 MB"
+
+
+def cases(quick: bool) -> list[Case]:
+    batch, L, H = (2, 256, 32) if quick else (8, 4096, 256)
+    d_state = 64  # N = 32 stored conjugate pairs
+    out = []
+    for name, mode in MODES.items():
+        x = torch.randn(batch, L, H)
+        grad = torch.randn(batch, L, H)
+        impls = {}
+        for backend in ("compiled", "reference"):
+            layer = _layer(mode, H, d_state, L, backend)
+
+            def fwd_bwd(layer=layer):
+                layer.zero_grad(set_to_none=True)
+                y, _ = layer(x)
+                y.backward(grad)
+
+            work = batch * L * H * d_state // 2
+            impls["ssmkit" if backend == "compiled" else "reference backend"] = Impl(fwd_bwd, work)
+        peaks = {b: kernel_peak_memory(mode, H, d_state, L, b) for b in ("compiled", "reference")}
+        ratio = "" if None in peaks.values() or not peaks["compiled"] else f", {peaks['reference'] / peaks['compiled']:.0f}x less"
+        note = (
+            f"{name} layer (mode={mode!r}, d_state={d_state}) forward+backward; peak memory of its kernel "
+            f"computation (forward+backward, growth of peak RSS in a fresh process): ssmkit "
+            f"{_mb(peaks['compiled'])}, reference {_mb(peaks['reference'])}{ratio}"
+        )
+        out.append(Case("layer", f"{name} fwd+bwd", f"batch={batch} L={L} H={H}", UNIT, impls, note=note))
+    return out
