@@ -292,3 +292,23 @@ def test_bad_inputs():
         SaShiMi(ff=-1)
     with pytest.raises(ValueError, match="state: expected"):
         m.step(torch.zeros(2, dtype=torch.int64), m.default_state(3))
+
+
+@pytest.mark.parametrize("mode", ["dplr", "diag"])
+def test_fast_plan_is_the_same_arithmetic_as_step(mode):
+    """generate's functional plan (compiled step kernels called in place) gives exactly
+    the logits of the module step, and so the same samples."""
+    m = small(mode, l_max=64)
+    x = tokens(2, 40)
+    plan = m._step_blocks(fast=True)
+    assert all(callable(f) and not hasattr(f, "__self__") for stage in plan[0] for f in stage)  # the plans, not .step
+    a, b = m.default_state(2), m.default_state(2)
+    for t in range(40):
+        la, a = m.step(x[:, t], a, plan=plan)
+        lb, b = m.step(x[:, t], b)
+        assert torch.equal(la, lb), t
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    prefix = x[0, :21]
+    assert torch.equal(m.generate(2, 50, prefix=prefix, generator=g1), m.generate(2, 50, prefix=prefix, generator=g2, fast=False))
+    ref, _ = twins(m)
+    assert all(hasattr(f, "__self__") for f in ref._step_blocks(fast=True)[0][0][::2])  # reference S4 blocks keep .step

@@ -83,6 +83,47 @@ class Residual(nn.Module):
         return self.layer.default_state(batch, device)
 
 
+def _fast_block(block: Residual):
+    """One residual block's step as plain functional calls on fixed tensors, with the S4
+    state updated in place by the compiled step kernel (ops.ssm_step / ops.dplr_step's
+    core), or None when the block's S4 layer does not run on the compiled CPU kernels.
+    For inference with fixed parameters: the plan holds the discretized tensors."""
+    from .. import _C
+    from ..nn.backend import COMPILED, kernels
+
+    norm, layer = block.norm, block.layer
+    ln = (norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+    if isinstance(layer, FeedForward):
+        first, second = layer.net[0], layer.net[3]
+        W1, b1, W2, b2 = first.weight, first.bias, second.weight, second.bias
+
+        def feed_forward(h, state):
+            return h + F.linear(F.gelu(F.linear(F.layer_norm(h, *ln), W1, b1)), W2, b2), None
+
+        return feed_forward
+    device = layer.log_dt.device
+    if device.type != "cpu" or kernels(layer.backend, device) is not COMPILED:
+        return None
+    tensors = [t.contiguous() if isinstance(t, torch.Tensor) else t for t in layer._step_tensors(COMPILED)]
+    D, Wo, bo, act = layer.D.detach(), layer.output_linear.weight, layer.output_linear.bias, layer.activation
+    if layer.mode == "diag":
+        dA, dB, C = tensors
+        core = lambda state, u, y: _C.ssm_step(state, u, dA, dB, C, D, y, state)  # noqa: E731
+    else:
+        factors, C = layer._step_tensors(COMPILED)
+        f = [t.detach().contiguous() for t in factors]
+        C = C.contiguous()
+        core = lambda state, u, y: _C.dplr_step(state, u, *f, C, D, y, state)  # noqa: E731
+
+    def s4(h, state):
+        u = F.layer_norm(h, *ln)
+        y = torch.empty_like(u)
+        core(state, u, y)  # state' written over state
+        return h + F.glu(F.linear(act(y), Wo, bo), -1), state
+
+    return s4
+
+
 class DownPool(nn.Module):
     """(batch, n, H) -> (batch, n // p, expand H): p steps concatenated, then a linear map."""
 
@@ -308,19 +349,31 @@ class SaShiMi(nn.Module):
     @staticmethod
     def _step_stage(blocks, h, states, skips):
         for i, block in enumerate(blocks):
-            h, states[i] = block.step(h, states[i])
+            h, states[i] = block(h, states[i])
             if skips is not None:
                 skips.append(h)
         return h
 
-    def step(self, x: torch.Tensor, state: dict):
+    def _step_blocks(self, fast: bool):
+        """Per stage, the callables (h, state) -> (h, state) of its blocks: each block's
+        ``step``, or with ``fast`` the functional plan of :func:`_fast_block` where one exists."""
+
+        def plan(blocks):
+            return [(fast and _fast_block(b)) or b.step for b in blocks]
+
+        return [plan(b) for b in self.down], plan(self.center), [plan(b) for b in self.up]
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, state: dict, *, plan=None):
         """One token per stream: x (batch,) -> (logits (batch, n_classes), state).
 
         Stage k steps every ``rates[k]``-th call. ``state`` is updated in place and
-        returned. Inference only.
+        returned. Inference only. ``plan``: from ``_step_blocks`` (generate passes the fast
+        functional one, built once per call); default: each block's ``step``.
         """
         self._check_tokens(x, 1, "(batch,)", values=False)  # the embedding rejects bad ids
         self._check_state(state, x.shape[0])
+        down, center, up = plan or self._step_blocks(fast=False)
         t = state["t"] + 1  # full-rate steps taken after this one
         P = len(self.pool)
         depth = 0  # the deepest stage that steps now
@@ -330,7 +383,7 @@ class SaShiMi(nn.Module):
         skips = []
         for k in range(min(depth + 1, P)):
             skips.append(h)
-            h = self._step_stage(self.down[k], h, state["down"][k], skips if self.unet else None)
+            h = self._step_stage(down[k], h, state["down"][k], skips if self.unet else None)
             if not self.unet:
                 skips.append(h)
             pending, slot = state["pending"][k], (t // self.rates[k] - 1) % self.pool[k]
@@ -339,15 +392,15 @@ class SaShiMi(nn.Module):
                 h = self.down_pools[k].linear(pending.reshape(pending.shape[0], -1))
         coarse = None  # this step's output of the stage below, if that stage stepped
         if depth == P:
-            coarse = self._step_stage(self.center, h, state["center"], None) + h
+            coarse = self._step_stage(center, h, state["center"], None) + h
         for k in reversed(range(min(depth + 1, P))):
             upcoming, slot = state["upcoming"][k], (t // self.rates[k] - 1) % self.pool[k]
             h = upcoming[:, slot] + skips.pop()
             if coarse is not None:  # the next block of this stage comes from the coarse step just made
                 state["upcoming"][k] = self.up_pools[k].blocks(coarse)
             start = h
-            for i, block in enumerate(self.up[k]):
-                h, state["up"][k][i] = block.step(h, state["up"][k][i])
+            for i, block in enumerate(up[k]):
+                h, state["up"][k][i] = block(h, state["up"][k][i])
                 if self.unet:
                     h = h + skips.pop()
             if not self.unet:
@@ -379,6 +432,7 @@ class SaShiMi(nn.Module):
         *,
         generator: Optional[torch.Generator] = None,
         progress: bool = False,
+        fast: bool = True,
     ) -> torch.Tensor:
         """Sample ``n`` streams of ``length`` new tokens: int64 (n, length).
 
@@ -387,6 +441,8 @@ class SaShiMi(nn.Module):
         (n, P) or (P,) (same for all streams) that the samples continue; read with
         :meth:`prime` in one pass, not token by token. generator: a torch.Generator for
         the draws (default: torch's global one). progress: a tqdm bar over the steps.
+        fast: step the blocks whose S4 layers run on the compiled CPU kernels through
+        functional plans built once (the same arithmetic as :meth:`step`, less overhead).
         """
         _positive_int("n", n)
         _positive_int("length", length)
@@ -412,6 +468,11 @@ class SaShiMi(nn.Module):
             else:
                 state = self.default_state(n, device)
             token = start[:, -1]
+            plan = self._step_blocks(fast)
+            for stage_states in (*state["down"], state["center"], *state["up"]):  # the plans update states in place
+                for i, s in enumerate(stage_states):
+                    if s is not None:
+                        stage_states[i] = s.contiguous()
             out = torch.empty(n, length, dtype=torch.int64, device=device)
             steps = range(length)
             if progress:
@@ -419,7 +480,7 @@ class SaShiMi(nn.Module):
 
                 steps = tqdm(steps, desc="generating", unit="sample", mininterval=1.0, dynamic_ncols=True)
             for i in steps:
-                logits, state = self.step(token, state)
+                logits, state = self.step(token, state, plan=plan)
                 token = sample_logits(logits, temperature, top_p, generator)
                 out[:, i] = token
             return out
