@@ -107,6 +107,7 @@ def test_load_sashimi_rejects_other_files(tmp_path):
         load_sashimi(tmp_path / "missing.pt")
 
 
+@pytest.mark.slow  # two processes starting torch: ~1.5 min on a loaded 2-core machine
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="no torchrun")
 def test_ddp_under_torchrun(tmp_path, wav_folder):
     """Two gloo processes with a global batch of 2 take the steps one process takes."""
