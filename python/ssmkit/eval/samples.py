@@ -98,7 +98,8 @@ def plot_samples(waveforms, sample_rate: int, path: Path, title: str = "", most:
         axes[0, i].plot(t, w, lw=0.4)
         axes[0, i].set(ylim=(-1, 1), title=f"#{i}", xlabel="s")
         nfft = min(256, max(16, len(w) // 8))
-        axes[1, i].specgram(w + 1e-9, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap="magma")
+        with np.errstate(divide="ignore"):  # silent stretches have zero power: -inf dB, drawn as the floor
+            axes[1, i].specgram(w, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap="magma")
         axes[1, i].set(xlabel="s", ylabel="Hz" if i == 0 else None)
     fig.suptitle(title)
     fig.tight_layout()
