@@ -180,3 +180,13 @@ def test_listops_batches_drop_trailing_padding_without_changing_outputs():
     assert x.shape[1] == max(spec["lengths"][0]) < 120
     full = batch[0]
     torch.testing.assert_close(model(x, mask), model(full, full != 0), rtol=1e-5, atol=1e-5)
+
+
+def test_cli_reports_bad_input_without_a_traceback(tmp_path):
+    done = run("-m", "ssmkit", "train", "classify", "--task", "fsdd", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert "error: root: expected a folder of WAV files" in done.stderr and "Traceback" not in done.stderr
+    done = run("-m", "ssmkit", "train", "classify", "--task", "mnist")
+    assert done.returncode == 2 and "invalid choice: 'mnist'" in done.stderr
+    done = run("-m", "ssmkit", "train", "classify", "--dropout", "1.5")
+    assert done.returncode == 2 and "expected a probability in [0, 1)" in done.stderr

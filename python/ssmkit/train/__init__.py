@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 
 def _positive(kind):
@@ -90,7 +91,11 @@ def classify_command(args: argparse.Namespace) -> int:
     from .config import Config
 
     fields = {f.name for f in dataclasses.fields(Config)}
-    train(Config(**{k: v for k, v in vars(args).items() if k in fields}))
+    try:
+        train(Config(**{k: v for k, v in vars(args).items() if k in fields}))
+    except (FileNotFoundError, ValueError) as e:  # bad data folder, checkpoint or option
+        print(f"ssmkit train classify: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
