@@ -2,7 +2,9 @@
 
 ``ssmkit info`` says how this build was made and what it runs on; ``ssmkit bench``
 times the kernels against their baselines (see :mod:`ssmkit.benchmarks`); ``ssmkit
-compare`` compares models by their data kernels (see :mod:`ssmkit.eval.compare`).
+compare`` compares models by their data kernels (see :mod:`ssmkit.eval.compare`);
+``ssmkit train sashimi``, ``ssmkit generate`` and ``ssmkit eval samples`` train SaShiMi,
+sample from it and score the samples.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from . import _C, benchmarks, train
 from .eval import cli as eval_cli
 from .eval import compare
+from .eval import samples as eval_samples
 
 
 def _torch_or_none():
@@ -168,8 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     bench_parser.set_defaults(handler=bench)
 
-    train.add_parser(commands)
-    eval_cli.add_parser(commands)
+    train.add_parser(commands)  # train classify, train sashimi
+    eval_samples.add_generate_parser(commands)
+    eval_cli.add_parser(commands)  # eval robustness, eval samples
     compare.add_parser(commands)
     return parser
 

@@ -48,6 +48,7 @@ FAMILIES: dict[str, str] = {
     "vandermonde": "ssmkit.benchmarks.vandermonde",
     "step": "ssmkit.benchmarks.step",
     "layer": "ssmkit.benchmarks.layer",
+    "sashimi": "ssmkit.benchmarks.sashimi",
 }
 
 # Rounds of at least min_time seconds; quick mode is a smoke run, not a measurement.

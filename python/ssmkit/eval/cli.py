@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import samples
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -42,6 +44,7 @@ def add_parser(commands) -> None:
     """Add the ``eval`` command group to the ``ssmkit`` subcommands."""
     eval_parser = commands.add_parser("eval", help="evaluate trained models")
     evaluations = eval_parser.add_subparsers(dest="eval_command", required=True, metavar="EVALUATION")
+    samples.add_parser(evaluations)
 
     p = evaluations.add_parser(
         "robustness",

@@ -1,4 +1,5 @@
-"""Training: ``ssmkit train classify`` (see :mod:`ssmkit.train.classify`).
+"""Training: ``ssmkit train classify`` (see :mod:`ssmkit.train.classify`) and
+``ssmkit train sashimi`` (see :mod:`ssmkit.train.sashimi`).
 
 This module only defines the command line (no torch import, so ``ssmkit info`` stays
 fast); ``load_classifier`` and ``train`` load :mod:`ssmkit.train.classify` on first use.
@@ -82,6 +83,7 @@ def add_parser(commands) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(handler=classify_command)
+    add_sashimi_parser(tasks)
 
 
 def classify_command(args: argparse.Namespace) -> int:
@@ -94,6 +96,69 @@ def classify_command(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:  # bad data folder, checkpoint or option
         print(f"ssmkit train classify: error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _pools(text: str) -> tuple:
+    try:
+        pools = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        pools = ()
+    if not pools or min(pools) < 1:
+        raise argparse.ArgumentTypeError(f"expected pooling factors like 4,4, got {text!r}")
+    return pools
+
+
+def add_sashimi_parser(tasks) -> None:
+    """Add ``sashimi`` to the ``ssmkit train`` jobs."""
+    from .sashimi_config import SashimiConfig
+
+    d = SashimiConfig()
+
+    p = tasks.add_parser(
+        "sashimi",
+        help="train SaShiMi on a folder of WAVs (8-bit mu-law, next-sample prediction)",
+        description="Train the SaShiMi audio model (next-sample cross-entropy of 8-bit mu-law codes, reported in "
+        "bits per sample). Writes metrics.csv, metrics.json, loss.png, last.pt and best.pt into --out. Under "
+        "torchrun --nproc_per_node N it trains with DDP (gloo on CPU, nccl on GPU); --batch-size is the global batch.",
+    )
+    p.add_argument("--data", metavar="DIR", help="WAV folder in the FSDD layout (default: $SSMKIT_FSDD or ../shared/data/fsdd)")
+    p.add_argument("--out", metavar="DIR", default=d.out, help=f"output folder (default {d.out})")
+    p.add_argument("--sample-rate", type=_positive(int), default=d.sample_rate, help="resample the WAVs to this rate")
+    p.add_argument("--length", type=_positive(int), default=d.length, help="samples per clip (crop, or pad with silence)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt up to --epochs")
+    p.add_argument("--epochs", type=_positive(int), default=d.epochs)
+    p.add_argument("--max-minutes", type=_positive(float), help="stop after this many minutes of training (checkpointed)")
+    p.add_argument("--batch-size", type=_positive(int), default=d.batch_size, help="global batch size")
+    p.add_argument("--lr", type=_non_negative_float, default=d.lr)
+    p.add_argument("--ssm-lr", type=_non_negative_float, default=d.ssm_lr, help="learning rate of A, B, dt")
+    p.add_argument("--weight-decay", type=_non_negative_float, default=d.weight_decay)
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    p.add_argument("--d-model", type=_positive(int), default=d.d_model)
+    p.add_argument("--n-layers", type=_positive(int), default=d.n_layers, help="S4 blocks per stage")
+    p.add_argument("--pool", type=_pools, default=d.pool, help="pooling factors, e.g. 4,4")
+    p.add_argument("--expand", type=_positive(int), default=d.expand)
+    p.add_argument("--ff", type=int, default=d.ff, help="feed-forward width factor (0: no feed-forward blocks)")
+    p.add_argument("--d-state", type=_positive(int), default=d.d_state)
+    p.add_argument("--mode", choices=("dplr", "diag"), default=d.mode, help="dplr: S4; diag: S4D")
+    p.add_argument("--dropout", type=_probability, default=d.dropout)
+    p.add_argument("--no-unet", dest="unet", action="store_false", help="skips only around the pooling layers")
+    p.add_argument("--limit", type=_positive(int), help="use at most N train and N test clips (smoke runs)")
+    p.add_argument("--test-limit", type=_positive(int), help="score the test NLL on a seeded subset of N test clips")
+    p.add_argument("--steps-per-epoch", type=_positive(int), help="cap the optimizer steps per epoch")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--threads", type=_positive(int), metavar="N", help="CPU threads for torch and ssmkit")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(handler=sashimi_command)
+
+
+def sashimi_command(args: argparse.Namespace) -> int:
+    from .sashimi import train
+    from .sashimi_config import SashimiConfig
+
+    fields = {f.name for f in dataclasses.fields(SashimiConfig)}
+    train(SashimiConfig(**{k: v for k, v in vars(args).items() if k in fields}))
     return 0
 
 

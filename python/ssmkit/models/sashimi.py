@@ -1,0 +1,508 @@
+"""SaShiMi (Goel, Gu, Donahue, Re 2022): a multi-scale S4 model of raw audio.
+
+Tokens are 8-bit mu-law codes (see :mod:`ssmkit.data.audio`). The model reads the codes
+``x_0 .. x_{L-1}`` and its logits at step t predict ``x_{t+1}``; sequences start with
+:data:`START` (the code of silence), so an input ``[START, s_0, .., s_{L-2}]`` predicts
+the samples ``s_0 .. s_{L-1}`` and generation starts from the same token.
+
+Stages run at rates 1, 1/p_1, 1/(p_1 p_2), ...; each holds ``n_layers`` residual S4
+blocks (and as many feed-forward blocks when ``ff > 0``), pre-norm. Between stages:
+
+- down-pooling: p consecutive steps are concatenated (reshape) and mapped to ``expand``
+  times the channels by a linear layer;
+- up-pooling: a linear layer maps each coarse step to p fine steps (reshape), shifted
+  one coarse step to the right (zeros first) so that the fine steps of a block see only
+  coarse steps of earlier, finished blocks: the model stays causal;
+- U-Net skips: with ``unet=True`` each up-path layer adds the output of its mirror on
+  the down path; otherwise only the value that entered a down-pooling comes back after
+  the matching up-pooling.
+
+Three ways to run the same function: ``forward(tokens)`` (convolutions; training),
+``prime(tokens)`` (the same, plus the recurrent state after the sequence: each S4 layer's
+state-returning forward, i.e. ``ops.ssm_scan`` for S4D) and ``step(token, state)``
+(recurrent; every stage steps at its own rate through ``S4.step``, i.e.
+``ops.ssm_step`` / ``ops.dplr_step``). ``generate`` samples with ``step`` after
+``prime`` has read the prefix.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn import S4
+
+START = 128  # the 8-bit mu-law code of 0.0 (silence)
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return value
+
+
+class FeedForward(nn.Module):
+    """Linear to ``ff`` times the channels, GELU, dropout, linear back. No state."""
+
+    def __init__(self, d_model: int, ff: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_model, ff * d_model), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff * d_model, d_model)
+        )
+
+    def forward(self, x, state=None):
+        return self.net(x), None
+
+    def step(self, x, state=None):
+        return self.net(x), None
+
+    def default_state(self, batch, device=None):
+        return None
+
+
+class Residual(nn.Module):
+    """``x + dropout(layer(norm(x)))`` around an S4 or feed-forward layer."""
+
+    def __init__(self, d_model: int, layer: nn.Module, dropout: float):
+        super().__init__()
+        self.norm, self.layer, self.dropout = nn.LayerNorm(d_model), layer, nn.Dropout(dropout)
+
+    def forward(self, x, state=None):
+        y, next_state = self.layer(self.norm(x), state)
+        return x + self.dropout(y), next_state
+
+    def step(self, x, state):
+        y, next_state = self.layer.step(self.norm(x), state)
+        return x + y, next_state
+
+    def default_state(self, batch, device=None):
+        return self.layer.default_state(batch, device)
+
+
+def _fast_block(block: Residual):
+    """One residual block's step as plain functional calls on fixed tensors, with the S4
+    state updated in place by the compiled step kernel (ops.ssm_step / ops.dplr_step's
+    core), or None when the block's S4 layer does not run on the compiled CPU kernels.
+    For inference with fixed parameters: the plan holds the discretized tensors."""
+    from .. import _C
+    from ..nn.backend import COMPILED, kernels
+
+    norm, layer = block.norm, block.layer
+    ln = (norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+    if isinstance(layer, FeedForward):
+        first, second = layer.net[0], layer.net[3]
+        W1, b1, W2, b2 = first.weight, first.bias, second.weight, second.bias
+
+        def feed_forward(h, state):
+            return h + F.linear(F.gelu(F.linear(F.layer_norm(h, *ln), W1, b1)), W2, b2), None
+
+        return feed_forward
+    device = layer.log_dt.device
+    if device.type != "cpu" or kernels(layer.backend, device) is not COMPILED:
+        return None
+    # The core reads NumPy views through the buffer protocol: far cheaper per call than
+    # torch's __dlpack__ (11 arrays a step), the same memory and the same kernel.
+    def view(t):
+        return t.detach().contiguous().numpy()
+
+    D, Wo, bo, act = view(layer.D), layer.output_linear.weight, layer.output_linear.bias, layer.activation
+    if layer.mode == "diag":
+        fixed = [view(t) for t in layer._step_tensors(COMPILED)]  # dA, dB, C
+        step = _C.ssm_step
+    else:
+        factors, C = layer._step_tensors(COMPILED)
+        fixed = [view(t) for t in factors] + [view(C)]  # a, b, P, Pd, R, C
+        step = _C.dplr_step
+
+    def s4(h, state):
+        u = F.layer_norm(h, *ln)
+        y = torch.empty_like(u)
+        x = state.numpy()  # state' is written over state (the tensor's own memory)
+        step(x, u.numpy(), *fixed, D, y.numpy(), x)
+        return h + F.glu(F.linear(act(y), Wo, bo), -1), state
+
+    return s4
+
+
+class DownPool(nn.Module):
+    """(batch, n, H) -> (batch, n // p, expand H): p steps concatenated, then a linear map."""
+
+    def __init__(self, d_model: int, expand: int, pool: int):
+        super().__init__()
+        self.pool = pool
+        self.linear = nn.Linear(d_model * pool, d_model * expand)
+
+    def forward(self, x):
+        """Pooled output, and the steps of the unfinished last block zero-padded to (batch, p, H)."""
+        batch, n, H = x.shape
+        m = n // self.pool * self.pool
+        y = self.linear(x[:, :m].reshape(batch, m // self.pool, self.pool * H))
+        pending = F.pad(x[:, m:], (0, 0, 0, self.pool - (n - m)))
+        return y, pending
+
+
+class UpPool(nn.Module):
+    """(batch, n, H) -> (batch, n_out, H / expand): a linear map to p steps, shifted one block."""
+
+    def __init__(self, d_model: int, expand: int, pool: int):
+        super().__init__()
+        self.pool, self.d_out = pool, d_model // expand
+        self.linear = nn.Linear(d_model, self.d_out * pool)
+
+    def blocks(self, x):
+        """The fine steps made from each coarse step: (batch, n, p, H_out)."""
+        return self.linear(x).view(*x.shape[:-1], self.pool, self.d_out)
+
+    def forward(self, x, n_out: int):
+        """Fine steps 0..n_out-1 (block j comes from coarse step j-1, block 0 is zeros), and
+        the whole block holding step n_out, (batch, p, H_out): what stepping continues with."""
+        batch, n, _ = x.shape
+        y = torch.cat([x.new_zeros(batch, 1, self.pool, self.d_out), self.blocks(x)], 1)
+        y = y.reshape(batch, (n + 1) * self.pool, self.d_out)
+        j = n_out // self.pool
+        return y[:, :n_out], y[:, j * self.pool : (j + 1) * self.pool]
+
+
+class SaShiMi(nn.Module):
+    """SaShiMi on token sequences (batch, L) -> logits (batch, L, n_classes).
+
+    Args:
+        d_model: channels of the first (full-rate) stage; stage k has d_model * expand^k.
+        n_layers: residual S4 blocks per stage (each followed by a feed-forward block
+            when ``ff > 0``).
+        pool: pooling factor of each down-pooling; ``(4, 4)`` gives stages at rates 1,
+            1/4 and 1/16.
+        expand: channel factor of each down-pooling.
+        ff: width factor of the feed-forward blocks (0: none).
+        d_state: S4 state size (even).
+        n_classes: tokens (256 for 8-bit mu-law).
+        unet: skip connections between every pair of mirrored layers.
+        dropout: after each residual branch (and inside S4 and the feed-forward blocks).
+        mode: ``"dplr"`` (S4) or ``"diag"`` (S4D).
+        l_max: DPLR: the longest full-rate sequence trained on (each stage's S4 layers
+            get its length at their rate); ``None`` sets it at the first forward.
+        backend: the S4 layers' backend (``"auto"``, ``"compiled"``, ``"reference"``).
+    """
+
+    def __init__(
+        self,
+        d_model: int = 64,
+        n_layers: int = 8,
+        pool: Sequence[int] = (4, 4),
+        expand: int = 2,
+        ff: int = 2,
+        d_state: int = 64,
+        n_classes: int = 256,
+        unet: bool = True,
+        dropout: float = 0.0,
+        mode: str = "dplr",
+        *,
+        l_max: Optional[int] = None,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        _positive_int("d_model", d_model)
+        _positive_int("n_layers", n_layers)
+        _positive_int("expand", expand)
+        _positive_int("n_classes", n_classes)
+        if isinstance(ff, bool) or not isinstance(ff, int) or ff < 0:
+            raise ValueError(f"ff: expected an integer >= 0 (0: no feed-forward blocks), got {ff!r}")
+        pool = tuple(pool) if isinstance(pool, (list, tuple)) else pool
+        if not isinstance(pool, tuple) or any(isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in pool):
+            raise ValueError(f"pool: expected a tuple of positive integers (one per down-pooling), got {pool!r}")
+        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        if l_max is not None:
+            _positive_int("l_max", l_max)
+        self.config = dict(
+            d_model=d_model, n_layers=n_layers, pool=pool, expand=expand, ff=ff, d_state=d_state,
+            n_classes=n_classes, unet=bool(unet), dropout=dropout, mode=mode, l_max=l_max, backend=backend,
+        )  # fmt: skip
+        self.pool, self.unet, self.n_classes = pool, bool(unet), n_classes
+        self.rates = [math.prod(pool[:k]) for k in range(len(pool) + 1)]  # full-rate steps per step of stage k
+        widths = [d_model * expand**k for k in range(len(pool) + 1)]
+
+        def stage(k):
+            blocks = []
+            for _ in range(n_layers):
+                lk = None if l_max is None else -(-l_max // self.rates[k])
+                s4 = S4(widths[k], d_state, mode=mode, dropout=dropout, backend=backend, l_max=lk)
+                blocks.append(Residual(widths[k], s4, dropout))
+                if ff > 0:
+                    blocks.append(Residual(widths[k], FeedForward(widths[k], ff, dropout), dropout))
+            return nn.ModuleList(blocks)
+
+        P = len(pool)
+        self.encoder = nn.Embedding(n_classes, d_model)
+        self.down = nn.ModuleList(stage(k) for k in range(P))
+        self.down_pools = nn.ModuleList(DownPool(widths[k], expand, pool[k]) for k in range(P))
+        self.center = stage(P)
+        self.up_pools = nn.ModuleList(UpPool(widths[k + 1], expand, pool[k]) for k in range(P))
+        self.up = nn.ModuleList(stage(k) for k in range(P))
+        self.norm = nn.LayerNorm(d_model)
+        self.decoder = nn.Linear(d_model, n_classes)
+
+    # ---- convolution mode -------------------------------------------------------
+
+    def _check_tokens(self, x, dims: int, shape: str, values: bool = True):
+        if not isinstance(x, torch.Tensor) or x.dim() != dims or x.dtype not in (torch.int64, torch.int32):
+            got = f"{tuple(x.shape)} {str(x.dtype)[6:]}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x: expected integer token ids of shape {shape}, got {got}")
+        if values and x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.n_classes):
+            raise ValueError(f"x: expected token ids in [0, {self.n_classes}), got values in [{int(x.min())}, {int(x.max())}]")
+
+    def _stage(self, blocks, h, skips, with_state):
+        """Run one stage's blocks; pushes each output onto `skips` (U-Net) and returns the states."""
+        states = []
+        for block in blocks:
+            h, s = block(h, block.default_state(h.shape[0]) if with_state else None)
+            states.append(s)
+            if skips is not None:
+                skips.append(h)
+        return h, states
+
+    def _run(self, x, with_state: bool):
+        B = x.shape[0]
+        P = len(self.pool)
+        h = self.encoder(x)
+        state = {"t": x.shape[1], "down": [], "center": None, "up": [None] * P, "pending": [], "upcoming": [None] * P}
+        skips, lengths = [], []
+        for k in range(P):
+            skips.append(h)  # the input of stage k
+            lengths.append(h.shape[1])
+            h, s = self._stage(self.down[k], h, skips if self.unet else None, with_state)
+            if not self.unet:
+                skips.append(h)  # what enters the down-pooling
+            state["down"].append(s)
+            h, pending = self.down_pools[k](h)
+            state["pending"].append(pending)
+        skip = h
+        h, state["center"] = self._stage(self.center, h, None, with_state)
+        h = h + skip
+        for k in reversed(range(P)):
+            h, state["upcoming"][k] = self.up_pools[k](h, lengths[k])
+            h = h + skips.pop()
+            start, states = h, []
+            for block in self.up[k]:
+                h, s = block(h, block.default_state(B) if with_state else None)
+                states.append(s)
+                if self.unet:
+                    h = h + skips.pop()
+            if not self.unet:
+                h = h + start
+                skips.pop()  # the stage input: only the U-Net uses it
+            state["up"][k] = states
+        return self.decoder(self.norm(h)), state
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: tokens (batch, L) -> logits (batch, L, n_classes); step t predicts token t+1."""
+        self._check_tokens(x, 2, "(batch, length)")
+        return self._run(x, with_state=False)[0]
+
+    def prime(self, x: torch.Tensor):
+        """Like forward, and also the recurrent state after reading x: (logits, state).
+
+        The S4 layers run their state-returning forward (a scan for S4D, the kernel with
+        the start state's response for S4), not a step per token.
+        """
+        self._check_tokens(x, 2, "(batch, length)")
+        return self._run(x, with_state=True)
+
+    def nll(self, samples: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood per sample in nats: codes (batch, L) -> (batch, L).
+
+        The model reads ``[START, s_0, .., s_{L-2}]`` and is scored on ``s_0 .. s_{L-1}``.
+        Divide by ln 2 for bits.
+        """
+        self._check_tokens(samples, 2, "(batch, length)")
+        logits = self(shift_right(samples))
+        return F.cross_entropy(logits.transpose(1, 2), samples, reduction="none")
+
+    # ---- recurrent mode -----------------------------------------------------------
+
+    def default_state(self, batch: int, device=None) -> dict:
+        """The state before the first token: zero S4 states and zero pooling buffers."""
+        _positive_int("batch", batch)
+        device = device or self.decoder.weight.device
+        dtype = self.decoder.weight.dtype
+
+        def states(blocks):
+            return [b.default_state(batch, device) for b in blocks]
+
+        def buffers(pools, width):
+            return [torch.zeros(batch, p.pool, width(p), dtype=dtype, device=device) for p in pools]
+
+        return {
+            "t": 0,
+            "down": [states(b) for b in self.down],
+            "center": states(self.center),
+            "up": [states(b) for b in self.up],
+            "pending": buffers(self.down_pools, lambda p: p.linear.in_features // p.pool),
+            "upcoming": buffers(self.up_pools, lambda p: p.d_out),
+        }
+
+    def _check_state(self, state, batch):
+        ok = isinstance(state, dict) and {"t", "down", "center", "up", "pending", "upcoming"} <= set(state)
+        if not ok or state["pending"][0].shape[0] != batch:
+            raise ValueError(f"state: expected the dict of SaShiMi.default_state({batch}) or prime/step, got {type(state).__name__}")
+
+    @staticmethod
+    def _step_stage(blocks, h, states, skips):
+        for i, block in enumerate(blocks):
+            h, states[i] = block(h, states[i])
+            if skips is not None:
+                skips.append(h)
+        return h
+
+    def _step_blocks(self, fast: bool):
+        """Per stage, the callables (h, state) -> (h, state) of its blocks: each block's
+        ``step``, or with ``fast`` the functional plan of :func:`_fast_block` where one exists."""
+
+        def plan(blocks):
+            return [(fast and _fast_block(b)) or b.step for b in blocks]
+
+        return [plan(b) for b in self.down], plan(self.center), [plan(b) for b in self.up]
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, state: dict, *, plan=None):
+        """One token per stream: x (batch,) -> (logits (batch, n_classes), state).
+
+        Stage k steps every ``rates[k]``-th call. ``state`` is updated in place and
+        returned. Inference only. ``plan``: from ``_step_blocks`` (generate passes the fast
+        functional one, built once per call); default: each block's ``step``.
+        """
+        self._check_tokens(x, 1, "(batch,)", values=False)  # the embedding rejects bad ids
+        self._check_state(state, x.shape[0])
+        down, center, up = plan or self._step_blocks(fast=False)
+        t = state["t"] + 1  # full-rate steps taken after this one
+        P = len(self.pool)
+        depth = 0  # the deepest stage that steps now
+        while depth < P and t % self.rates[depth + 1] == 0:
+            depth += 1
+        h = self.encoder(x)
+        skips = []
+        for k in range(min(depth + 1, P)):
+            skips.append(h)
+            h = self._step_stage(down[k], h, state["down"][k], skips if self.unet else None)
+            if not self.unet:
+                skips.append(h)
+            pending, slot = state["pending"][k], (t // self.rates[k] - 1) % self.pool[k]
+            pending[:, slot] = h
+            if k < depth:
+                h = self.down_pools[k].linear(pending.reshape(pending.shape[0], -1))
+        coarse = None  # this step's output of the stage below, if that stage stepped
+        if depth == P:
+            coarse = self._step_stage(center, h, state["center"], None) + h
+        for k in reversed(range(min(depth + 1, P))):
+            upcoming, slot = state["upcoming"][k], (t // self.rates[k] - 1) % self.pool[k]
+            h = upcoming[:, slot] + skips.pop()
+            if coarse is not None:  # the next block of this stage comes from the coarse step just made
+                state["upcoming"][k] = self.up_pools[k].blocks(coarse)
+            start = h
+            for i, block in enumerate(up[k]):
+                h, state["up"][k][i] = block(h, state["up"][k][i])
+                if self.unet:
+                    h = h + skips.pop()
+            if not self.unet:
+                h = h + start
+                skips.pop()
+            coarse = h
+        state["t"] = t
+        return self.decoder(self.norm(h)), state
+
+    def _ensure_kernel_lengths(self, length: int):
+        """DPLR layers whose kernel length is unset get the one a forward of `length` would set."""
+        P = len(self.pool)
+        stages = [(self.down[k], self.rates[k]) for k in range(P)] + [(self.center, self.rates[P])]
+        stages += [(self.up[k], self.rates[k]) for k in range(P)]
+        for blocks, rate in stages:
+            for block in blocks:
+                layer = block.layer
+                if isinstance(layer, S4) and layer.mode == "dplr" and layer.l_kernel is None:
+                    layer.l_kernel = max(1, length // rate)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        n: int,
+        length: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        prefix: Optional[torch.Tensor] = None,
+        *,
+        generator: Optional[torch.Generator] = None,
+        progress: bool = False,
+        fast: bool = True,
+    ) -> torch.Tensor:
+        """Sample ``n`` streams of ``length`` new tokens: int64 (n, length).
+
+        temperature: divides the logits (0 < temperature). top_p: nucleus sampling, the
+        smallest set of tokens whose probability reaches top_p (1.0: all). prefix: codes
+        (n, P) or (P,) (same for all streams) that the samples continue; read with
+        :meth:`prime` in one pass, not token by token. generator: a torch.Generator for
+        the draws (default: torch's global one). progress: a tqdm bar over the steps.
+        fast: step the blocks whose S4 layers run on the compiled CPU kernels through
+        functional plans built once (the same arithmetic as :meth:`step`, less overhead).
+        """
+        _positive_int("n", n)
+        _positive_int("length", length)
+        if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
+        if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+            raise ValueError(f"top_p: expected a probability in (0, 1], got {top_p!r}")
+        device = self.decoder.weight.device
+        was_training = self.training
+        self.eval()
+        try:
+            start = torch.full((n, 1), START, dtype=torch.int64, device=device)
+            if prefix is not None:
+                if isinstance(prefix, torch.Tensor) and prefix.dim() == 1:
+                    prefix = prefix.unsqueeze(0).expand(n, -1)
+                self._check_tokens(prefix, 2, f"({n}, P) or (P,)")
+                if prefix.shape[0] != n:
+                    raise ValueError(f"prefix: expected {n} rows (one per stream) or a 1-d prefix, got {tuple(prefix.shape)}")
+                start = torch.cat([start, prefix.to(device, torch.int64)], 1)
+            self._ensure_kernel_lengths(start.shape[1] + length)
+            if start.shape[1] > 1:
+                _, state = self.prime(start[:, :-1])
+            else:
+                state = self.default_state(n, device)
+            token = start[:, -1]
+            plan = self._step_blocks(fast)
+            for stage_states in (*state["down"], state["center"], *state["up"]):  # the plans update states in place
+                for i, s in enumerate(stage_states):
+                    if s is not None:
+                        stage_states[i] = s.contiguous()
+            out = torch.empty(n, length, dtype=torch.int64, device=device)
+            steps = range(length)
+            if progress:
+                from tqdm import tqdm
+
+                steps = tqdm(steps, desc="generating", unit="sample", mininterval=1.0, dynamic_ncols=True)
+            for i in steps:
+                logits, state = self.step(token, state, plan=plan)
+                token = sample_logits(logits, temperature, top_p, generator)
+                out[:, i] = token
+            return out
+        finally:
+            self.train(was_training)
+
+
+def shift_right(samples: torch.Tensor) -> torch.Tensor:
+    """[START, s_0, .., s_{L-2}]: the model input that predicts ``samples``."""
+    return F.pad(samples[:, :-1], (1, 0), value=START)
+
+
+def sample_logits(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0, generator=None) -> torch.Tensor:
+    """One draw per row of logits (batch, classes) after temperature and nucleus (top-p) filtering."""
+    probs = torch.softmax(logits.float() / temperature, -1)
+    if top_p < 1:
+        sorted_probs, order = probs.sort(-1, descending=True)
+        before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the more likely tokens
+        sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)  # the most likely token always stays
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -1,0 +1,314 @@
+"""SaShiMi: convolution, primed and recurrent modes agree (2x rule against float64),
+causality, generation (stability with a proven state bound, reproducibility, sampling)."""
+
+import copy
+import math
+
+import pytest
+import torch
+
+from accuracy import assert_close_2x
+from ssmkit.models import SaShiMi
+from ssmkit.models.sashimi import START, sample_logits, shift_right
+from ssmkit.nn import S4
+from ssmkit.ops import reference
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Steps work on tiny tensors: torch's thread pool only adds wake-up latency (and on a
+    loaded machine a lot of it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+SMALL = dict(d_model=8, n_layers=1, pool=(4, 4), expand=2, ff=1, d_state=8)
+
+
+def small(mode, **kw):
+    """A small float32 model on the compiled kernels (its biases randomised so that no
+    path is trivially zero)."""
+    m = SaShiMi(**(SMALL | dict(mode=mode, backend="compiled") | kw))
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.1)
+    return m.eval()
+
+
+def twins(m):
+    """The float32 reference-backend twin and the float64 copy (ground truth) of a model."""
+    ref = copy.deepcopy(m)
+    for layer in ref.modules():
+        if isinstance(layer, S4):
+            layer.backend = "reference"
+    return ref, copy.deepcopy(m).double()
+
+
+def run_steps(m, tokens, state=None):
+    state = state or m.default_state(tokens.shape[0])
+    out = []
+    with torch.no_grad():
+        for t in range(tokens.shape[1]):
+            logits, state = m.step(tokens[:, t], state)
+            out.append(logits)
+    return torch.stack(out, 1), state
+
+
+def tokens(batch, L):
+    # a smooth random walk in mu-law codes, like audio, plus the start token
+    walk = torch.cumsum(torch.randint(-3, 4, (batch, L)), 1) + START
+    return shift_right(walk.clamp(0, 255))
+
+
+@pytest.mark.parametrize("mode", ["dplr", "diag"])
+@pytest.mark.parametrize("unet", [True, False])
+def test_teacher_forced_steps_equal_convolution_4096(mode, unet):
+    L = 4096
+    m = small(mode, unet=unet, l_max=L)
+    ref, m64 = twins(m)
+    x = tokens(2, L)
+    with torch.no_grad():
+        truth = m64(x)
+        assert_close_2x(f"{mode} conv", m(x), truth, ref(x))
+    steps, _ = run_steps(m, x)
+    steps_ref, _ = run_steps(ref, x)
+    assert_close_2x(f"{mode} steps", steps, truth, steps_ref)
+
+
+@pytest.mark.parametrize("mode", ["dplr", "diag"])
+@pytest.mark.parametrize("split", [1, 16, 37, 64])  # prefix ends inside and at block ends of both stages
+def test_prime_then_steps_equal_convolution(mode, split):
+    L = 100
+    m = small(mode, l_max=L)
+    ref, m64 = twins(m)
+    x = tokens(3, L)
+    with torch.no_grad():
+        truth = m64(x)
+        prime_logits, state = m.prime(x[:, :split])
+        prime_ref, state_ref = ref.prime(x[:, :split])
+        _, state64 = m64.prime(x[:, :split])
+    assert state["t"] == split
+    assert_close_2x(f"{mode} prime", prime_logits, truth[:, :split], prime_ref)
+    rest, _ = run_steps(m, x[:, split:], state)
+    rest_ref, _ = run_steps(ref, x[:, split:], state_ref)
+    assert_close_2x(f"{mode} steps after prime", rest, truth[:, split:], rest_ref)
+    # in double precision the primed S4 states are the stepped ones (the pooling buffers
+    # may differ in slots that are written before they are read: the logits above agree)
+    _, stepped64 = run_steps(m64, x[:, :split])
+    for a, b in zip(s4_states(state64), s4_states(stepped64)):
+        if a is not None:
+            assert (a - b).abs().max() <= 1e-9 * (1 + b.abs().max())
+
+
+@pytest.mark.parametrize("mode", ["dplr", "diag"])
+@pytest.mark.parametrize("unet", [True, False])
+def test_causal(mode, unet):
+    """Changing tokens from t0 on leaves the logits before t0 alone (up to float64
+    rounding of the FFT convolutions) and changes the logits at t0."""
+    L = 96
+    m = small(mode, unet=unet).double()
+    x = tokens(2, L)
+    with torch.no_grad():
+        base = m(x)
+        scale = base.abs().max()
+        for t0 in (0, 3, 4, 15, 16, 17, 47, 95):  # around block ends of both stages
+            y = x.clone()
+            y[:, t0:] = torch.randint(0, 256, (2, L - t0))
+            y[:, t0] = (x[:, t0] + 100) % 256  # surely different at t0
+            out = m(y)
+            if t0:
+                assert (out[:, :t0] - base[:, :t0]).abs().max() <= 1e-12 * scale, t0
+            assert (out[:, t0] - base[:, t0]).abs().max() > 1e-4 * scale, t0
+
+
+def test_forward_any_length_and_shapes():
+    m = small("diag")
+    for L in (1, 5, 16, 33):
+        assert m(tokens(2, L)).shape == (2, L, 256)
+    assert m.nll(torch.randint(0, 256, (2, 20))).shape == (2, 20)
+
+
+def test_default_model_shapes_and_parameters():
+    m = SaShiMi()
+    n = sum(p.numel() for p in m.parameters())
+    assert 3e6 < n < 8e6, n  # the paper's SC09 SaShiMi has 4.8M (ours: GLU S4 outputs)
+    assert len(m.down) == 2 and len(m.down[0]) == 16 and m.down[1][0].norm.normalized_shape == (128,)
+    assert m.center[0].norm.normalized_shape == (256,)
+
+
+def test_nll_is_the_next_sample_cross_entropy():
+    m = small("diag").double()
+    s = torch.randint(0, 256, (2, 12))
+    logits = m(shift_right(s))
+    manual = -torch.log_softmax(logits, -1).gather(-1, s.unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(m.nll(s), manual)
+    assert shift_right(s)[0, 0] == START and torch.equal(shift_right(s)[:, 1:], s[:, :-1])
+
+
+# ---- generation --------------------------------------------------------------------
+
+
+def state_bounds(m):
+    """For every S4 layer (in state order), a bound on its state norm under any input:
+    the input is a LayerNorm output, |u| <= sqrt(H-1) |gamma| + |beta| per channel, and
+    ||x_t|| <= ||dB|| max|u| / (1 - ||dA||_2) since the bilinear (DPLR) and ZOH (diag)
+    discretizations of S4's A (A + A^* negative definite) are contractions."""
+    bounds = []
+    for block in [b for stage in (*m.down, m.center, *m.up) for b in stage]:
+        layer = block.layer
+        if not isinstance(layer, S4):
+            bounds.append(None)
+            continue
+        H = layer.d_model
+        norm = block.norm
+        u_max = (math.sqrt(H - 1) * norm.weight.abs() + norm.bias.abs()).double()
+        dt, Lambda, P, B, _ = (None if t is None else t.detach().to(torch.complex128 if t.is_complex() else torch.float64)
+                               for t in layer._ssm())  # fmt: skip
+        if layer.mode == "diag":
+            dA, dB = reference.discretize(dt, Lambda, B, layer.discretization)
+            bound = (dB.abs() * u_max.unsqueeze(-1) / (1 - dA.abs())).square().sum(-1).sqrt()  # (H,)
+        else:
+            dA, dB = reference.dplr_dense(dt, Lambda, P, B)
+            contraction = torch.linalg.matrix_norm(dA, ord=2)
+            assert (contraction < 1).all()
+            bound = torch.linalg.vector_norm(dB, dim=-1) * u_max / (1 - contraction)
+        bounds.append(bound)
+    return bounds
+
+
+def s4_states(state):
+    """The per-block states in module order (down stages, center, up stages); None for feed-forward blocks."""
+    return [s for stage in state["down"] for s in stage] + state["center"] + [s for stage in state["up"] for s in stage]
+
+
+def generate_and_check(m, n_streams, length, chunk):
+    """Step `length` samples in chunks, checking finiteness and the state bound as it goes."""
+    bounds = state_bounds(m)
+    state = m.default_state(n_streams)
+    token = torch.full((n_streams,), START)
+    biggest = 0.0
+    with torch.no_grad():
+        for t in range(length):
+            logits, state = m.step(token, state)
+            token = sample_logits(logits)
+            if (t + 1) % chunk == 0 or t + 1 == length:
+                assert torch.isfinite(logits).all(), t
+                for s, bound in zip(s4_states(state), bounds):
+                    if bound is None:
+                        continue
+                    assert torch.isfinite(s).all(), t
+                    norm = torch.linalg.vector_norm(s.to(torch.complex128), dim=-1)  # (batch, H)
+                    assert (norm <= bound).all(), (t, (norm / bound).max().item())
+                    biggest = max(biggest, (norm / bound).max().item())
+    return biggest
+
+
+def briefly_trained(mode):
+    m = small(mode, l_max=256).train()
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for _ in range(20):
+        s = tokens(4, 256)
+        loss = m.nll(s).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return m.eval()
+
+
+@pytest.mark.parametrize("mode", ["dplr", "diag"])
+@pytest.mark.parametrize("trained", [False, True], ids=["random", "trained"])
+def test_generation_is_stable(mode, trained):
+    m = briefly_trained(mode) if trained else small(mode, l_max=256)
+    generate_and_check(m, n_streams=4, length=3000, chunk=500)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["dplr", "diag"])
+@pytest.mark.parametrize("trained", [False, True], ids=["random", "trained"])
+def test_generation_is_stable_100k(mode, trained):
+    m = briefly_trained(mode) if trained else small(mode, l_max=256)
+    generate_and_check(m, n_streams=4, length=100_000, chunk=5000)
+
+
+@pytest.mark.parametrize("mode", ["dplr", "diag"])
+def test_generation_reproducible_with_a_seed(mode):
+    m = small(mode, l_max=64)
+    torch.manual_seed(1)
+    a = m.generate(3, 40)
+    torch.manual_seed(1)
+    b = m.generate(3, 40)
+    torch.manual_seed(2)
+    c = m.generate(3, 40)
+    assert a.shape == (3, 40) and a.dtype == torch.int64 and torch.equal(a, b) and not torch.equal(a, c)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    assert torch.equal(m.generate(2, 30, prefix=a[0, :7], generator=g1), m.generate(2, 30, prefix=a[0, :7], generator=g2))
+
+
+def test_generate_follows_the_model():
+    """The draws of `generate` are the model's next-token distribution: with a tiny top_p
+    (greedy) the samples are the argmax of the convolution-mode logits of their own prefix."""
+    m = small("diag", l_max=64).double()
+    prefix = torch.randint(0, 256, (2, 9))
+    out = m.generate(2, 20, top_p=1e-9, prefix=prefix)
+    full = torch.cat([prefix, out], 1)
+    with torch.no_grad():
+        greedy = m(shift_right(full)).argmax(-1)
+    assert torch.equal(greedy[:, 9:], out)
+
+
+def test_sample_logits_top_p_and_temperature():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).expand(20000, 4)
+    draws = sample_logits(logits, top_p=0.75)  # keeps 0.5 and 0.3 (0.5 < 0.75 <= 0.8)
+    assert set(draws.tolist()) == {0, 1}
+    assert abs((draws == 0).float().mean().item() - 0.5 / 0.8) < 0.02
+    cold = sample_logits(logits, temperature=0.05)
+    assert (cold == 0).float().mean() > 0.99
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(n=0, length=5), "n: expected a positive integer"),
+        (dict(n=1, length=5, temperature=0), "temperature"),
+        (dict(n=1, length=5, top_p=1.5), "top_p"),
+        (dict(n=2, length=5, prefix=torch.zeros(3, 4, dtype=torch.int64)), "prefix: expected 2 rows"),
+        (dict(n=1, length=5, prefix=torch.full((4,), 300)), r"token ids in \[0, 256\)"),
+    ],
+)
+def test_bad_generate_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        small("diag").generate(**kwargs)
+
+
+def test_bad_inputs():
+    m = small("diag")
+    with pytest.raises(ValueError, match="x: expected integer token ids"):
+        m(torch.randn(2, 10))
+    with pytest.raises(ValueError, match="pool: expected a tuple"):
+        SaShiMi(pool=(4, 0))
+    with pytest.raises(ValueError, match="ff: expected"):
+        SaShiMi(ff=-1)
+    with pytest.raises(ValueError, match="state: expected"):
+        m.step(torch.zeros(2, dtype=torch.int64), m.default_state(3))
+
+
+@pytest.mark.parametrize("mode", ["dplr", "diag"])
+def test_fast_plan_is_the_same_arithmetic_as_step(mode):
+    """generate's functional plan (compiled step kernels called in place) gives exactly
+    the logits of the module step, and so the same samples."""
+    m = small(mode, l_max=64)
+    x = tokens(2, 40)
+    plan = m._step_blocks(fast=True)
+    assert all(callable(f) and not hasattr(f, "__self__") for stage in plan[0] for f in stage)  # the plans, not .step
+    a, b = m.default_state(2), m.default_state(2)
+    for t in range(40):
+        la, a = m.step(x[:, t], a, plan=plan)
+        lb, b = m.step(x[:, t], b)
+        assert torch.equal(la, lb), t
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    prefix = x[0, :21]
+    assert torch.equal(m.generate(2, 50, prefix=prefix, generator=g1), m.generate(2, 50, prefix=prefix, generator=g2, fast=False))
+    ref, _ = twins(m)
+    assert all(hasattr(f, "__self__") for f in ref._step_blocks(fast=True)[0][0][::2])  # reference S4 blocks keep .step
