@@ -153,36 +153,75 @@ void discretize_backward_impl(const DiscretizeBackwardParams& p) {
 // dC, (H, N) each, stay in cache.
 constexpr int64_t kStepRowsPerTask = 64;
 
+// Interleaved complex vectors (re, im, re, im, ...): the in-lane shuffles that a
+// complex product needs, written per lane (compilers turn them into one permute).
+template <typename V>
+inline V real_parts_twice(V v) {  // (re, re) of each pair
+  V r;
+  for (int i = 0; i < int(sizeof(V) / sizeof(v[0])); ++i) r[i] = v[i & ~1];
+  return r;
+}
+template <typename V>
+inline V imag_parts_twice(V v) {  // (im, im) of each pair
+  V r;
+  for (int i = 0; i < int(sizeof(V) / sizeof(v[0])); ++i) r[i] = v[i | 1];
+  return r;
+}
+template <typename V>
+inline V swap_pairs(V v) {  // (im, re) of each pair
+  V r;
+  for (int i = 0; i < int(sizeof(V) / sizeof(v[0])); ++i) r[i] = v[i ^ 1];
+  return r;
+}
+template <typename T>
+inline typename Simd<T>::V alternate(T even, T odd) {
+  typename Simd<T>::V v;
+  for (int i = 0; i < Simd<T>::W; ++i) v[i] = (i & 1) ? odd : even;
+  return v;
+}
+
 template <typename T>
 void ssm_step_impl(const StepParams& p) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
   const int64_t N = p.N, H = p.H, rows = p.batch * H;
+  const int64_t whole = 2 * N / W * W;  // reals covered by whole vectors; the rest is scalar
   const T* u = static_cast<const T*>(p.u);
   const T* D = static_cast<const T*>(p.D);
   T* y = static_cast<T*>(p.y);
   const int64_t tasks = ceil_div(rows, kStepRowsPerTask);
   parallel_for(tasks, rows * N, [&](int64_t task) {
+    const V minus_plus = alternate(T(-1), T(1)), plus_minus = alternate(T(1), T(-1));
     const int64_t end = imin(rows, (task + 1) * kStepRowsPerTask);
     for (int64_t row = task * kStepRowsPerTask; row < end; ++row) {
       const int64_t h = row % H;
       const T* a = static_cast<const T*>(p.dA) + 2 * h * N;
       const T* b = static_cast<const T*>(p.dB) + 2 * h * N;
       const T* c = static_cast<const T*>(p.dC) + 2 * h * N;
-      const T d = D ? D[h] : T(0);
       const T* x = static_cast<const T*>(p.state) + 2 * row * N;
       T* xo = static_cast<T*>(p.new_state) + 2 * row * N;  // may be x itself
       const T uu = u[row];
-      T acc = 0;
-      // Each iteration reads x[n] before writing xo[n]: safe in place.
-#pragma omp simd reduction(+ : acc)
-      for (int64_t n = 0; n < N; ++n) {
-        const T xr = x[2 * n], xi = x[2 * n + 1];
-        const T nr = a[2 * n] * xr - a[2 * n + 1] * xi + b[2 * n] * uu;
-        const T ni = a[2 * n] * xi + a[2 * n + 1] * xr + b[2 * n + 1] * uu;
-        xo[2 * n] = nr;
-        xo[2 * n + 1] = ni;
-        acc += c[2 * n] * nr - c[2 * n + 1] * ni;
+      const V uv = S::splat(uu);
+      V acc = S::zero();
+      // x' = dA x + dB u: (ar xr - ai xi, ar xi + ai xr) = ar (xr, xi) + ai (-xi, xr).
+      // Each vector of x is read before the same vector of x' is written: safe in place.
+      for (int64_t i = 0; i < whole; i += W) {
+        const V xv = S::load(x + i), av = S::load(a + i);
+        const V ar = real_parts_twice(av), ai = imag_parts_twice(av);
+        const V nx = S::load(b + i) * uv + ar * xv + (ai * minus_plus) * swap_pairs(xv);
+        S::store(xo + i, nx);
+        acc += (S::load(c + i) * nx) * plus_minus;  // Re(c x') = cr xr' - ci xi'
       }
-      y[row] = 2 * acc + d * uu;
+      T sum = S::hsum(acc);
+      for (int64_t i = whole; i < 2 * N; i += 2) {
+        const T xr = x[i], xi = x[i + 1];
+        const T nr = a[i] * xr - a[i + 1] * xi + b[i] * uu;
+        const T ni = a[i] * xi + a[i + 1] * xr + b[i + 1] * uu;
+        xo[i] = nr, xo[i + 1] = ni;
+        sum += c[i] * nr - c[i + 1] * ni;
+      }
+      y[row] = D ? 2 * sum + D[h] * uu : 2 * sum;  // no D: no D u term (0 * NaN would be NaN)
     }
   });
 }
