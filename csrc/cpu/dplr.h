@@ -14,6 +14,37 @@
 constexpr int64_t kMaxDplrRank = 64;  // per-task stack arrays for s, t, R t
 
 template <typename T>
+inline T dot(const T* p, const T* q, int64_t n) {
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; ++i) acc += p[i] * q[i];
+  return acc;
+}
+
+template <typename T>
+inline void axpy(T alpha, const T* p, T* w, int64_t n) {  // w += alpha p
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) w[i] += alpha * p[i];
+}
+
+// w = a x + b u on interleaved complex arrays of n2 reals (whole of them in SIMD vectors).
+template <typename T>
+inline void complex_axpy(const T* a, const T* x, const T* b, T u, int64_t whole, int64_t n2, T* w) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  const V uv = S::splat(u), minus_plus = alternate(T(-1), T(1));
+  for (int64_t i = 0; i < whole; i += S::W) {
+    const V xv = S::load(x + i), av = S::load(a + i);
+    const V ar = real_parts_twice(av), ai = imag_parts_twice(av);
+    S::store(w + i, S::load(b + i) * uv + ar * xv + (ai * minus_plus) * swap_pairs(xv));
+  }
+  for (int64_t i = whole; i < n2; i += 2) {
+    w[i] = a[i] * x[i] - a[i + 1] * x[i + 1] + b[i] * u;
+    w[i + 1] = a[i] * x[i + 1] + a[i + 1] * x[i] + b[i + 1] * u;
+  }
+}
+
+template <typename T>
 void dplr_step_impl(const DplrStepParams& p) {
   const int64_t N = p.N, H = p.H, r = p.r;
   const T* u = static_cast<const T*>(p.u);
@@ -26,7 +57,10 @@ void dplr_step_impl(const DplrStepParams& p) {
   parallel_tasks(
       p.batch * H, p.batch * H * N * (r + 1), [&] { return Local(2 * N); },
       [&](Local& buf, int64_t row) {
-        const int64_t h = row % H;
+        using S = Simd<T>;
+        using V = typename S::V;
+        constexpr int W = S::W;
+        const int64_t h = row % H, n2 = 2 * N, whole = n2 / W * W;
         const T* a = static_cast<const T*>(p.a) + 2 * h * N;
         const T* b = static_cast<const T*>(p.b) + 2 * h * N;
         const T* c = static_cast<const T*>(p.C) + 2 * h * N;
@@ -38,49 +72,31 @@ void dplr_step_impl(const DplrStepParams& p) {
         T* w = buf.p;  // w: (N) complex
         const T uu = u[row];
         T s[kMaxDplrRank], t[kMaxDplrRank], rt[kMaxDplrRank];
-        for (int64_t k = 0; k < r; ++k) {  // s = 2 Re(P^* x)
-          const T* pk = P + 2 * k * N;
-          T acc = 0;
-#pragma omp simd reduction(+ : acc)
-          for (int64_t n = 0; n < N; ++n) acc += pk[2 * n] * x[2 * n] + pk[2 * n + 1] * x[2 * n + 1];
-          s[k] = 2 * acc;
-        }
-#pragma omp simd
-        for (int64_t n = 0; n < N; ++n) {  // w = a x + b u
-          w[2 * n] = a[2 * n] * x[2 * n] - a[2 * n + 1] * x[2 * n + 1] + b[2 * n] * uu;
-          w[2 * n + 1] = a[2 * n] * x[2 * n + 1] + a[2 * n + 1] * x[2 * n] + b[2 * n + 1] * uu;
-        }
-        for (int64_t k = 0; k < r; ++k) {  // w -= Pd_k s_k
-          const T* pk = Pd + 2 * k * N;
-          const T sk = s[k];
-#pragma omp simd
-          for (int64_t n = 0; n < 2 * N; ++n) w[n] -= pk[n] * sk;
-        }
-        for (int64_t k = 0; k < r; ++k) {  // t = 2 Re(P^* w)
-          const T* pk = P + 2 * k * N;
-          T acc = 0;
-#pragma omp simd reduction(+ : acc)
-          for (int64_t n = 0; n < N; ++n) acc += pk[2 * n] * w[2 * n] + pk[2 * n + 1] * w[2 * n + 1];
-          t[k] = 2 * acc;
-        }
-        for (int64_t i = 0; i < r; ++i) {  // R t
+        // Re(conj(p) v) summed over n is the plain dot product of the interleaved
+        // (re, im) arrays, so the rank-r passes run over 2N reals.
+        for (int64_t k = 0; k < r; ++k) s[k] = 2 * dot(P + k * n2, x, n2);  // s = 2 Re(P^* x)
+        complex_axpy(a, x, b, uu, whole, n2, w);                         // w = a x + b u
+        for (int64_t k = 0; k < r; ++k) axpy(-s[k], Pd + k * n2, w, n2);  // w -= Pd_k s_k
+        for (int64_t k = 0; k < r; ++k) t[k] = 2 * dot(P + k * n2, w, n2);  // t = 2 Re(P^* w)
+        for (int64_t i = 0; i < r; ++i) {                                 // R t
           T acc = 0;
           for (int64_t j = 0; j < r; ++j) acc += R[i * r + j] * t[j];
           rt[i] = acc;
         }
-        for (int64_t k = 0; k < r; ++k) {  // w -= Pd_k (R t)_k
-          const T* pk = Pd + 2 * k * N;
-          const T q = rt[k];
-#pragma omp simd
-          for (int64_t n = 0; n < 2 * N; ++n) w[n] -= pk[n] * q;
+        for (int64_t k = 0; k < r; ++k) axpy(-rt[k], Pd + k * n2, w, n2);  // w -= Pd_k (R t)_k
+        // x' = w, y = 2 Re(C x') + D u
+        const V plus_minus = alternate(T(1), T(-1));
+        V acc = S::zero();
+        for (int64_t i = 0; i < whole; i += W) {
+          const V wv = S::load(w + i);
+          S::store(xo + i, wv);
+          acc += (S::load(c + i) * wv) * plus_minus;
         }
-        T acc = 0;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t n = 0; n < N; ++n) {  // x' = w, y = 2 Re(C x') + D u
-          xo[2 * n] = w[2 * n];
-          xo[2 * n + 1] = w[2 * n + 1];
-          acc += c[2 * n] * w[2 * n] - c[2 * n + 1] * w[2 * n + 1];
+        T sum = S::hsum(acc);
+        for (int64_t i = whole; i < n2; i += 2) {
+          xo[i] = w[i], xo[i + 1] = w[i + 1];
+          sum += c[i] * w[i] - c[i + 1] * w[i + 1];
         }
-        y[row] = 2 * acc + (D ? D[row % H] : T(0)) * uu;
+        y[row] = D ? 2 * sum + D[h] * uu : 2 * sum;  // no D: no D u term (0 * NaN would be NaN)
       });
 }
