@@ -81,6 +81,6 @@ void dplr_step_impl(const DplrStepParams& p) {
           xo[2 * n + 1] = w[2 * n + 1];
           acc += c[2 * n] * w[2 * n] - c[2 * n + 1] * w[2 * n + 1];
         }
-        y[row] = 2 * acc + (D ? D[row % H] : T(0)) * uu;
+        y[row] = D ? 2 * acc + D[row % H] * uu : 2 * acc;  // no D: no term (0 * NaN is NaN)
       });
 }

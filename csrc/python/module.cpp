@@ -473,6 +473,7 @@ py::dict build_info() {
   d["openmp"] = false;
 #endif
   d["num_threads"] = num_threads();
+  d["sanitizers"] = SSMKIT_SANITIZERS;  // "" in a normal build
   d["cuda_compiled"] = cuda_compiled();
   d["cuda_version"] = cuda_version();
   d["cuda_architectures"] = cuda_architectures();
