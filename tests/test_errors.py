@@ -77,7 +77,7 @@ def _versioned_capsule(major):
         _fields_ = [("major", ctypes.c_uint32), ("minor", ctypes.c_uint32), ("ctx", ctypes.c_void_p),
                     ("deleter", ctypes.c_void_p), ("flags", ctypes.c_uint64), ("dl_tensor", Tensor)]  # fmt: skip
 
-    data = (ctypes.c_float * 2)()
+    data = (ctypes.c_float * 2)(1.0, 0.0)  # one complex64 value, 1
     shape = (ctypes.c_int64 * 1)(1)
     m = Managed(major, 0, None, None, 0, Tensor(ctypes.addressof(data), 1, 0, 1, 5, 64, 1, ctypes.addressof(shape), None, 0))
     new = ctypes.pythonapi.PyCapsule_New
@@ -101,10 +101,10 @@ def test_dlpack_versions():
     v, z, w, out = cauchy_args(N=1, L=4)
     with pytest.raises(TypeError, match="v: unsupported DLPack version 2"):
         _C.cauchy(FutureDlpack(2), z, w, out)
-    # version 1 of the same hand-made capsule is read like any array: a (1,) complex64
-    v1 = FutureDlpack(1)
-    w1 = np.full(1, -1 + 0j, C64)
-    _C.cauchy(v1, z, w1, out[:1].copy(), True)
+    # version 1 of the same hand-made capsule is read like any array: v = [1] (complex64)
+    out = np.empty(4, C64)
+    _C.cauchy(FutureDlpack(1), z, np.full(1, -1 + 0j, C64), out, True)
+    assert np.array_equal(out, np.ones(4, C64))  # 1/(1 - (-1)) twice (conjugate pairs)
 
 
 def test_dlpack_producer_that_refuses_strides():

@@ -26,7 +26,7 @@ def workload(seed: int):
     def c(*shape, scale=1.0):
         return torch.randn(*shape, dtype=C64, generator=g) * scale
 
-    H, N, L, batch = 8, 16, 600, 2
+    H, N, L, batch = 8, 16, 300, 2
     A = torch.complex(-0.5 - torch.rand(H, N, generator=g), math.pi * torch.arange(N).float().expand(H, N))
     dt = torch.exp(torch.rand(H, generator=g) * 4 - 6)
     dA, dB = ops.discretize(dt, A, c(H, N))
@@ -77,7 +77,7 @@ def test_eight_python_threads_match_serial():
     def worker(seed):
         try:
             start.wait()  # all threads enter the kernels together
-            for _ in range(3):
+            for _ in range(2):
                 results.setdefault(seed, []).append(run_all(seed))
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
@@ -134,7 +134,10 @@ class OpsDataset(torch.utils.data.Dataset):
         return run_all(i)
 
 
-@pytest.mark.parametrize("context, threads", [("fork", None), ("fork", 2), ("spawn", 2)])
+@pytest.mark.parametrize(
+    "context, threads",
+    [("fork", None), ("fork", 2), pytest.param("spawn", 2, marks=pytest.mark.slow)],  # spawn: ~1 min of imports
+)
 def test_dataloader_workers(context, threads):
     """DataLoader workers (num_workers=2) give the parent's results. The parent has used
     its OpenMP team before forking: in a forked worker GNU OpenMP cannot start a team
