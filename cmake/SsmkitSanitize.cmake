@@ -3,7 +3,8 @@
 # sources are left alone (nvcc does not take -fsanitize).
 #
 # A sanitized extension needs the ASan runtime loaded before Python's own allocations:
-# run Python with LD_PRELOAD="$(c++ -print-file-name=libasan.so)" (see .ci/run).
+# run Python with LD_PRELOAD="$(c++ -print-file-name=libasan.so) $(c++ -print-file-name=libstdc++.so)"
+# (libstdc++ too, so that ASan can intercept C++ exceptions; see .ci/run).
 set(SSMKIT_SANITIZE "" CACHE STRING "Sanitizers for the C++ code, e.g. address;undefined (empty: none)")
 
 string(REPLACE ";" "," SSMKIT_SANITIZERS "${SSMKIT_SANITIZE}")
