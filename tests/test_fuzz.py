@@ -362,10 +362,12 @@ def test_ssm_scan(batch, L, H, N, with_D, with_state, dtype, seed, layouts, spec
 
 
 @given(batch=st.sampled_from([0, 1, 2, 3]), H=st.sampled_from([0, 1, 2, 3, 5]), N=st.sampled_from([0, 1, 2, 3, 5, 8]),
-       r=st.sampled_from([1, 2, 3]), with_D=st.booleans(), dtype=DTYPES, seed=SEEDS,
+       r=st.sampled_from([0, 1, 2, 3]), with_D=st.booleans(), dtype=DTYPES, seed=SEEDS,
        layouts=layouts_for(["state", "u", "C"]), spec=special(["state", "u", "C"]))  # fmt: skip
 def test_dplr_step(batch, H, N, r, with_D, dtype, seed, layouts, spec):
     g = gen(seed)
+    if r == 0:  # diagonal: the dense reference's 0 * NaN spreads a NaN further than it really reaches
+        spec = None
     system = {"dt": torch.exp(torch.empty(H, dtype=torch.float64).uniform_(-7, -3, generator=g)),
               "Lambda": poles(g, (H, N)) * 3, "P": crandn(g, (H, r, N), max(N, 1) ** -0.5),
               "B": crandn(g, (H, N))}  # fmt: skip
