@@ -1,5 +1,6 @@
 """What the compiled core reports about itself, and its run-time settings."""
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -20,6 +21,12 @@ def test_build_info_fields():
     assert info["cpu_isa"] in compiled
     assert isinstance(info["openmp"], bool) and isinstance(info["cuda_compiled"], bool)
     assert isinstance(info["num_threads"], int) and info["num_threads"] >= 1
+    assert isinstance(info["sanitizers"], str)  # "" unless built with SSMKIT_SANITIZE
+
+
+def test_build_is_the_installed_distribution():
+    # the compiled core and the installed package metadata come from one build
+    assert ssmkit._C.build_info()["version"] == importlib.metadata.version("ssmkit")
 
 
 def test_isa_cap_from_environment():

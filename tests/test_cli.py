@@ -25,6 +25,8 @@ def test_info_prints_the_runtime_isa(command):
     isa = ssmkit._C.build_info()["cpu_isa"]
     assert re.search(rf"CPU ISA +{isa} \(compiled: ", done.stdout), done.stdout
     assert f"ssmkit {ssmkit.__version__}" in done.stdout
+    sanitizers = ssmkit._C.build_info()["sanitizers"] or "none"
+    assert re.search(rf"sanitizers +{sanitizers}\n", done.stdout), done.stdout
 
 
 def test_bench_quick_writes_json(tmp_path):

@@ -11,6 +11,10 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define SSMKIT_HAVE_PTHREAD_ATFORK 1
+#endif
 
 namespace ssmkit {
 namespace {
@@ -65,9 +69,44 @@ Isa active_isa() {
   return isa;
 }
 
+// fork() safety. In a child process, the thread that called fork() still points at
+// the parent's OpenMP thread pool, whose threads do not exist in the child: GNU
+// OpenMP then waits for them forever in the next parallel region (torch's own ops
+// hang the same way). So that thread of a forked child runs the kernels on one
+// thread; other threads of the child start fresh pools and are unaffected.
+// (DataLoader workers already ask for one thread through torch, which shares the
+// OpenMP runtime; this also covers multiprocessing's fork pools and os.fork.)
+#ifdef SSMKIT_HAVE_PTHREAD_ATFORK
+bool g_forked = false;
+pthread_t g_fork_thread;
+
+void after_fork_in_child() {
+  g_forked = true;
+  g_fork_thread = pthread_self();
+#ifdef _OPENMP
+  omp_set_num_threads(1);
+#endif
+}
+
+[[maybe_unused]] const bool g_atfork_registered = pthread_atfork(nullptr, nullptr, after_fork_in_child) == 0;
+
+bool in_forked_thread() { return g_forked && pthread_equal(pthread_self(), g_fork_thread); }
+#else
+bool in_forked_thread() { return false; }
+#endif
+
+// Called by every entry point: keeps the forked thread on one thread even when
+// something (torch.set_num_threads shares the runtime) raised its count again.
+void guard_fork() {
+#ifdef _OPENMP
+  if (in_forked_thread() && omp_get_max_threads() != 1) omp_set_num_threads(1);
+#endif
+}
+
 }  // namespace
 
 #define SSMKIT_DISPATCH(fn, ...)                                   \
+  guard_fork();                                                    \
   switch (active_isa()) {                                          \
     SSMKIT_CASE_AVX512(fn, __VA_ARGS__)                            \
     SSMKIT_CASE_AVX2(fn, __VA_ARGS__)                              \
@@ -136,7 +175,7 @@ void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("num_threads: expected a positive thread count, got " +
                                          std::to_string(n));
 #ifdef _OPENMP
-  omp_set_num_threads(n);
+  omp_set_num_threads(in_forked_thread() ? 1 : n);  // see guard_fork
 #endif
 }
 

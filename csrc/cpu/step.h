@@ -330,7 +330,9 @@ void ssm_scan_impl(const ScanParams& p) {
         for (int64_t l0 = 0; l0 < L; l0 += kScanChunk) {
           const int64_t nl = imin(kScanChunk, L - l0);
           gather_lanes(static_cast<const T*>(p.u), bi, L, H, l0, nl, h0, ub);
-          for (int64_t j = 0; j < nl; ++j) S::store(yb + j * W, dv * S::load(ub + j * W));
+          // no D: no D u term at all (0 * NaN or 0 * Inf in u would make y NaN)
+          for (int64_t j = 0; j < nl; ++j)
+            S::store(yb + j * W, p.D ? dv * S::load(ub + j * W) : S::zero());
           for (int64_t n0 = 0; n0 < Np; n0 += NB) {
             // NB state pairs and their parameters stay in registers over the chunk.
             V sr[NB], si[NB], ar[NB], ai[NB], br[NB], bim[NB], cr[NB], ci[NB];
@@ -481,7 +483,7 @@ void ssm_scan_backward_impl(const ScanBackwardParams& p) {
               S::store(lr + o, a_r * lam_r + a_i * lam_i);  // conj(dA) lambda_l
               S::store(li + o, a_r * lam_i - a_i * lam_r);
             }
-            S::store(gub + j * W, gu + dv * g);
+            S::store(gub + j * W, p.D ? gu + dv * g : gu);
             S::store(sd, S::load(sd) + g * uu);
           }
           if (p.gu) scatter_lanes(static_cast<T*>(p.gu), bi, L, H, l0, nl, h0, gub);

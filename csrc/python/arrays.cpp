@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <sstream>
+#include <utility>
 
 #include "dlpack.h"
 
@@ -77,15 +78,24 @@ bool view_dlpack(py::handle obj, Array& a) {
   // its stream objects for that cudaStream_t do not compare equal, for nothing.
   const py::object s = cuda ? py::object(py::int_(-1)) : py::none();
   try {
-    if (cuda)
-      capsule = obj.attr("__dlpack__")(py::arg("stream") = s,
-                                       py::arg("max_version") = py::make_tuple(1, 0));
-    else
-      capsule = obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 0));
+    try {
+      if (cuda)
+        capsule = obj.attr("__dlpack__")(py::arg("stream") = s,
+                                         py::arg("max_version") = py::make_tuple(1, 0));
+      else
+        capsule = obj.attr("__dlpack__")(py::arg("max_version") = py::make_tuple(1, 0));
+    } catch (py::error_already_set& e) {
+      if (!e.matches(PyExc_TypeError)) throw;
+      // a producer from before DLPack 1.0
+      capsule = cuda ? obj.attr("__dlpack__")(py::arg("stream") = s) : obj.attr("__dlpack__")();
+    }
   } catch (py::error_already_set& e) {
-    if (!e.matches(PyExc_TypeError)) throw;
-    // a producer from before DLPack 1.0
-    capsule = cuda ? obj.attr("__dlpack__")(py::arg("stream") = s) : obj.attr("__dlpack__")();
+    // The producer cannot put this array into DLPack (NumPy: bool, strides that are
+    // not whole elements): the buffer protocol reads it, or the checks name the problem.
+    if (!e.matches(PyExc_BufferError)) throw;
+    if (PyObject_CheckBuffer(obj.ptr())) return false;
+    type_error(a.name + ": expected an array that DLPack or the buffer protocol can read; " +
+               "its __dlpack__ refused (" + std::string(e.what()) + ")");
   }
   // The capsule is only looked at, never consumed: it stays alive in a.owner and its
   // own destructor frees the producer's handle.
@@ -107,6 +117,18 @@ bool view_dlpack(py::handle obj, Array& a) {
   return true;
 }
 
+// The dtype a user would name for a buffer-protocol format that is not ours.
+std::string buffer_format_name(std::string f) {
+  if (!f.empty() && std::strchr("@=<>!", f[0])) f.erase(0, 1);  // byte order
+  static const std::pair<const char*, const char*> names[] = {
+      {"?", "bool"},   {"b", "int8"},   {"B", "uint8"},  {"h", "int16"}, {"H", "uint16"},
+      {"i", "int32"},  {"I", "uint32"}, {"l", "int64"},  {"L", "uint64"}, {"q", "int64"},
+      {"Q", "uint64"}, {"e", "float16"}, {"Ze", "complex32"}};
+  for (const auto& [code, name] : names)
+    if (f == code) return name;
+  return "buffer format '" + f + "'";
+}
+
 bool view_buffer(py::handle obj, Array& a) {
   if (!PyObject_CheckBuffer(obj.ptr())) return false;
   py::buffer buf = py::reinterpret_borrow<py::buffer>(obj);
@@ -116,7 +138,7 @@ bool view_buffer(py::handle obj, Array& a) {
   else if (f == "Zd") a.kind = Kind::complex128, a.dtype = "complex128";
   else if (f == "f") a.kind = Kind::float32, a.dtype = "float32";
   else if (f == "d") a.kind = Kind::float64, a.dtype = "float64";
-  else a.kind = Kind::other, a.dtype = "buffer format '" + f + "'";
+  else a.kind = Kind::other, a.dtype = buffer_format_name(f);
   a.data = info.ptr;
   a.read_only = info.readonly;
   a.shape = info.shape;

@@ -482,6 +482,7 @@ py::dict build_info() {
 #endif
   d["num_threads"] = num_threads();
   d["cuda_requested"] = SSMKIT_CUDA_REQUESTED;  // SSMKIT_CUDA at build time: AUTO, ON or OFF
+  d["sanitizers"] = SSMKIT_SANITIZERS;  // "" in a normal build
   d["cuda_compiled"] = cuda_compiled();
   d["cuda_version"] = cuda_version();
   d["cuda_architectures"] = cuda_architectures();

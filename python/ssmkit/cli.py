@@ -70,6 +70,7 @@ def info(args: argparse.Namespace) -> int:
         ("CPU", f"{benchmarks.machine_info()['cpu']}, {os.cpu_count()} logical CPUs"),
         ("OpenMP", f"{'yes' if build['openmp'] else 'no'}, {build['num_threads']} threads"),
         ("CUDA code", _cuda_build_line(build)),
+        ("sanitizers", build["sanitizers"] or "none"),
         ("CUDA devices", _cuda_devices_line()),
         ("torch", _torch_line(_torch_or_none())),
         ("numpy", numpy.__version__),
