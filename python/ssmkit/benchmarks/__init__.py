@@ -42,7 +42,8 @@ class Case:
     cost: tuple[str, float] | None = None
 
 
-# family -> module whose cases(quick: bool) -> list[Case]
+# family -> module whose cases(quick: bool, device: str) -> list[Case]; the layer and
+# sashimi families measure CPU runs only and give no cases for other devices.
 FAMILIES: dict[str, str] = {
     "cauchy": "ssmkit.benchmarks.cauchy",
     "vandermonde": "ssmkit.benchmarks.vandermonde",
