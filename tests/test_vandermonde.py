@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from accuracy import FLOOR, assert_close_2x, rel_error
+from accuracy import FLOOR, assert_close_2x
 
 import ssmkit
 from ssmkit.ops import reference, vandermonde, vandermonde_transpose

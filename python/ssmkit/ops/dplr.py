@@ -27,7 +27,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .. import _C
-from ._common import array_module, array_stream, as_array, device_of, direct_call_ok, plain, run_core, torch, use_torch
+from ._common import array_module, array_stream, as_array, device_of, direct_call_ok, run_core, torch, use_torch
 from .step import _c, _fake_check, _inference_only
 
 

@@ -15,11 +15,7 @@ with the same global batch. ``load_classifier(path)`` rebuilds a trained model.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
-import math
-import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -29,6 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .common import distributed, lr_schedule, save_checkpoint, write_metrics
 from .config import TASKS, Config
 
 
@@ -201,14 +198,6 @@ def build_model(model_config: dict) -> nn.Module:
 # ------------------------------------------------------------------------------ checkpoints
 
 
-def save_checkpoint(path: Path, checkpoint: dict) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
-
-
 def load_checkpoint(path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
@@ -266,33 +255,6 @@ def _loader(dataset, spec, **kwargs):
     return torch.utils.data.DataLoader(dataset, collate_fn=collate_padded if spec["kind"] == "waveform" else None, **kwargs)
 
 
-def _schedule(warmup: int, total: int):
-    """Linear warmup, then cosine decay to zero: the factor on each group's lr at a step."""
-
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-    return factor
-
-
-def _distributed(cfg: Config):
-    """(rank, world, device); starts the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device.replace("auto", "cpu"))
-        return 0, 1, device
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda", local) if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return rank, world, device
-
-
 def evaluate(model, dataset, spec, device, rank=0, world=1, batch_size=32):
     """(mean loss, accuracy) over the dataset; each process takes every world-th item."""
     model.eval()
@@ -310,16 +272,6 @@ def evaluate(model, dataset, spec, device, rank=0, world=1, batch_size=32):
         dist.all_reduce(totals)
     model.train()
     return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
-
-
-def _write_metrics(out: Path, history: list, summary: dict) -> None:
-    with open(out / "metrics.csv.tmp", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(out / "metrics.csv.tmp", out / "metrics.csv")
-    (out / "metrics.json.tmp").write_text(json.dumps(summary | {"history": history}, indent=2) + "\n")
-    os.replace(out / "metrics.json.tmp", out / "metrics.json")
 
 
 def plot_history(history: list, path: Path, title: str = "") -> None:
@@ -358,7 +310,7 @@ def train(cfg: Config) -> dict:
 
         torch.set_num_threads(cfg.threads)
         set_num_threads(cfg.threads)
-    rank, world, device = _distributed(cfg)
+    rank, world, device = distributed(cfg.device)
     out = Path(cfg.out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -375,7 +327,7 @@ def train(cfg: Config) -> dict:
     loader = _loader(train_set, spec, batch_sampler=sampler)
     steps = min(len(sampler), cfg.steps_per_epoch or len(sampler))
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay, cfg.ssm_lr))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(min(cfg.warmup_steps, steps * cfg.epochs // 10 + 1), steps * cfg.epochs))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(min(cfg.warmup_steps, steps * cfg.epochs // 10 + 1), steps * cfg.epochs))
     history, start, best, elapsed = [], 1, -1.0, 0.0
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
@@ -456,7 +408,7 @@ def train(cfg: Config) -> dict:
             if improved:
                 save_checkpoint(out / "best.pt", checkpoint)
             summary |= {"epochs_done": epoch, "final_test_acc": test_acc, "best_test_acc": best}
-            _write_metrics(out, history, summary)
+            write_metrics(out, history, summary)
             plot_history(history, out / "summary.png", f"{cfg.task}: {'S4D' if model_config['mode'] == 'diag' else 'S4'}, d_model {model_config['d_model']}, {model_config['n_layers']} layers")
     if world > 1:
         dist.barrier()

@@ -16,11 +16,8 @@ a trained model, ``test_nll`` scores one on a WAV folder.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -31,6 +28,7 @@ from torch import nn
 
 from ..data.audio import WavFolder, mu_law_encode
 from ..models import SaShiMi
+from .common import distributed, lr_schedule, save_checkpoint, write_metrics
 from .sashimi_config import SashimiConfig
 
 LN2 = math.log(2.0)
@@ -83,13 +81,6 @@ def unigram_entropy_bits(dataset) -> float:
 # ------------------------------------------------------------------------------ checkpoints
 
 
-def save_checkpoint(path: Path, checkpoint: dict) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
-
-
 def load_sashimi(path, device="cpu") -> SaShiMi:
     """The trained SaShiMi in a checkpoint of ``ssmkit train sashimi``, in eval mode.
 
@@ -108,32 +99,6 @@ def load_sashimi(path, device="cpu") -> SaShiMi:
 
 
 # ------------------------------------------------------------------------------ loop
-
-
-def _distributed(device: str):
-    """(rank, world, device); starts the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if world == 1:
-        return 0, 1, torch.device("cuda" if device == "auto" and use_cuda else device.replace("auto", "cpu"))
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(dev)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return rank, world, dev
-
-
-def _schedule(warmup: int, total: int):
-    """Linear warmup, then cosine decay to zero."""
-
-    def factor(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-    return factor
 
 
 @torch.no_grad()
@@ -156,17 +121,6 @@ def test_nll(model: SaShiMi, dataset, device="cpu", batch_size=8, rank=0, world=
         dist.all_reduce(totals)
     model.train(was_training)
     return (totals[0] / totals[1]).item() / LN2
-
-
-def _write_metrics(out: Path, history: list, summary: dict) -> None:
-    if history:
-        with open(out / "metrics.csv.tmp", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
-        os.replace(out / "metrics.csv.tmp", out / "metrics.csv")
-    (out / "metrics.json.tmp").write_text(json.dumps(summary | {"history": history}, indent=2) + "\n")
-    os.replace(out / "metrics.json.tmp", out / "metrics.json")
 
 
 def plot_loss(steps: list, history: list, baseline: Optional[float], path: Path, title: str) -> None:
@@ -213,7 +167,7 @@ def train(cfg: SashimiConfig) -> dict:
 
         torch.set_num_threads(cfg.threads)
         set_num_threads(cfg.threads)
-    rank, world, device = _distributed(cfg.device)
+    rank, world, device = distributed(cfg.device)
     out = Path(cfg.out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -235,7 +189,7 @@ def train(cfg: SashimiConfig) -> dict:
     if steps == 0:
         raise ValueError(f"batch_size: {cfg.batch_size} is more than the {len(train_set)} training items")
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay, cfg.ssm_lr))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(min(cfg.warmup_steps, steps * cfg.epochs // 10 + 1), steps * cfg.epochs))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(min(cfg.warmup_steps, steps * cfg.epochs // 10 + 1), steps * cfg.epochs))
     history, step_losses, start, best, elapsed, step = [], [], 1, math.inf, 0.0, 0
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
@@ -289,7 +243,7 @@ def train(cfg: SashimiConfig) -> dict:
             if improved:
                 save_checkpoint(out / "best.pt", ckpt)
             summary.update(epochs_done=epoch, steps_done=step, final_test_bits=test_bits, best_test_bits=best, minutes=elapsed / 60)
-            _write_metrics(out, history, summary)
+            write_metrics(out, history, summary)
             plot_loss(step_losses, history, baseline, out / "loss.png", f"SaShiMi ({model_config['mode']}), {n_params:,} parameters")
 
     for epoch in range(start, cfg.epochs + 1):
