@@ -138,7 +138,6 @@ def one_ssmkit_thread():
     ssmkit.set_num_threads(threads)
 
 
-@pytest.mark.slow
 def test_pgd_on_a_trained_fsdd_classifier(one_ssmkit_thread):
     """Spoken 0 versus 1 from raw FSDD audio (all six speakers): an S4D classifier trained
     here for a few seconds, then attacked on the test takes."""
