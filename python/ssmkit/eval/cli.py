@@ -8,16 +8,7 @@ import sys
 from pathlib import Path
 
 from . import samples
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
+from .._cli_args import existing, positive
 
 
 def _budget(text: str) -> float:
@@ -28,16 +19,6 @@ def _budget(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"expected a budget >= 0, got {text!r}")
     return value
-
-
-def _existing(kind: str):
-    def check(text: str) -> Path:
-        path = Path(text)
-        if not (path.is_file() if kind == "file" else path.is_dir()):
-            raise argparse.ArgumentTypeError(f"no such {kind}: {text!r}")
-        return path
-
-    return check
 
 
 def add_parser(commands) -> None:
@@ -54,16 +35,16 @@ def add_parser(commands) -> None:
         "SNR, gain, time shift, speed, clipping, mu-law, masking and PGD at three L-inf budgets. Writes "
         "report.json, report.html and report.png into --out.",
     )
-    p.add_argument("--checkpoint", required=True, type=_existing("file"), metavar="C", help="classifier checkpoint (best.pt)")
-    p.add_argument("--data", required=True, type=_existing("folder"), metavar="DIR", help="WAV folder in the FSDD layout")
+    p.add_argument("--checkpoint", required=True, type=existing("file"), metavar="C", help="classifier checkpoint (best.pt)")
+    p.add_argument("--data", required=True, type=existing("folder"), metavar="DIR", help="WAV folder in the FSDD layout")
     p.add_argument("--out", required=True, type=Path, metavar="OUT", help="folder for report.json, report.html, report.png")
     p.add_argument("--split", choices=("test", "train", "all"), default="test", help="FSDD split (default: test, takes 0-4)")
-    p.add_argument("--limit", type=_positive_int, metavar="N", help="evaluate a seeded random subset of N examples")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--limit", type=positive(), metavar="N", help="evaluate a seeded random subset of N examples")
+    p.add_argument("--batch-size", type=positive(), default=32)
     p.add_argument("--pgd-eps", type=_budget, nargs="+", default=[0.001, 0.003, 0.01], metavar="EPS", help="L-inf PGD budgets (amplitude; inputs are in [-1, 1])")
-    p.add_argument("--pgd-steps", type=_positive_int, default=10)
+    p.add_argument("--pgd-steps", type=positive(), default=10)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for torch and ssmkit")
+    p.add_argument("--threads", type=positive(), metavar="N", help="CPU threads for torch and ssmkit")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise, masks, PGD starts and --limit")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(handler=robustness_command)

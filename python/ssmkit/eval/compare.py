@@ -15,30 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
-
-def _existing_file(text: str) -> Path:
-    path = Path(text)
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
-    return path
-
-
-def _existing_folder(text: str) -> Path:
-    path = Path(text)
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"no such folder: {text!r}")
-    return path
+from .._cli_args import existing, positive
 
 
 def add_parser(commands) -> None:
@@ -49,15 +26,15 @@ def add_parser(commands) -> None:
         "a manifold of models from the omnibus embedding of their kNN graphs (Duderstadt, Helm and Priebe, 2023).",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--embeddings", nargs="+", type=_existing_file, metavar="NPY", help="embeddings (items, features) of the same items, one .npy per model")
-    source.add_argument("--checkpoints", nargs="+", type=_existing_file, metavar="CKPT", help="trained ssmkit classifiers; embeds --data with each")
-    parser.add_argument("--data", type=_existing_folder, metavar="DIR", help="with --checkpoints: the WAV folder to embed (e.g. FSDD)")
+    source.add_argument("--embeddings", nargs="+", type=existing("file"), metavar="NPY", help="embeddings (items, features) of the same items, one .npy per model")
+    source.add_argument("--checkpoints", nargs="+", type=existing("file"), metavar="CKPT", help="trained ssmkit classifiers; embeds --data with each")
+    parser.add_argument("--data", type=existing("folder"), metavar="DIR", help="with --checkpoints: the WAV folder to embed (e.g. FSDD)")
     parser.add_argument("--split", choices=["train", "test", "all"], default="test", help="with --checkpoints: which FSDD items (default: test)")
     parser.add_argument("--names", nargs="+", metavar="NAME", help="model names (default: from the file names)")
-    parser.add_argument("--k", type=_positive_int, required=True, metavar="K", help="neighbours per item in the kNN graphs")
-    parser.add_argument("--d", type=_positive_int, metavar="D", help="embedding dimension (default: Zhu-Ghodsi elbow)")
+    parser.add_argument("--k", type=positive(), required=True, metavar="K", help="neighbours per item in the kNN graphs")
+    parser.add_argument("--d", type=positive(), metavar="D", help="embedding dimension (default: Zhu-Ghodsi elbow)")
     parser.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine", help="kNN metric (default: cosine)")
-    parser.add_argument("--bootstrap", type=_positive_int, default=200, metavar="B", help="bootstrap graph pairs per test (default: 200)")
+    parser.add_argument("--bootstrap", type=positive(), default=200, metavar="B", help="bootstrap graph pairs per test (default: 200)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="folder for the results (created)")
     parser.set_defaults(handler=run)

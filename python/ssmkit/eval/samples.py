@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from .._cli_args import existing, positive
 
 # ------------------------------------------------------------------------------ scores
 
@@ -127,29 +128,6 @@ def read_samples(folder: Path, sample_rate: int, length: int):
 # ------------------------------------------------------------------------------ commands
 
 
-def _positive(kind):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = 0
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _existing(kind):
-    def check(text):
-        path = Path(text)
-        if not (path.is_file() if kind == "file" else path.is_dir()):
-            raise argparse.ArgumentTypeError(f"no such {kind}: {text!r}")
-        return path
-
-    return check
-
-
 def _unit_interval(text):
     try:
         value = float(text)
@@ -168,15 +146,15 @@ def add_generate_parser(commands) -> None:
         description="Sample audio from a SaShiMi checkpoint (ssmkit train sashimi) in recurrent mode. Writes "
         "sample_000.wav ... and samples.png (waveforms and spectrograms) into --out.",
     )
-    p.add_argument("--checkpoint", required=True, type=_existing("file"), metavar="C", help="SaShiMi checkpoint (best.pt or last.pt)")
-    p.add_argument("--n", type=_positive(int), default=8, help="number of samples (default 8)")
-    p.add_argument("--seconds", type=_positive(float), default=1.0, help="length of each sample (default 1)")
+    p.add_argument("--checkpoint", required=True, type=existing("file"), metavar="C", help="SaShiMi checkpoint (best.pt or last.pt)")
+    p.add_argument("--n", type=positive(int), default=8, help="number of samples (default 8)")
+    p.add_argument("--seconds", type=positive(float), default=1.0, help="length of each sample (default 1)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the WAVs and samples.png")
-    p.add_argument("--batch-size", type=_positive(int), default=16, help="streams generated together (default 16)")
-    p.add_argument("--temperature", type=_positive(float), default=1.0)
+    p.add_argument("--batch-size", type=positive(int), default=16, help="streams generated together (default 16)")
+    p.add_argument("--temperature", type=positive(float), default=1.0)
     p.add_argument("--top-p", type=_unit_interval, default=1.0, help="nucleus sampling mass (default 1: off)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=_positive(int), metavar="N", help="CPU threads for torch and ssmkit")
+    p.add_argument("--threads", type=positive(int), metavar="N", help="CPU threads for torch and ssmkit")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(handler=generate_command)
@@ -223,13 +201,13 @@ def add_parser(evaluations) -> None:
         "samples. With --checkpoint, also the SaShiMi model's test-set NLL in bits per sample (and the unigram "
         "mu-law entropy of the test set); with --data, the same scores for as many real test clips.",
     )
-    p.add_argument("dir", type=_existing("folder"), metavar="DIR", help="folder of generated WAVs")
-    p.add_argument("--classifier", required=True, type=_existing("file"), metavar="C", help="FSDD classifier checkpoint")
-    p.add_argument("--checkpoint", type=_existing("file"), metavar="M", help="SaShiMi checkpoint: also report its test-set NLL")
-    p.add_argument("--data", type=_existing("folder"), metavar="FSDD", help="FSDD folder (default: $SSMKIT_FSDD or ../shared/data/fsdd)")
+    p.add_argument("dir", type=existing("folder"), metavar="DIR", help="folder of generated WAVs")
+    p.add_argument("--classifier", required=True, type=existing("file"), metavar="C", help="FSDD classifier checkpoint")
+    p.add_argument("--checkpoint", type=existing("file"), metavar="M", help="SaShiMi checkpoint: also report its test-set NLL")
+    p.add_argument("--data", type=existing("folder"), metavar="FSDD", help="FSDD folder (default: $SSMKIT_FSDD or ../shared/data/fsdd)")
     p.add_argument("--threshold", type=_unit_interval, default=0.5, help="top-class probability counted as confident (default 0.5)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the report to FILE")
-    p.add_argument("--threads", type=_positive(int), metavar="N", help="CPU threads for torch and ssmkit")
+    p.add_argument("--threads", type=positive(int), metavar="N", help="CPU threads for torch and ssmkit")
     p.add_argument("--device", default="cpu")
     p.set_defaults(handler=samples_command)
 

@@ -10,19 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = 0
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        return value
-
-    return parse
+from .._cli_args import positive
 
 
 def _non_negative_float(text: str) -> float:
@@ -62,24 +50,24 @@ def add_parser(commands) -> None:
     p.add_argument("--out", metavar="DIR", default=d.out, help=f"output folder (default {d.out})")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt up to --epochs")
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--threads", type=_positive(int), metavar="N", help="CPU threads for torch and ssmkit")
-    p.add_argument("--epochs", type=_positive(int), default=d.epochs)
-    p.add_argument("--batch-size", type=_positive(int), default=d.batch_size, help="global batch size")
+    p.add_argument("--threads", type=positive(int), metavar="N", help="CPU threads for torch and ssmkit")
+    p.add_argument("--epochs", type=positive(int), default=d.epochs)
+    p.add_argument("--batch-size", type=positive(int), default=d.batch_size, help="global batch size")
     p.add_argument("--lr", type=_non_negative_float, default=d.lr)
     p.add_argument("--ssm-lr", type=_non_negative_float, default=d.ssm_lr, help="learning rate of A, B, dt")
     p.add_argument("--weight-decay", type=_non_negative_float, default=d.weight_decay)
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    p.add_argument("--d-model", type=_positive(int), default=d.d_model)
-    p.add_argument("--n-layers", type=_positive(int), default=d.n_layers)
-    p.add_argument("--d-state", type=_positive(int), default=d.d_state)
+    p.add_argument("--d-model", type=positive(int), default=d.d_model)
+    p.add_argument("--n-layers", type=positive(int), default=d.n_layers)
+    p.add_argument("--d-state", type=positive(int), default=d.d_state)
     p.add_argument("--mode", choices=("diag", "dplr"), default=d.mode, help="diag: S4D; dplr: S4")
     p.add_argument("--dropout", type=_probability, default=d.dropout)
-    p.add_argument("--length", type=_positive(int), help="fsdd: samples per clip (8000); listops: max tokens (2000); copying: 4096")
-    p.add_argument("--patch", type=_positive(int), default=d.patch, help="fsdd: raw samples read per step")
-    p.add_argument("--train-size", type=_positive(int), default=d.train_size, help="generated tasks: training items")
-    p.add_argument("--test-size", type=_positive(int), default=d.test_size, help="generated tasks: test items")
-    p.add_argument("--limit", type=_positive(int), help="use at most N train and N test items (smoke runs)")
-    p.add_argument("--steps-per-epoch", type=_positive(int), help="cap the optimizer steps per epoch")
+    p.add_argument("--length", type=positive(int), help="fsdd: samples per clip (8000); listops: max tokens (2000); copying: 4096")
+    p.add_argument("--patch", type=positive(int), default=d.patch, help="fsdd: raw samples read per step")
+    p.add_argument("--train-size", type=positive(int), default=d.train_size, help="generated tasks: training items")
+    p.add_argument("--test-size", type=positive(int), default=d.test_size, help="generated tasks: test items")
+    p.add_argument("--limit", type=positive(int), help="use at most N train and N test items (smoke runs)")
+    p.add_argument("--steps-per-epoch", type=positive(int), help="cap the optimizer steps per epoch")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(handler=classify_command)
@@ -124,31 +112,31 @@ def add_sashimi_parser(tasks) -> None:
     )
     p.add_argument("--data", metavar="DIR", help="WAV folder in the FSDD layout (default: $SSMKIT_FSDD or ../shared/data/fsdd)")
     p.add_argument("--out", metavar="DIR", default=d.out, help=f"output folder (default {d.out})")
-    p.add_argument("--sample-rate", type=_positive(int), default=d.sample_rate, help="resample the WAVs to this rate")
-    p.add_argument("--length", type=_positive(int), default=d.length, help="samples per clip (crop, or pad with silence)")
+    p.add_argument("--sample-rate", type=positive(int), default=d.sample_rate, help="resample the WAVs to this rate")
+    p.add_argument("--length", type=positive(int), default=d.length, help="samples per clip (crop, or pad with silence)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt up to --epochs")
-    p.add_argument("--epochs", type=_positive(int), default=d.epochs)
-    p.add_argument("--max-minutes", type=_positive(float), help="stop after this many minutes of training (checkpointed)")
-    p.add_argument("--batch-size", type=_positive(int), default=d.batch_size, help="global batch size")
+    p.add_argument("--epochs", type=positive(int), default=d.epochs)
+    p.add_argument("--max-minutes", type=positive(float), help="stop after this many minutes of training (checkpointed)")
+    p.add_argument("--batch-size", type=positive(int), default=d.batch_size, help="global batch size")
     p.add_argument("--lr", type=_non_negative_float, default=d.lr)
     p.add_argument("--ssm-lr", type=_non_negative_float, default=d.ssm_lr, help="learning rate of A, B, dt")
     p.add_argument("--weight-decay", type=_non_negative_float, default=d.weight_decay)
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
-    p.add_argument("--d-model", type=_positive(int), default=d.d_model)
-    p.add_argument("--n-layers", type=_positive(int), default=d.n_layers, help="S4 blocks per stage")
+    p.add_argument("--d-model", type=positive(int), default=d.d_model)
+    p.add_argument("--n-layers", type=positive(int), default=d.n_layers, help="S4 blocks per stage")
     p.add_argument("--pool", type=_pools, default=d.pool, help="pooling factors, e.g. 4,4")
-    p.add_argument("--expand", type=_positive(int), default=d.expand)
+    p.add_argument("--expand", type=positive(int), default=d.expand)
     p.add_argument("--ff", type=int, default=d.ff, help="feed-forward width factor (0: no feed-forward blocks)")
-    p.add_argument("--d-state", type=_positive(int), default=d.d_state)
+    p.add_argument("--d-state", type=positive(int), default=d.d_state)
     p.add_argument("--mode", choices=("dplr", "diag"), default=d.mode, help="dplr: S4; diag: S4D")
     p.add_argument("--dropout", type=_probability, default=d.dropout)
     p.add_argument("--no-unet", dest="unet", action="store_false", help="skips only around the pooling layers")
-    p.add_argument("--limit", type=_positive(int), help="use at most N train and N test clips (smoke runs)")
-    p.add_argument("--test-limit", type=_positive(int), help="score the test NLL on a seeded subset of N test clips")
-    p.add_argument("--steps-per-epoch", type=_positive(int), help="cap the optimizer steps per epoch")
+    p.add_argument("--limit", type=positive(int), help="use at most N train and N test clips (smoke runs)")
+    p.add_argument("--test-limit", type=positive(int), help="score the test NLL on a seeded subset of N test clips")
+    p.add_argument("--steps-per-epoch", type=positive(int), help="cap the optimizer steps per epoch")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--threads", type=_positive(int), metavar="N", help="CPU threads for torch and ssmkit")
+    p.add_argument("--threads", type=positive(int), metavar="N", help="CPU threads for torch and ssmkit")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(handler=sashimi_command)
 
