@@ -14,135 +14,39 @@
 #pragma once
 
 
+// Cx, phi1 and the per-element discretize math, shared with the CUDA kernels.
 // (<cmath> is included by kernels.cpp, outside the per-ISA namespace.)
-
-// A complex number for these kernels. Not std::complex: its out-of-line helpers could
-// be shared between the per-ISA copies.
-template <typename T>
-struct Cx {
-  T re, im;
-};
-template <typename T>
-inline Cx<T> operator+(Cx<T> a, Cx<T> b) { return {a.re + b.re, a.im + b.im}; }
-template <typename T>
-inline Cx<T> operator-(Cx<T> a, Cx<T> b) { return {a.re - b.re, a.im - b.im}; }
-template <typename T>
-inline Cx<T> operator*(Cx<T> a, Cx<T> b) {
-  return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
-}
-template <typename T>
-inline Cx<T> operator*(T s, Cx<T> a) { return {s * a.re, s * a.im}; }
-template <typename T>
-inline Cx<T> conj(Cx<T> a) { return {a.re, -a.im}; }
-template <typename T>
-inline Cx<T> cx_inv(Cx<T> a) {  // 1/a, scaled so |a|^2 cannot overflow or underflow
-  const T s = std::fabs(a.re) > std::fabs(a.im) ? std::fabs(a.re) : std::fabs(a.im);
-  if (s == 0) return {T(1) / s, T(0) * a.im};  // inf, as 1/0
-  const Cx<T> b{a.re / s, a.im / s};
-  const T d = b.re * b.re + b.im * b.im;
-  return {b.re / (d * s), -b.im / (d * s)};
-}
-template <typename T>
-inline Cx<T> cx_exp(Cx<T> z) {
-  const T m = std::exp(z.re);
-  return {m * std::cos(z.im), m * std::sin(z.im)};
-}
-template <typename T>
-inline Cx<T> cx_load(const void* p, int64_t i) {
-  const T* q = static_cast<const T*>(p) + 2 * i;
-  return {q[0], q[1]};
-}
-template <typename T>
-inline void cx_store(void* p, int64_t i, Cx<T> v) {
-  T* q = static_cast<T*>(p) + 2 * i;
-  q[0] = v.re;
-  q[1] = v.im;
-}
-
-// phi1(z) = (exp(z) - 1)/z and its derivative phi1'(z) = (exp(z) - phi1(z))/z.
-// Both cancel badly for small |z| (and are 0/0 at z = 0), so below |z| = 1/2 they are
-// summed from their Taylor series, 16 terms: the first omitted term is below
-// 0.5^16/17! ~ 4e-20 relative, under double precision's rounding. Above 1/2 the
-// closed forms lose at most a few ulp.
-constexpr int kSeriesTerms = 16;
-template <typename T>
-inline Cx<T> phi1(Cx<T> z, Cx<T> ez) {
-  if (z.re * z.re + z.im * z.im >= T(0.25)) return (ez - Cx<T>{1, 0}) * cx_inv(z);
-  // sum_k z^k / (k+1)!, Horner from the highest term
-  double fact[kSeriesTerms + 1];
-  fact[0] = 1;
-  for (int k = 1; k <= kSeriesTerms; ++k) fact[k] = fact[k - 1] * k;
-  Cx<T> s{T(1 / fact[kSeriesTerms]), 0};
-  for (int k = kSeriesTerms - 2; k >= 0; --k) s = s * z + Cx<T>{T(1 / fact[k + 1]), 0};
-  return s;
-}
-template <typename T>
-inline Cx<T> phi1_prime(Cx<T> z, Cx<T> ez, Cx<T> f) {
-  if (z.re * z.re + z.im * z.im >= T(0.25)) return (ez - f) * cx_inv(z);
-  // sum_{k>=1} k z^(k-1) / (k+1)!
-  double fact[kSeriesTerms + 2];
-  fact[0] = 1;
-  for (int k = 1; k <= kSeriesTerms + 1; ++k) fact[k] = fact[k - 1] * k;
-  Cx<T> s{T(kSeriesTerms / fact[kSeriesTerms + 1]), 0};
-  for (int k = kSeriesTerms - 1; k >= 1; --k) s = s * z + Cx<T>{T(k / fact[k + 1]), 0};
-  return s;
-}
+#include "ssmkit/discretize_math.h"
 
 template <typename T>
 void discretize_impl(const DiscretizeParams& p) {
   const T* dt = static_cast<const T*>(p.dt);
   parallel_for(p.H, p.H * p.N * 16, [&](int64_t h) {  // 16: exp, sin, cos per element
-    const T s = dt[h];
     for (int64_t n = 0; n < p.N; ++n) {
       const int64_t i = h * p.N + n;
-      const Cx<T> A = cx_load<T>(p.A, i), B = cx_load<T>(p.B, i);
-      const Cx<T> z = s * A;
       Cx<T> dA, dB;
-      if (p.method == Discretization::zoh) {
-        dA = cx_exp(z);
-        dB = s * (phi1(z, dA) * B);  // = (exp(dt A) - 1)/A * B, exact dt B at A = 0
-      } else {
-        const Cx<T> w = cx_inv(Cx<T>{1 - z.re / 2, -z.im / 2});
-        dA = Cx<T>{1 + z.re / 2, z.im / 2} * w;
-        dB = s * (B * w);
-      }
+      discretize_element(p.method, dt[h], cx_load<T>(p.A, i), cx_load<T>(p.B, i), dA, dB);
       cx_store(p.dA, i, dA);
       cx_store(p.dB, i, dB);
     }
   });
 }
 
-// With z = dt A:
-//   zoh:      ddA/dA = dt e^z,  ddA/ddt = A e^z,  ddB/dB = dt phi1(z),
-//             ddB/dA = dt^2 phi1'(z) B,  ddB/ddt = e^z B
-//   bilinear: w = 1/(1 - z/2): ddA/dA = dt w^2, ddA/ddt = A w^2, ddB/dB = dt w,
-//             ddB/dA = dt^2 B w^2 / 2, ddB/ddt = B w^2
-// and, for PyTorch's convention, g_x = conj(dy/dx) g_y (Re(...) summed for real dt).
 template <typename T>
 void discretize_backward_impl(const DiscretizeBackwardParams& p) {
   const T* dt = static_cast<const T*>(p.dt);
   parallel_for(p.H, p.H * p.N * 32, [&](int64_t h) {
-    const T s = dt[h];
     T gdt = 0;
     for (int64_t n = 0; n < p.N; ++n) {
       const int64_t i = h * p.N + n;
-      const Cx<T> A = cx_load<T>(p.A, i), B = cx_load<T>(p.B, i);
       const Cx<T> ga = p.gdA ? cx_load<T>(p.gdA, i) : Cx<T>{0, 0};
       const Cx<T> gb = p.gdB ? cx_load<T>(p.gdB, i) : Cx<T>{0, 0};
-      const Cx<T> z = s * A;
-      Cx<T> dA_dA, dA_ddt, dB_dB, dB_dA, dB_ddt;
-      if (p.method == Discretization::zoh) {
-        const Cx<T> e = cx_exp(z), f = phi1(z, e), fp = phi1_prime(z, e, f);
-        dA_dA = s * e, dA_ddt = A * e, dB_dB = s * f;
-        dB_dA = (s * s) * (fp * B), dB_ddt = e * B;
-      } else {
-        const Cx<T> w = cx_inv(Cx<T>{1 - z.re / 2, -z.im / 2}), w2 = w * w;
-        dA_dA = s * w2, dA_ddt = A * w2, dB_dB = s * w;
-        dB_dA = (s * s / 2) * (B * w2), dB_ddt = B * w2;
-      }
-      if (p.gA) cx_store(p.gA, i, conj(dA_dA) * ga + conj(dB_dA) * gb);
-      if (p.gB) cx_store(p.gB, i, conj(dB_dB) * gb);
-      gdt += (conj(dA_ddt) * ga + conj(dB_ddt) * gb).re;
+      Cx<T> gA, gB;
+      T g;
+      discretize_element_backward(p.method, dt[h], cx_load<T>(p.A, i), cx_load<T>(p.B, i), ga, gb, gA, gB, g);
+      if (p.gA) cx_store(p.gA, i, gA);
+      if (p.gB) cx_store(p.gB, i, gB);
+      gdt += g;
     }
     if (p.gdt) static_cast<T*>(p.gdt)[h] = gdt;
   });

@@ -28,74 +28,8 @@ namespace ssmkit {
 namespace {
 using namespace cuda;
 
-template <typename T>
-struct Cx {
-  T re, im;
-};
-template <typename T>
-__device__ inline Cx<T> operator+(Cx<T> a, Cx<T> b) { return {a.re + b.re, a.im + b.im}; }
-template <typename T>
-__device__ inline Cx<T> operator-(Cx<T> a, Cx<T> b) { return {a.re - b.re, a.im - b.im}; }
-template <typename T>
-__device__ inline Cx<T> operator*(Cx<T> a, Cx<T> b) {
-  return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
-}
-template <typename T>
-__device__ inline Cx<T> operator*(T s, Cx<T> a) { return {s * a.re, s * a.im}; }
-template <typename T>
-__device__ inline Cx<T> conj(Cx<T> a) { return {a.re, -a.im}; }
-template <typename T>
-__device__ inline Cx<T> cx_inv(Cx<T> a) {  // 1/a, scaled so |a|^2 cannot overflow or underflow
-  const T s = fabs(a.re) > fabs(a.im) ? fabs(a.re) : fabs(a.im);
-  if (s == 0) return {T(1) / s, T(0) * a.im};
-  const Cx<T> b{a.re / s, a.im / s};
-  const T d = b.re * b.re + b.im * b.im;
-  return {b.re / (d * s), -b.im / (d * s)};
-}
-template <typename T>
-__device__ inline Cx<T> cx_exp(Cx<T> z) {
-  T s, c;
-  sincos(z.im, &s, &c);
-  const T m = exp(z.re);
-  return {m * c, m * s};
-}
-template <typename T>
-__device__ inline Cx<T> ld(const void* p, int64_t i) {
-  const T* q = static_cast<const T*>(p) + 2 * i;
-  return {q[0], q[1]};
-}
-template <typename T>
-__device__ inline void st(void* p, int64_t i, Cx<T> v) {
-  T* q = static_cast<T*>(p) + 2 * i;
-  q[0] = v.re;
-  q[1] = v.im;
-}
-
-// 1/(k+1)! for k = 0..17: the Taylor coefficients of phi1 (see the CPU's step.h).
-__constant__ double kInvFact[18] = {
-    1.0, 0.5, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320,
-    1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0,
-    1.0 / 87178291200.0, 1.0 / 1307674368000.0, 1.0 / 20922789888000.0,
-    1.0 / 355687428096000.0, 1.0 / 6402373705728000.0};
-constexpr int kSeriesTerms = 16;
-
-// phi1(z) = (exp(z) - 1)/z and phi1'(z) = (exp(z) - phi1(z))/z; Taylor series below
-// |z| = 1/2, as on the CPU.
-template <typename T>
-__device__ inline Cx<T> phi1(Cx<T> z, Cx<T> ez) {
-  if (z.re * z.re + z.im * z.im >= T(0.25)) return (ez - Cx<T>{1, 0}) * cx_inv(z);
-  Cx<T> s{T(kInvFact[kSeriesTerms - 1]), 0};  // sum_k z^k / (k+1)!, k < 16
-  for (int k = kSeriesTerms - 2; k >= 0; --k) s = s * z + Cx<T>{T(kInvFact[k]), 0};
-  return s;
-}
-template <typename T>
-__device__ inline Cx<T> phi1_prime(Cx<T> z, Cx<T> ez, Cx<T> f) {
-  if (z.re * z.re + z.im * z.im >= T(0.25)) return (ez - f) * cx_inv(z);
-  // sum_{k>=1} k z^(k-1) / (k+1)!
-  Cx<T> s{T(kSeriesTerms * kInvFact[kSeriesTerms]), 0};
-  for (int k = kSeriesTerms - 1; k >= 1; --k) s = s * z + Cx<T>{T(k * kInvFact[k]), 0};
-  return s;
-}
+// Cx, phi1 and the per-element discretize math, shared with the CPU kernels.
+#include "ssmkit/discretize_math.h"
 
 template <typename T>
 __device__ inline T step_size(const T* dt, int64_t h) {
@@ -108,24 +42,14 @@ __global__ void discretize_kernel(DiscretizeParams p) {
   const T* dt = static_cast<const T*>(p.dt);
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.H * p.N;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const T s = step_size(dt, i / p.N);
-    const Cx<T> A = ld<T>(p.A, i), B = ld<T>(p.B, i);
-    const Cx<T> z = s * A;
     Cx<T> dA, dB;
-    if (p.method == Discretization::zoh) {
-      dA = cx_exp(z);
-      dB = s * (phi1(z, dA) * B);
-    } else {
-      const Cx<T> w = cx_inv(Cx<T>{1 - z.re / 2, -z.im / 2});
-      dA = Cx<T>{1 + z.re / 2, z.im / 2} * w;
-      dB = s * (B * w);
-    }
-    st(p.dA, i, dA);
-    st(p.dB, i, dB);
+    discretize_element(p.method, step_size(dt, i / p.N), cx_load<T>(p.A, i), cx_load<T>(p.B, i), dA, dB);
+    cx_store(p.dA, i, dA);
+    cx_store(p.dB, i, dB);
   }
 }
 
-// The derivatives of the CPU's discretize_backward_impl, one thread per h.
+// One thread per h (the sum of gdt over n stays in one thread).
 template <typename T>
 __global__ void discretize_backward_kernel(DiscretizeBackwardParams p) {
   const T* dt = static_cast<const T*>(p.dt);
@@ -135,23 +59,14 @@ __global__ void discretize_backward_kernel(DiscretizeBackwardParams p) {
     T gdt = 0;
     for (int64_t n = 0; n < p.N; ++n) {
       const int64_t i = h * p.N + n;
-      const Cx<T> A = ld<T>(p.A, i), B = ld<T>(p.B, i);
-      const Cx<T> ga = p.gdA ? ld<T>(p.gdA, i) : Cx<T>{0, 0};
-      const Cx<T> gb = p.gdB ? ld<T>(p.gdB, i) : Cx<T>{0, 0};
-      const Cx<T> z = s * A;
-      Cx<T> dA_dA, dA_ddt, dB_dB, dB_dA, dB_ddt;
-      if (p.method == Discretization::zoh) {
-        const Cx<T> e = cx_exp(z), f = phi1(z, e), fp = phi1_prime(z, e, f);
-        dA_dA = s * e, dA_ddt = A * e, dB_dB = s * f;
-        dB_dA = (s * s) * (fp * B), dB_ddt = e * B;
-      } else {
-        const Cx<T> w = cx_inv(Cx<T>{1 - z.re / 2, -z.im / 2}), w2 = w * w;
-        dA_dA = s * w2, dA_ddt = A * w2, dB_dB = s * w;
-        dB_dA = (s * s / 2) * (B * w2), dB_ddt = B * w2;
-      }
-      if (p.gA) st(p.gA, i, conj(dA_dA) * ga + conj(dB_dA) * gb);
-      if (p.gB) st(p.gB, i, conj(dB_dB) * gb);
-      gdt += (conj(dA_ddt) * ga + conj(dB_ddt) * gb).re;
+      const Cx<T> ga = p.gdA ? cx_load<T>(p.gdA, i) : Cx<T>{0, 0};
+      const Cx<T> gb = p.gdB ? cx_load<T>(p.gdB, i) : Cx<T>{0, 0};
+      Cx<T> gA, gB;
+      T g;
+      discretize_element_backward(p.method, s, cx_load<T>(p.A, i), cx_load<T>(p.B, i), ga, gb, gA, gB, g);
+      if (p.gA) cx_store(p.gA, i, gA);
+      if (p.gB) cx_store(p.gB, i, gB);
+      gdt += g;
     }
     if (p.gdt) static_cast<T*>(p.gdt)[h] = gdt;
   }
@@ -200,10 +115,10 @@ __global__ void __launch_bounds__(kScanThreads) scan_kernel(ScanParams p, int G,
       for (int i = 0; i < NB; ++i) {
         const int64_t n = (int64_t(pass) * G + s.lane) * NB + i;
         const bool in = valid && n < p.N;
-        a[i] = in ? ld<T>(p.dA, h * p.N + n) : Cx<T>{0, 0};
-        b[i] = in ? ld<T>(p.dB, h * p.N + n) : Cx<T>{0, 0};
-        c[i] = in ? T(2) * ld<T>(p.dC, h * p.N + n) : Cx<T>{0, 0};  // y = 2 Re(...)
-        x[i] = (in && p.state0) ? ld<T>(p.state0, s.row * p.N + n) : Cx<T>{0, 0};
+        a[i] = in ? cx_load<T>(p.dA, h * p.N + n) : Cx<T>{0, 0};
+        b[i] = in ? cx_load<T>(p.dB, h * p.N + n) : Cx<T>{0, 0};
+        c[i] = in ? T(2) * cx_load<T>(p.dC, h * p.N + n) : Cx<T>{0, 0};  // y = 2 Re(...)
+        x[i] = (in && p.state0) ? cx_load<T>(p.state0, s.row * p.N + n) : Cx<T>{0, 0};
       }
 #pragma unroll 4
       for (int64_t l = 0; l < p.L; ++l) {
@@ -221,7 +136,7 @@ __global__ void __launch_bounds__(kScanThreads) scan_kernel(ScanParams p, int G,
 #pragma unroll
       for (int i = 0; i < NB; ++i) {
         const int64_t n = (int64_t(pass) * G + s.lane) * NB + i;
-        if (valid && n < p.N) st(p.state, s.row * p.N + n, x[i]);
+        if (valid && n < p.N) cx_store(p.state, s.row * p.N + n, x[i]);
       }
     }
   }
@@ -271,11 +186,11 @@ __global__ void __launch_bounds__(kScanThreads)
       for (int i = 0; i < NB; ++i) {
         const int64_t n = (int64_t(pass) * G + s.lane) * NB + i;
         in[i] = valid && n < N;
-        a[i] = in[i] ? ld<T>(p.dA, h * N + n) : Cx<T>{0, 0};
-        b[i] = in[i] ? ld<T>(p.dB, h * N + n) : Cx<T>{0, 0};
-        c[i] = in[i] ? ld<T>(p.dC, h * N + n) : Cx<T>{0, 0};
-        x[i] = (in[i] && p.state0) ? ld<T>(p.state0, s.row * N + n) : Cx<T>{0, 0};
-        lam[i] = (in[i] && p.gstate) ? ld<T>(p.gstate, s.row * N + n) : Cx<T>{0, 0};
+        a[i] = in[i] ? cx_load<T>(p.dA, h * N + n) : Cx<T>{0, 0};
+        b[i] = in[i] ? cx_load<T>(p.dB, h * N + n) : Cx<T>{0, 0};
+        c[i] = in[i] ? cx_load<T>(p.dC, h * N + n) : Cx<T>{0, 0};
+        x[i] = (in[i] && p.state0) ? cx_load<T>(p.state0, s.row * N + n) : Cx<T>{0, 0};
+        lam[i] = (in[i] && p.gstate) ? cx_load<T>(p.gstate, s.row * N + n) : Cx<T>{0, 0};
       }
       // Forward: checkpoint k holds the state before step k * kCkpt.
       for (int64_t sg = 0; sg < segs; ++sg) {
@@ -342,10 +257,10 @@ __global__ void __launch_bounds__(kScanThreads)
         const int64_t n = (int64_t(pass) * G + s.lane) * NB + i;
         if (!in[i]) continue;
         const int64_t o = s.row * N + n;
-        if (p.gdA) st(p.gdA, o, tot_a[i]);
-        if (p.gdB) st(p.gdB, o, tot_b[i]);
-        if (p.gdC) st(p.gdC, o, tot_c[i]);
-        if (p.gstate0) st(p.gstate0, o, lam[i]);
+        if (p.gdA) cx_store(p.gdA, o, tot_a[i]);
+        if (p.gdB) cx_store(p.gdB, o, tot_b[i]);
+        if (p.gdC) cx_store(p.gdC, o, tot_c[i]);
+        if (p.gstate0) cx_store(p.gstate0, o, lam[i]);
       }
     }
     if (valid && s.lane == 0 && p.gD) static_cast<T*>(p.gD)[s.row] = gd;
