@@ -1,18 +1,8 @@
-// Helpers shared by the CPU kernels: row addressing and de-interleaving.
+// Helpers shared by the CPU kernels: de-interleaving, threads.
 // Included inside the per-ISA anonymous namespace (see kernels.cpp).
 #pragma once
 
-// Offset, in complex elements, of row r of operand a, where r is the row-major index
-// over the broadcast batch shape.
-inline int64_t row_offset(const Batch& b, const In& a, int64_t r) {
-  int64_t off = 0;
-  for (int d = b.ndim - 1; d >= 0; --d) {
-    const int64_t i = r % b.shape[d];
-    r /= b.shape[d];
-    off += i * a.batch_stride[d];
-  }
-  return off;
-}
+#include "ssmkit/host_device.h"  // Cx, row_offset
 
 // Copies n complex values of row `off` of a, starting at index i0, into separate
 // real and imaginary arrays (SIMD-friendly), and zero-fills up to `padded`.

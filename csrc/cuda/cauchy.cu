@@ -152,7 +152,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int k = 0; k < kLpt; ++k) {
       int64_t l = l0 + threadIdx.x + int64_t(kThreads) * k;
       if (l >= L) l = L - 1;  // computed, never stored
-      const C2<T> zz = load_c<T>(z.data, zoff + l * z.stride);
+      const Cx<T> zz = cx_load<T>(z.data, zoff + l * z.stride);
       zr[k] = zz.re, zi[k] = zz.im;
       tot_r[k] = tot_i[k] = 0;
     }
@@ -161,8 +161,8 @@ __global__ void __launch_bounds__(kThreads)
       __syncthreads();  // the previous slab is no longer read
       if (threadIdx.x < ns) {
         const int64_t n = s0 + threadIdx.x;
-        const C2<T> ww = load_c<T>(w.data, woff + n * w.stride);
-        const C2<T> vv = load_c<T>(v.data, voff + n * v.stride);
+        const Cx<T> ww = cx_load<T>(w.data, woff + n * w.stride);
+        const Cx<T> vv = cx_load<T>(v.data, voff + n * v.stride);
         s[threadIdx.x] = {ww.re, ww.im, vv.re, vv.im};
       }
       __syncthreads();
@@ -185,12 +185,12 @@ __global__ void __launch_bounds__(kThreads)
     for (int k = 0; k < kLpt; ++k) {
       const int64_t l = l0 + threadIdx.x + int64_t(kThreads) * k;
       if (l >= L) continue;
-      C2<T> o{tot_r[k], tot_i[k]};
+      Cx<T> o{tot_r[k], tot_i[k]};
       if constexpr (kDz) {  // dz = -g conj(T)
-        const C2<T> g = load_c<T>(grad.data, goff + l * grad.stride);
+        const Cx<T> g = cx_load<T>(grad.data, goff + l * grad.stride);
         o = {-(g.re * tot_r[k] + g.im * tot_i[k]), -(g.im * tot_r[k] - g.re * tot_i[k])};
       }
-      store_c<T>(out, r * L + l, o);
+      cx_store<T>(out, r * L + l, o);
     }
   }
 }
@@ -212,8 +212,8 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t woff = row_offset(batch, w, r);
     __syncthreads();
     for (int i = threadIdx.x; i < nl; i += kThreads) {
-      const C2<T> zz = load_c<T>(z.data, zoff + (l0 + i) * z.stride);
-      const C2<T> gg = load_c<T>(grad.data, goff + (l0 + i) * grad.stride);
+      const Cx<T> zz = cx_load<T>(z.data, zoff + (l0 + i) * z.stride);
+      const Cx<T> gg = cx_load<T>(grad.data, goff + (l0 + i) * grad.stride);
       zs[0][i] = zz.re, zs[1][i] = zz.im, gs[0][i] = gg.re, gs[1][i] = gg.im;
     }
     __syncthreads();
@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(kThreads)
       const bool active = sl < slots;
       const int64_t n = active ? sl % N : 0, grp = sl / N;
       if (active) {
-        const C2<T> ww = load_c<T>(w.data, woff + n * w.stride);
+        const Cx<T> ww = cx_load<T>(w.data, woff + n * w.stride);
         for (int64_t i0 = grp; i0 < nl; i0 += G * kSum) {
           T s[4] = {0, 0, 0, 0};
           for (int64_t i = i0; i < nl && i < i0 + G * kSum; i += G) {
@@ -282,10 +282,10 @@ __global__ void cauchy_finish_kernel(Batch batch, int64_t rows, int64_t N, In v,
     T s[4] = {0, 0, 0, 0};
     for (int64_t c = 0; c < chunks; ++c)
       for (int k = 0; k < 4; ++k) s[k] += partial[((r * chunks + c) * N + n) * 4 + k];
-    if (dv) store_c<T>(dv, i, {s[0], -s[1]});
+    if (dv) cx_store<T>(dv, i, {s[0], -s[1]});
     if (dw) {
-      const C2<T> vv = load_c<T>(v.data, row_offset(batch, v, r) + n * v.stride);
-      store_c<T>(dw, i, {vv.re * s[2] - vv.im * s[3], -(vv.re * s[3] + vv.im * s[2])});
+      const Cx<T> vv = cx_load<T>(v.data, row_offset(batch, v, r) + n * v.stride);
+      cx_store<T>(dw, i, {vv.re * s[2] - vv.im * s[3], -(vv.re * s[3] + vv.im * s[2])});
     }
   }
 }

@@ -49,34 +49,8 @@ inline unsigned grid_for(int64_t items, int64_t per_block) {
   return static_cast<unsigned>(g < 1 ? 1 : (g > kMaxGrid ? kMaxGrid : g));
 }
 
-// Offset, in elements, of row r of operand a (row-major index over the broadcast batch).
-__host__ __device__ inline int64_t row_offset(const Batch& b, const In& a, int64_t r) {
-  int64_t off = 0;
-  for (int d = b.ndim - 1; d >= 0; --d) {
-    const int64_t i = r % b.shape[d];
-    r /= b.shape[d];
-    off += i * a.batch_stride[d];
-  }
-  return off;
-}
-
-// One complex number of T; load_c/store_c address interleaved (re, im) data by an
-// offset counted in complex elements.
-template <typename T>
-struct C2 {
-  T re, im;
-};
-template <typename T>
-__device__ inline C2<T> load_c(const void* data, int64_t off) {
-  const T* p = static_cast<const T*>(data) + 2 * off;
-  return {p[0], p[1]};
-}
-template <typename T>
-__device__ inline void store_c(void* data, int64_t off, C2<T> v) {
-  T* p = static_cast<T*>(data) + 2 * off;
-  p[0] = v.re;
-  p[1] = v.im;
-}
+// Cx, cx_load/cx_store, row_offset: shared with the CPU kernels.
+#include "ssmkit/host_device.h"
 
 // Sum over the `width` lanes of an aligned lane group (width a power of two <= 32);
 // every lane of the warp must call it. Lanes of a group all get the group's sum.

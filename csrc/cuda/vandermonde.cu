@@ -100,7 +100,7 @@ __device__ inline void build_anchors(const In& x, int64_t xoff, int64_t s0, int 
   for (int i = threadIdx.x; i < ns * kAnchors; i += blockDim.x) {
     const int k = i / kAnchors, m = i % kAnchors;
     const int64_t n = s0 + k;
-    const C2<T> xx = load_c<T>(x.data, xoff + n * x.stride);
+    const Cx<T> xx = cx_load<T>(x.data, xoff + n * x.stride);
     const double a = xx.re, b = xx.im;
     if (m == 0) xa[k] = a, xb[k] = b;
     const double l = m < 6 ? double(1 << m) : m < 11 ? double(kJ << (m - 6)) : double(l0);
@@ -152,10 +152,10 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t xoff = row_offset(batch, x, r), voff = row_offset(batch, v, r);
     const int64_t hoff = kHv ? row_offset(batch, h, r) : 0;
     auto coef = [&](int64_t n) {
-      const C2<T> c = load_c<T>(v.data, voff + n * v.stride);
+      const Cx<T> c = cx_load<T>(v.data, voff + n * v.stride);
       Cd e{double(c.re), double(c.im)};
       if constexpr (kHv) {
-        const C2<T> g = load_c<T>(h.data, hoff + n * h.stride);
+        const Cx<T> g = cx_load<T>(h.data, hoff + n * h.stride);
         e = {double(g.re) * e.re + double(g.im) * e.im, double(g.re) * e.im - double(g.im) * e.re};
       }
       return e;
@@ -299,7 +299,7 @@ __global__ void __launch_bounds__(kThreads)
         if constexpr (kRealU) {
           a = static_cast<const T*>(u.data)[uoff + l * u.stride];
         } else {
-          const C2<T> q = load_c<T>(u.data, uoff + l * u.stride);
+          const Cx<T> q = cx_load<T>(u.data, uoff + l * u.stride);
           a = q.re, b = u_conj ? -q.im : q.im;
         }
       }
@@ -392,18 +392,18 @@ __global__ void vandermonde_finish_kernel(Batch batch, int64_t rows, int64_t N, 
     T s[4] = {0, 0, 0, 0};
     for (int64_t c = 0; c < chunks; ++c)
       for (int k = 0; k < 4; ++k) s[k] += partial[((r * chunks + c) * N + n) * 4 + k];
-    const C2<T> vv = load_c<T>(v.data, row_offset(batch, v, r) + n * v.stride);
+    const Cx<T> vv = cx_load<T>(v.data, row_offset(batch, v, r) + n * v.stride);
     if constexpr (kF == Finish::backward) {  // dv = conj(P), dx = conj(v Q)
-      if (o1) store_c<T>(o1, i, {s[0], -s[1]});
-      if (o2) store_c<T>(o2, i, {vv.re * s[2] - vv.im * s[3], -(vv.re * s[3] + vv.im * s[2])});
+      if (o1) cx_store<T>(o1, i, {s[0], -s[1]});
+      if (o2) cx_store<T>(o2, i, {vv.re * s[2] - vv.im * s[3], -(vv.re * s[3] + vv.im * s[2])});
     } else if constexpr (kF == Finish::transpose) {  // out = v P
-      store_c<T>(o1, i, {vv.re * s[0] - vv.im * s[1], vv.re * s[1] + vv.im * s[0]});
+      cx_store<T>(o1, i, {vv.re * s[0] - vv.im * s[1], vv.re * s[1] + vv.im * s[0]});
     } else {  // dv = h conj(P), dx = h conj(v Q)
-      const C2<T> g = load_c<T>(h.data, row_offset(batch, h, r) + n * h.stride);
-      if (o1) store_c<T>(o1, i, {g.re * s[0] + g.im * s[1], g.im * s[0] - g.re * s[1]});
+      const Cx<T> g = cx_load<T>(h.data, row_offset(batch, h, r) + n * h.stride);
+      if (o1) cx_store<T>(o1, i, {g.re * s[0] + g.im * s[1], g.im * s[0] - g.re * s[1]});
       if (o2) {
         const T zr = vv.re * s[2] - vv.im * s[3], zi = vv.re * s[3] + vv.im * s[2];
-        store_c<T>(o2, i, {g.re * zr + g.im * zi, g.im * zr - g.re * zi});
+        cx_store<T>(o2, i, {g.re * zr + g.im * zi, g.im * zr - g.re * zi});
       }
     }
   }

@@ -1,60 +1,12 @@
 // The per-element math of discretize, forward and backward, written once for the CPU
-// kernels (csrc/cpu/step.h) and the CUDA kernels (csrc/cuda/step.cu): a small complex
-// type, phi1 and its derivative, and one (h, n) element of each direction. The loops
+// kernels (csrc/cpu/step.h) and the CUDA kernels (csrc/cuda/step.cu): phi1 and its
+// derivative, and one (h, n) element of each direction. The loops
 // around it (threads, grid strides, the sum of gdt over n) stay with each backend.
 //
-// Included inside each backend's namespace (each per-ISA CPU copy gets its own); the
-// includer provides <cmath> (and, for CUDA, the runtime headers).
+// Included inside each backend's namespace, like host_device.h.
 #pragma once
 
-#ifdef __CUDACC__
-#define SSMKIT_HD __host__ __device__
-#else
-#define SSMKIT_HD
-#endif
-
-// Not std::complex: its out-of-line helpers could be shared between the per-ISA copies,
-// and it is not usable in device code.
-template <typename T>
-struct Cx {
-  T re, im;
-};
-template <typename T>
-SSMKIT_HD inline Cx<T> operator+(Cx<T> a, Cx<T> b) { return {a.re + b.re, a.im + b.im}; }
-template <typename T>
-SSMKIT_HD inline Cx<T> operator-(Cx<T> a, Cx<T> b) { return {a.re - b.re, a.im - b.im}; }
-template <typename T>
-SSMKIT_HD inline Cx<T> operator*(Cx<T> a, Cx<T> b) {
-  return {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
-}
-template <typename T>
-SSMKIT_HD inline Cx<T> operator*(T s, Cx<T> a) { return {s * a.re, s * a.im}; }
-template <typename T>
-SSMKIT_HD inline Cx<T> conj(Cx<T> a) { return {a.re, -a.im}; }
-template <typename T>
-SSMKIT_HD inline Cx<T> cx_inv(Cx<T> a) {  // 1/a, scaled so |a|^2 cannot overflow or underflow
-  const T s = std::fabs(a.re) > std::fabs(a.im) ? std::fabs(a.re) : std::fabs(a.im);
-  if (s == 0) return {T(1) / s, T(0) * a.im};  // inf, as 1/0
-  const Cx<T> b{a.re / s, a.im / s};
-  const T d = b.re * b.re + b.im * b.im;
-  return {b.re / (d * s), -b.im / (d * s)};
-}
-template <typename T>
-SSMKIT_HD inline Cx<T> cx_exp(Cx<T> z) {
-  const T m = std::exp(z.re);
-  return {m * std::cos(z.im), m * std::sin(z.im)};
-}
-template <typename T>
-SSMKIT_HD inline Cx<T> cx_load(const void* p, int64_t i) {  // element i of interleaved (re, im)
-  const T* q = static_cast<const T*>(p) + 2 * i;
-  return {q[0], q[1]};
-}
-template <typename T>
-SSMKIT_HD inline void cx_store(void* p, int64_t i, Cx<T> v) {
-  T* q = static_cast<T*>(p) + 2 * i;
-  q[0] = v.re;
-  q[1] = v.im;
-}
+#include "ssmkit/host_device.h"
 
 // phi1(z) = (exp(z) - 1)/z and its derivative phi1'(z) = (exp(z) - phi1(z))/z.
 // Both cancel badly for small |z| (and are 0/0 at z = 0), so below |z| = 1/2 they are
