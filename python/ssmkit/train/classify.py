@@ -25,7 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from .common import distributed, lr_schedule, save_checkpoint, write_metrics
+from .common import lr_schedule, save_checkpoint, start_run, write_metrics
 from .config import TASKS, Config
 
 
@@ -305,15 +305,7 @@ def train(cfg: Config) -> dict:
 
     if cfg.task not in TASKS:
         raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {cfg.task!r}")
-    if cfg.threads is not None:
-        from .. import set_num_threads
-
-        torch.set_num_threads(cfg.threads)
-        set_num_threads(cfg.threads)
-    rank, world, device = distributed(cfg.device)
-    out = Path(cfg.out)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+    rank, world, device, out = start_run(cfg.threads, cfg.device, cfg.out)
 
     checkpoint = load_checkpoint(out / "last.pt") if cfg.resume else None
     torch.manual_seed(cfg.seed)

@@ -59,3 +59,19 @@ def distributed(device: str):
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return rank, world, dev
+
+
+def start_run(threads, device: str, out):
+    """What both trainers do first: set the CPU threads (torch and ssmkit), join the
+    process group (see :func:`distributed`) and make the output folder (rank 0).
+    Returns (rank, world, torch.device, out as a Path)."""
+    if threads is not None:
+        from .. import set_num_threads
+
+        torch.set_num_threads(threads)
+        set_num_threads(threads)
+    rank, world, dev = distributed(device)
+    out = Path(out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    return rank, world, dev, out

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..data.audio import WavFolder, mu_law_encode
 from ..models import SaShiMi
-from .common import distributed, lr_schedule, save_checkpoint, write_metrics
+from .common import lr_schedule, save_checkpoint, start_run, write_metrics
 from .sashimi_config import SashimiConfig
 
 LN2 = math.log(2.0)
@@ -162,15 +162,7 @@ def train(cfg: SashimiConfig) -> dict:
 
     from ..nn import param_groups
 
-    if cfg.threads is not None:
-        from .. import set_num_threads
-
-        torch.set_num_threads(cfg.threads)
-        set_num_threads(cfg.threads)
-    rank, world, device = distributed(cfg.device)
-    out = Path(cfg.out)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+    rank, world, device, out = start_run(cfg.threads, cfg.device, cfg.out)
     if cfg.batch_size % world:
         raise ValueError(f"batch_size: expected a multiple of the {world} processes, got {cfg.batch_size}")
     checkpoint = None
