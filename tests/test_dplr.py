@@ -47,10 +47,10 @@ def test_dplr_step_matches_dense_2x(batch, H, N, r):
 @pytest.mark.parametrize("dtype", [C64, C128])
 @pytest.mark.parametrize("batch,H,N,r", [(9, 37, 13, 1), (6, 40, 32, 1), (1, 5, 3, 1), (5, 19, 9, 2)])
 def test_dplr_rows_independent_of_batch(dtype, batch, H, N, r):
-    """Rank 1 steps several rows together (batch elements of one channel, or the
-    left-over batch elements across channels); each row's result must not depend on
-    that: each batch element stepped alone gives the batched result bit for bit, and
-    so does stepping in place."""
+    """Rank 1 steps up to 4 batch elements of one channel together (here full blocks
+    and a ragged remainder); each row's result must not depend on that: each batch
+    element stepped alone gives the batched result bit for bit, and so does stepping
+    in place."""
     dt, Lam, P, B, C, D = system(H, N, r, dtype)
     real = dt.dtype
     f = ops.dplr_setup(dt, Lam, P, B)

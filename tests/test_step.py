@@ -131,10 +131,10 @@ def test_ssm_step_in_place_and_out():
 @pytest.mark.parametrize("dtype", [C64, C128])
 @pytest.mark.parametrize("batch,H,N", [(9, 37, 13), (6, 70, 32), (1, 5, 3)])
 def test_ssm_step_rows_independent_of_batch(dtype, batch, H, N):
-    """The kernel steps several rows together (batch elements of one channel, or the
-    left-over batch elements across channels); each row's result must not depend on
-    that: stepping each batch element alone gives the batched result bit for bit, and
-    so does stepping in place."""
+    """The kernel steps up to 4 batch elements of one channel together (here full
+    blocks and a ragged remainder); each row's result must not depend on that:
+    stepping each batch element alone gives the batched result bit for bit, and so
+    does stepping in place."""
     dA, dB, dC, D = (t.to(dtype) if t.is_complex() else t.to(REAL[dtype]) for t in stable(H, N))
     x = torch.randn(batch, H, N, dtype=dtype)
     u = torch.randn(batch, H, dtype=REAL[dtype])

@@ -46,115 +46,90 @@ inline T dot(const T* p, const T* q, int64_t n) {
   return sum;
 }
 
-// Rank 1: the K rows of blk (see RowBlock and ssm_step_rows in step.h: parameters
-// loaded once per shared block, all rows loaded before any is stored).
-template <typename T, int K, bool kShared>
+// Rank 1: the K rows of blk (see RowBlock and ssm_step_rows in step.h: the channel's
+// parameters loaded once for all rows, all rows loaded before any is stored).
+template <typename T, int K>
 inline void dplr_rank1_rows(const DplrStepParams& p, const RowBlock<T, kDplrRows>& blk) {
   using S = Simd<T>;
   using V = typename S::V;
-  constexpr int W = S::W, KP = kShared ? 1 : K;  // KP: parameter sets
-  const int64_t n2 = 2 * p.N, whole = n2 / W * W;
+  constexpr int W = S::W;
+  const int64_t n2 = 2 * p.N, whole = n2 / W * W, off = blk.h * n2;  // rank 1: P, Pd are (H, N)
   const V minus_plus = alternate(T(-1), T(1)), plus_minus = alternate(T(1), T(-1));
+  const T* a = static_cast<const T*>(p.a) + off;
+  const T* b = static_cast<const T*>(p.b) + off;
+  const T* P = static_cast<const T*>(p.P) + off;
+  const T* Pd = static_cast<const T*>(p.Pd) + off;
+  const T* c = static_cast<const T*>(p.C) + off;
+  const T R = static_cast<const T*>(p.R)[blk.h];
   // Local copies: the stores below (memcpy) could otherwise alias them, forcing reloads.
-  const T *x[K], *a[KP], *b[KP], *P[KP], *Pd[KP], *c[KP];
+  const T* x[K];
   T* xo[K];
-  T u[K], s[K], rt[K], R[KP];
+  T u[K], s[K], rt[K];
   for (int k = 0; k < K; ++k) x[k] = blk.x[k], xo[k] = blk.xo[k], u[k] = blk.u[k];
-  for (int k = 0; k < KP; ++k) {
-    const int64_t off = blk.h[k] * n2;  // rank 1: P, Pd are (H, N) too
-    a[k] = static_cast<const T*>(p.a) + off, b[k] = static_cast<const T*>(p.b) + off;
-    P[k] = static_cast<const T*>(p.P) + off, Pd[k] = static_cast<const T*>(p.Pd) + off;
-    c[k] = static_cast<const T*>(p.C) + off, R[k] = static_cast<const T*>(p.R)[blk.h[k]];
-  }
-  auto q = [](int k) { return kShared ? 0 : k; };
   V acc[K];
 
   // (1) s = 2 Re(P^* x)
   for (int k = 0; k < K; ++k) acc[k] = S::zero();
   for (int64_t i = 0; i < whole; i += W) {
-    V pv[KP];
-    for (int k = 0; k < KP; ++k) pv[k] = S::load(P[k] + i);
-    for (int k = 0; k < K; ++k) acc[k] += pv[q(k)] * S::load(x[k] + i);
+    const V pv = S::load(P + i);
+    for (int k = 0; k < K; ++k) acc[k] += pv * S::load(x[k] + i);
   }
   for (int k = 0; k < K; ++k) {
-    const T* Pk = P[q(k)];
     T sum = S::hsum(acc[k]);
-    for (int64_t i = whole; i < n2; ++i) sum += Pk[i] * x[k][i];
+    for (int64_t i = whole; i < n2; ++i) sum += P[i] * x[k][i];
     s[k] = 2 * sum;
   }
 
   // (2) w = a x + b u - Pd s -> xo, t = 2 Re(P^* w)
   for (int k = 0; k < K; ++k) acc[k] = S::zero();
   for (int64_t i = 0; i < whole; i += W) {
-    V ar, ai, bv, pdv, pv;
-    auto load_params = [&](int k) {
-      const V av = S::load(a[k] + i);
-      ar = real_parts_twice(av), ai = imag_parts_twice(av) * minus_plus;
-      bv = S::load(b[k] + i), pdv = S::load(Pd[k] + i), pv = S::load(P[k] + i);
-    };
-    auto row = [&](int k, V xv) {
+    const V av = S::load(a + i), bv = S::load(b + i), pdv = S::load(Pd + i), pv = S::load(P + i);
+    const V ar = real_parts_twice(av), ai = imag_parts_twice(av) * minus_plus;
+    V xv[K];
+    for (int k = 0; k < K; ++k) xv[k] = S::load(x[k] + i);
+    for (int k = 0; k < K; ++k) {
       // the terms that do not depend on x first: x's chain is two FMAs
-      const V wv = ((bv * S::splat(u[k]) - pdv * S::splat(s[k])) + ai * swap_pairs(xv)) + ar * xv;
+      const V wv = ((bv * S::splat(u[k]) - pdv * S::splat(s[k])) + ai * swap_pairs(xv[k])) + ar * xv[k];
       S::store(xo[k] + i, wv);
       acc[k] += pv * wv;
-    };
-    if constexpr (kShared) {
-      load_params(0);
-      V xv[K];
-      for (int k = 0; k < K; ++k) xv[k] = S::load(x[k] + i);
-      for (int k = 0; k < K; ++k) row(k, xv[k]);
-    } else {
-      for (int k = 0; k < K; ++k) load_params(k), row(k, S::load(x[k] + i));
     }
   }
   for (int k = 0; k < K; ++k) {
-    const int j = q(k);
-    const T *ak = a[j], *bk = b[j], *Pk = P[j], *Pdk = Pd[j], *xk = x[k];
+    const T* xk = x[k];
     T* wk = xo[k];
     T sum = S::hsum(acc[k]);
     for (int64_t i = whole; i < n2; i += 2) {
       const T xr = xk[i], xi = xk[i + 1];
-      const T wr = ((bk[i] * u[k] - Pdk[i] * s[k]) - ak[i + 1] * xi) + ak[i] * xr;
-      const T wi = ((bk[i + 1] * u[k] - Pdk[i + 1] * s[k]) + ak[i + 1] * xr) + ak[i] * xi;
+      const T wr = ((b[i] * u[k] - Pd[i] * s[k]) - a[i + 1] * xi) + a[i] * xr;
+      const T wi = ((b[i + 1] * u[k] - Pd[i + 1] * s[k]) + a[i + 1] * xr) + a[i] * xi;
       wk[i] = wr, wk[i + 1] = wi;
-      sum += Pk[i] * wr + Pk[i + 1] * wi;
+      sum += P[i] * wr + P[i + 1] * wi;
     }
-    rt[k] = R[j] * (2 * sum);
+    rt[k] = R * (2 * sum);
   }
 
   // (3) x' = w - Pd (R t) in place, y = 2 Re(C x') + D u
   for (int k = 0; k < K; ++k) acc[k] = S::zero();
   for (int64_t i = 0; i < whole; i += W) {
-    V pdv, cv;
-    auto load_params = [&](int k) {
-      pdv = S::load(Pd[k] + i), cv = S::load(c[k] + i) * plus_minus;  // Re(c x') = cr xr' - ci xi'
-    };
-    auto row = [&](int k, V wv) {
-      const V nx = wv - pdv * S::splat(rt[k]);
+    const V pdv = S::load(Pd + i), cv = S::load(c + i) * plus_minus;  // Re(c x') = cr xr' - ci xi'
+    V wv[K];
+    for (int k = 0; k < K; ++k) wv[k] = S::load(xo[k] + i);
+    for (int k = 0; k < K; ++k) {
+      const V nx = wv[k] - pdv * S::splat(rt[k]);
       S::store(xo[k] + i, nx);
       acc[k] += cv * nx;
-    };
-    if constexpr (kShared) {
-      load_params(0);
-      V wv[K];
-      for (int k = 0; k < K; ++k) wv[k] = S::load(xo[k] + i);
-      for (int k = 0; k < K; ++k) row(k, wv[k]);
-    } else {
-      for (int k = 0; k < K; ++k) load_params(k), row(k, S::load(xo[k] + i));
     }
   }
   const T* D = static_cast<const T*>(p.D);
   for (int k = 0; k < K; ++k) {
-    const T *Pdk = Pd[q(k)], *ck = c[q(k)];
     T* wk = xo[k];
     T sum = S::hsum(acc[k]);
     for (int64_t i = whole; i < n2; i += 2) {
-      const T nr = wk[i] - Pdk[i] * rt[k], ni = wk[i + 1] - Pdk[i + 1] * rt[k];
+      const T nr = wk[i] - Pd[i] * rt[k], ni = wk[i + 1] - Pd[i + 1] * rt[k];
       wk[i] = nr, wk[i + 1] = ni;
-      sum += ck[i] * nr - ck[i + 1] * ni;
+      sum += c[i] * nr - c[i + 1] * ni;
     }
-    // no D: no D u term (0 * NaN would be NaN)
-    *blk.y[k] = D ? 2 * sum + D[blk.h[k]] * u[k] : 2 * sum;
+    *blk.y[k] = D ? 2 * sum + D[blk.h] * u[k] : 2 * sum;  // no D: no D u term (0 * NaN is NaN)
   }
 }
 
@@ -212,20 +187,17 @@ void dplr_step_impl(const DplrStepParams& p) {
   const int64_t r = p.r, n2 = 2 * p.N;
   for_row_blocks<T, kDplrRows, kDplrChannels>(
       p.batch, p.H, n2, p.batch * p.H * p.N * (r + 1), p.state, p.new_state, p.u, p.y,
-      [&](const RowBlock<T, kDplrRows>& blk, bool shared) {
+      [&](const RowBlock<T, kDplrRows>& blk) {
         if (r == 1) {
-          by_rows<kDplrRows>(blk.rows, shared, [&](auto K, auto kShared) {
-            dplr_rank1_rows<T, K.value, kShared.value>(p, blk);
-          });
+          by_rows<kDplrRows>(blk.rows, [&](auto K) { dplr_rank1_rows<T, K.value>(p, blk); });
           return;
         }
+        const int64_t h = blk.h;
         const T* D = static_cast<const T*>(p.D);
-        for (int k = 0; k < blk.rows; ++k) {
-          const int64_t h = blk.h[k];
+        for (int k = 0; k < blk.rows; ++k)
           dplr_row(static_cast<const T*>(p.a) + h * n2, static_cast<const T*>(p.b) + h * n2,
                    static_cast<const T*>(p.P) + h * r * n2, static_cast<const T*>(p.Pd) + h * r * n2,
                    static_cast<const T*>(p.R) + h * r * r, static_cast<const T*>(p.C) + h * n2,
                    D ? D + h : nullptr, n2, r, blk.x[k], blk.xo[k], blk.u[k], blk.y[k]);
-        }
       });
 }

@@ -175,78 +175,59 @@ inline typename Simd<T>::V alternate(T even, T odd) {
   return v;
 }
 
-// Rows stepped together by ssm_step and dplr_step: up to kRows rows of the (batch, H, 2N)
-// state, each its own (batch element, channel). Several rows in flight interleave their
-// dependency chains (a row alone is bound by its sums' latency). With batch >= kRows a
-// block holds kRows batch elements of one channel (`shared`: the channel's parameters
-// are loaded and shuffled once for all of them); the batch rows left over are blocked
-// across consecutive channels instead. Each row's arithmetic is the same in either kind
-// of block, so results do not depend on the batch size, the blocking or the threads.
+// Rows stepped together by ssm_step and dplr_step: up to kRows batch elements of one
+// channel h of the (batch, H, 2N) state. The channel's parameters are loaded (and
+// shuffled) once for all of them, and their dependency chains interleave. Each row's
+// arithmetic is the same whatever the block's size, so results do not depend on the
+// batch size, the blocking or the thread count. (Blocking the rows of a lone batch
+// element across channels instead was measured: no faster, as each row then needs
+// its own parameters.)
 template <typename T, int kRows>
 struct RowBlock {
   int rows = 0;
-  int64_t h[kRows];  // the channel of each row (all h[0] when shared)
+  int64_t h = 0;
   const T* x[kRows];
-  T* xo[kRows];      // may be x
+  T* xo[kRows];  // may be x
   T u[kRows];
   T* y[kRows];
 };
 
-// Calls body(block, shared) over all rows, on the OpenMP team when `work` is worth it.
-// A task is a run of kChannels channels of one block of batch elements, so each row's
-// state is streamed in order and the channels' parameters stay in cache.
+// Calls body(block) over all rows, on the OpenMP team when `work` is worth it. A task
+// is a run of kChannels channels of one block of batch elements: each row's state is
+// streamed in order while the channels' parameters stay in cache.
 template <typename T, int kRows, int64_t kChannels, typename Body>
 inline void for_row_blocks(int64_t batch, int64_t H, int64_t n2, int64_t work, const void* state,
                            void* new_state, const void* u, void* y, Body body) {
-  const int64_t full = batch / kRows, rest = batch - full * kRows, chunks = ceil_div(H, kChannels);
-  auto add_row = [&](RowBlock<T, kRows>& blk, int64_t bi, int64_t h) {
-    const int k = blk.rows++;
-    const int64_t row = bi * H + h;
-    blk.h[k] = h;
-    blk.x[k] = static_cast<const T*>(state) + row * n2;
-    blk.xo[k] = static_cast<T*>(new_state) + row * n2;
-    blk.u[k] = static_cast<const T*>(u)[row];
-    blk.y[k] = static_cast<T*>(y) + row;
-  };
-  parallel_for((full + rest) * chunks, work, [&](int64_t task) {
-    const int64_t g = task / chunks, h0 = task % chunks * kChannels, h1 = imin(H, h0 + kChannels);
+  const int64_t chunks = ceil_div(H, kChannels);
+  parallel_for(ceil_div(batch, kRows) * chunks, work, [&](int64_t task) {
+    const int64_t b0 = task / chunks * kRows, h0 = task % chunks * kChannels;
     RowBlock<T, kRows> blk;
-    if (g < full) {  // batch elements [g kRows, (g + 1) kRows), one channel at a time
-      for (int64_t h = h0; h < h1; ++h) {
-        blk.rows = 0;
-        for (int k = 0; k < kRows; ++k) add_row(blk, g * kRows + k, h);
-        body(blk, true);
+    blk.rows = static_cast<int>(imin(kRows, batch - b0));
+    for (int64_t h = h0; h < imin(H, h0 + kChannels); ++h) {
+      blk.h = h;
+      for (int k = 0; k < blk.rows; ++k) {
+        const int64_t row = (b0 + k) * H + h;
+        blk.x[k] = static_cast<const T*>(state) + row * n2;
+        blk.xo[k] = static_cast<T*>(new_state) + row * n2;
+        blk.u[k] = static_cast<const T*>(u)[row];
+        blk.y[k] = static_cast<T*>(y) + row;
       }
-    } else {  // one left-over batch element, kRows channels at a time
-      const int64_t bi = full * kRows + (g - full);
-      for (int64_t h = h0; h < h1; h += kRows) {
-        blk.rows = 0;
-        for (int64_t hh = h; hh < imin(h1, h + kRows); ++hh) add_row(blk, bi, hh);
-        body(blk, false);
-      }
+      body(blk);
     }
   });
 }
 
-// Calls kernel(Const<K>(), Const<kShared>()) with the block's row count as K, so the
-// row loops are unrolled at compile time.
+// Calls kernel(Const<K>()) with K = rows (1..kRows), so the row loops unroll.
 template <auto v>
 struct Const {
   static constexpr auto value = v;
 };
-template <int K, typename Kernel>
-inline void by_rows_unshared(int rows, Kernel&& kernel) {
-  if constexpr (K > 1) {
-    if (rows < K) return by_rows_unshared<K - 1>(rows, kernel);
-  }
-  kernel(Const<K>(), Const<false>());
-}
 template <int kRows, typename Kernel>
-inline void by_rows(int rows, bool shared, Kernel&& kernel) {
-  if (shared)
-    kernel(Const<kRows>(), Const<true>());  // a shared block is always full
-  else
-    by_rows_unshared<kRows>(rows, kernel);
+inline void by_rows(int rows, Kernel&& kernel) {
+  if constexpr (kRows > 1) {
+    if (rows < kRows) return by_rows<kRows - 1>(rows, kernel);
+  }
+  kernel(Const<kRows>());
 }
 
 // One step. Bound by the arithmetic on the state and its traffic (dA, dB, dC stay in cache).
@@ -254,67 +235,53 @@ constexpr int kStepRows = 4;
 constexpr int64_t kStepChannels = 32;
 
 // The K rows of blk. Within one vector step all rows are loaded before any is stored:
-// batch rows of a shared block often lie a multiple of 4 KiB apart, where a load after
-// a store at the same offset would stall as if dependent (4K aliasing). Each vector of
-// x is read before the same vector of x' is written: safe in place.
-template <typename T, int K, bool kShared>
+// batch rows often lie a multiple of 4 KiB apart, where a load after a store at the
+// same offset would stall as if dependent (4K aliasing). Each vector of x is read
+// before the same vector of x' is written: safe in place.
+template <typename T, int K>
 inline void ssm_step_rows(const StepParams& p, const RowBlock<T, kStepRows>& blk) {
   using S = Simd<T>;
   using V = typename S::V;
-  constexpr int W = S::W, KP = kShared ? 1 : K;  // KP: parameter sets
+  constexpr int W = S::W;
   const int64_t n2 = 2 * p.N, whole = n2 / W * W;  // reals in whole vectors; the rest is scalar
   const V minus_plus = alternate(T(-1), T(1)), plus_minus = alternate(T(1), T(-1));
+  const T* a = static_cast<const T*>(p.dA) + blk.h * n2;
+  const T* b = static_cast<const T*>(p.dB) + blk.h * n2;
+  const T* c = static_cast<const T*>(p.dC) + blk.h * n2;
   // Local copies: the stores below (memcpy) could otherwise alias them, forcing reloads.
-  const T *x[K], *a[KP], *b[KP], *c[KP];
+  const T* x[K];
   T* xo[K];
   T u[K];
   for (int k = 0; k < K; ++k) x[k] = blk.x[k], xo[k] = blk.xo[k], u[k] = blk.u[k];
-  for (int k = 0; k < KP; ++k) {
-    a[k] = static_cast<const T*>(p.dA) + blk.h[k] * n2;
-    b[k] = static_cast<const T*>(p.dB) + blk.h[k] * n2;
-    c[k] = static_cast<const T*>(p.dC) + blk.h[k] * n2;
-  }
   V acc[K];
   for (int k = 0; k < K; ++k) acc[k] = S::zero();
   for (int64_t i = 0; i < whole; i += W) {
-    V ar, ai, bv, cv;
-    auto load_params = [&](int k) {
-      // x' = dA x + dB u: (ar xr - ai xi, ar xi + ai xr) = ar (xr, xi) + ai (-xi, xr)
-      const V av = S::load(a[k] + i);
-      ar = real_parts_twice(av), ai = imag_parts_twice(av) * minus_plus;
-      bv = S::load(b[k] + i);
-      cv = S::load(c[k] + i) * plus_minus;  // Re(c x') = cr xr' - ci xi'
-    };
-    auto row = [&](int k, V xv) {
+    // x' = dA x + dB u: (ar xr - ai xi, ar xi + ai xr) = ar (xr, xi) + ai (-xi, xr)
+    const V av = S::load(a + i), bv = S::load(b + i);
+    const V ar = real_parts_twice(av), ai = imag_parts_twice(av) * minus_plus;
+    const V cv = S::load(c + i) * plus_minus;  // Re(c x') = cr xr' - ci xi'
+    V xv[K];
+    for (int k = 0; k < K; ++k) xv[k] = S::load(x[k] + i);
+    for (int k = 0; k < K; ++k) {
       // dB u first: it does not wait for x, so x's chain is two FMAs
-      const V nx = (bv * S::splat(u[k]) + ai * swap_pairs(xv)) + ar * xv;
+      const V nx = (bv * S::splat(u[k]) + ai * swap_pairs(xv[k])) + ar * xv[k];
       S::store(xo[k] + i, nx);
       acc[k] += cv * nx;
-    };
-    if constexpr (kShared) {
-      load_params(0);
-      V xv[K];
-      for (int k = 0; k < K; ++k) xv[k] = S::load(x[k] + i);
-      for (int k = 0; k < K; ++k) row(k, xv[k]);
-    } else {  // rows of different channels: no 4K aliasing between them
-      for (int k = 0; k < K; ++k) load_params(k), row(k, S::load(x[k] + i));
     }
   }
   const T* D = static_cast<const T*>(p.D);
   for (int k = 0; k < K; ++k) {
-    const int q = kShared ? 0 : k;
-    const T *ak = a[q], *bk = b[q], *ck = c[q], *xk = x[k];
+    const T* xk = x[k];
     T* ok = xo[k];
     T sum = S::hsum(acc[k]);
     for (int64_t i = whole; i < n2; i += 2) {
       const T xr = xk[i], xi = xk[i + 1];
-      const T nr = (bk[i] * u[k] - ak[i + 1] * xi) + ak[i] * xr;
-      const T ni = (bk[i + 1] * u[k] + ak[i + 1] * xr) + ak[i] * xi;
+      const T nr = (b[i] * u[k] - a[i + 1] * xi) + a[i] * xr;
+      const T ni = (b[i + 1] * u[k] + a[i + 1] * xr) + a[i] * xi;
       ok[i] = nr, ok[i + 1] = ni;
-      sum += ck[i] * nr - ck[i + 1] * ni;
+      sum += c[i] * nr - c[i + 1] * ni;
     }
-    // no D: no D u term (0 * NaN would be NaN)
-    *blk.y[k] = D ? 2 * sum + D[blk.h[k]] * u[k] : 2 * sum;
+    *blk.y[k] = D ? 2 * sum + D[blk.h] * u[k] : 2 * sum;  // no D: no D u term (0 * NaN is NaN)
   }
 }
 
@@ -322,10 +289,8 @@ template <typename T>
 void ssm_step_impl(const StepParams& p) {
   for_row_blocks<T, kStepRows, kStepChannels>(
       p.batch, p.H, 2 * p.N, p.batch * p.H * p.N, p.state, p.new_state, p.u, p.y,
-      [&](const RowBlock<T, kStepRows>& blk, bool shared) {
-        by_rows<kStepRows>(blk.rows, shared, [&](auto K, auto kShared) {
-          ssm_step_rows<T, K.value, kShared.value>(p, blk);
-        });
+      [&](const RowBlock<T, kStepRows>& blk) {
+        by_rows<kStepRows>(blk.rows, [&](auto K) { ssm_step_rows<T, K.value>(p, blk); });
       });
 }
 
