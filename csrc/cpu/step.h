@@ -415,10 +415,11 @@ void ssm_scan_impl(const ScanParams& p) {
               const V uu = S::load(ub + j * W);
               V acc_r = S::load(yb + j * W), acc_i = S::zero();
               for (int64_t k = 0; k < NB; ++k) {
-                // The dB u terms first: they do not wait for the previous state, so the
-                // state's dependency chain is two FMAs per step, not three.
-                const V nr = (br[k] * uu - ai[k] * si[k]) + ar[k] * sr[k];
-                const V ni = (bim[k] * uu + ai[k] * sr[k]) + ar[k] * si[k];
+                // dB u is a plain product, off the state's dependency chain, fused into
+                // the ai term: the chain is two FMAs per step (written the other way,
+                // the compiler fuses dB u instead and the chain is mul + 2 FMAs).
+                const V nr = ar[k] * sr[k] - (ai[k] * si[k] - br[k] * uu);
+                const V ni = ar[k] * si[k] + (ai[k] * sr[k] + bim[k] * uu);
                 sr[k] = nr, si[k] = ni;
                 acc_r += cr[k] * nr;  // two accumulators: two short chains
                 acc_i += ci[k] * ni;
