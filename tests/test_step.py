@@ -96,7 +96,7 @@ def stable(H, N, dtype=C64):
     return dA.to(dtype), dB.to(dtype), C, D
 
 
-@pytest.mark.parametrize("batch,H,N", [(1, 1, 1), (3, 17, 5), (16, 256, 32), (2, 33, 64)])
+@pytest.mark.parametrize("batch,H,N", [(1, 1, 1), (3, 17, 5), (16, 256, 32), (2, 33, 64), (5, 37, 13), (9, 70, 3)])
 def test_ssm_step_2x(batch, H, N):
     dA, dB, dC, D = stable(H, N)
     x = torch.randn(batch, H, N, dtype=C64)
@@ -126,6 +126,26 @@ def test_ssm_step_in_place_and_out():
     xn = x.numpy().copy()
     yn, nn = ops.ssm_step(xn, u.numpy(), dA.numpy(), dB.numpy(), dC.numpy(), D.numpy(), out=xn)
     assert nn is xn and np.array_equal(xn, n0.numpy()) and np.array_equal(yn, y0.numpy())
+
+
+@pytest.mark.parametrize("dtype", [C64, C128])
+@pytest.mark.parametrize("batch,H,N", [(9, 37, 13), (6, 70, 32), (1, 5, 3)])
+def test_ssm_step_rows_independent_of_batch(dtype, batch, H, N):
+    """The kernel steps up to 4 batch elements of one channel together (here full
+    blocks and a ragged remainder); each row's result must not depend on that:
+    stepping each batch element alone gives the batched result bit for bit, and so
+    does stepping in place."""
+    dA, dB, dC, D = (t.to(dtype) if t.is_complex() else t.to(REAL[dtype]) for t in stable(H, N))
+    x = torch.randn(batch, H, N, dtype=dtype)
+    u = torch.randn(batch, H, dtype=REAL[dtype])
+    with torch.no_grad():
+        y, new = ops.ssm_step(x, u, dA, dB, dC, D)
+        for b in range(batch):
+            yb, nb = ops.ssm_step(x[b : b + 1], u[b : b + 1], dA, dB, dC, D)
+            assert torch.equal(yb[0], y[b]) and torch.equal(nb[0], new[b]), f"batch element {b}"
+        xi = x.clone()
+        yi, _ = ops.ssm_step(xi, u, dA, dB, dC, D, out=xi)
+        assert torch.equal(xi, new) and torch.equal(yi, y)
 
 
 def test_ssm_step_direct_path_equals_op():

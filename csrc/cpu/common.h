@@ -55,6 +55,10 @@ inline void parallel_tasks(int64_t tasks, int64_t work, MakeScratch make_scratch
 // parallel_tasks for bodies that need no scratch: body(t).
 template <typename Body>
 inline void parallel_for(int64_t tasks, int64_t work, Body body) {
-#pragma omp parallel for schedule(static) if (tasks > 1 && work >= kMinParallelWork)
+  if (tasks <= 1 || work < kMinParallelWork) {  // not even a team of one: a step is microseconds
+    for (int64_t t = 0; t < tasks; ++t) body(t);
+    return;
+  }
+#pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < tasks; ++t) body(t);
 }

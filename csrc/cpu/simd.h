@@ -21,17 +21,34 @@ struct Simd {
   typedef T V __attribute__((vector_size(SSMKIT_VEC_BYTES)));
 
   static inline V zero() { return V{}; }
-  static inline V splat(T x) { return V{} + x; }
+  // x - 0 is x for every x, -0 included, so this is one broadcast (V{} + x would
+  // turn -0 into +0, with an add; a per-lane loop compiles to lane inserts).
+  static inline V splat(T x) { return x - V{}; }
   static inline V load(const T* p) {
     V v;
     std::memcpy(&v, p, sizeof(V));
     return v;
   }
   static inline void store(T* p, V v) { std::memcpy(p, &v, sizeof(V)); }
+  // Sum of the lanes, pairwise (halves added until one lane is left): a chain of
+  // log2(W) adds, not W, and no less accurate.
   static inline T hsum(V v) {
-    T s = 0;
-    for (int i = 0; i < W; ++i) s += v[i];
-    return s;
+#if SSMKIT_VEC_BYTES == 32
+    if constexpr (sizeof(T) == 4) {
+      __m128 h = _mm_add_ps(_mm256_castps256_ps128((__m256)v), _mm256_extractf128_ps((__m256)v, 1));
+      h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+      return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+    } else {
+      __m128d h = _mm_add_pd(_mm256_castpd256_pd128((__m256d)v), _mm256_extractf128_pd((__m256d)v, 1));
+      return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    }
+#else
+    T b[W];
+    std::memcpy(b, &v, sizeof(V));
+    for (int w = W / 2; w > 0; w /= 2)  // the same order as the AVX2 branch
+      for (int i = 0; i < w; ++i) b[i] += b[i + w];
+    return b[0];
+#endif
   }
   // True if every lane of the comparison result m is set.
   template <typename M>

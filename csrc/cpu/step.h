@@ -52,11 +52,6 @@ void discretize_backward_impl(const DiscretizeBackwardParams& p) {
   });
 }
 
-// One step. A task is a run of consecutive (batch, h) rows, so each thread streams
-// one contiguous part of the state (the step is bound by that traffic) while dA, dB,
-// dC, (H, N) each, stay in cache.
-constexpr int64_t kStepRowsPerTask = 64;
-
 // Interleaved complex vectors (re, im, re, im, ...): the in-lane shuffles that a
 // complex product needs, written per lane (compilers turn them into one permute).
 template <typename V>
@@ -84,50 +79,123 @@ inline typename Simd<T>::V alternate(T even, T odd) {
   return v;
 }
 
-template <typename T>
-void ssm_step_impl(const StepParams& p) {
+// Rows stepped together by ssm_step and dplr_step: up to kRows batch elements of one
+// channel h of the (batch, H, 2N) state. The channel's parameters are loaded (and
+// shuffled) once for all of them, and their dependency chains interleave. Each row's
+// arithmetic is the same whatever the block's size, so results do not depend on the
+// batch size, the blocking or the thread count. (Blocking the rows of a lone batch
+// element across channels instead was measured: no faster, as each row then needs
+// its own parameters.)
+template <typename T, int kRows>
+struct RowBlock {
+  int rows = 0;
+  int64_t h = 0;
+  const T* x[kRows];
+  T* xo[kRows];  // may be x
+  T u[kRows];
+  T* y[kRows];
+};
+
+// Calls body(block) over all rows, on the OpenMP team when `work` is worth it. A task
+// is a run of kChannels channels of one block of batch elements: each row's state is
+// streamed in order while the channels' parameters stay in cache.
+template <typename T, int kRows, int64_t kChannels, typename Body>
+inline void for_row_blocks(int64_t batch, int64_t H, int64_t n2, int64_t work, const void* state,
+                           void* new_state, const void* u, void* y, Body body) {
+  const int64_t chunks = ceil_div(H, kChannels);
+  parallel_for(ceil_div(batch, kRows) * chunks, work, [&](int64_t task) {
+    const int64_t b0 = task / chunks * kRows, h0 = task % chunks * kChannels;
+    RowBlock<T, kRows> blk;
+    blk.rows = static_cast<int>(imin(kRows, batch - b0));
+    for (int64_t h = h0; h < imin(H, h0 + kChannels); ++h) {
+      blk.h = h;
+      for (int k = 0; k < blk.rows; ++k) {
+        const int64_t row = (b0 + k) * H + h;
+        blk.x[k] = static_cast<const T*>(state) + row * n2;
+        blk.xo[k] = static_cast<T*>(new_state) + row * n2;
+        blk.u[k] = static_cast<const T*>(u)[row];
+        blk.y[k] = static_cast<T*>(y) + row;
+      }
+      body(blk);
+    }
+  });
+}
+
+// Calls kernel(Const<K>()) with K = rows (1..kRows), so the row loops unroll.
+template <auto v>
+struct Const {
+  static constexpr auto value = v;
+};
+template <int kRows, typename Kernel>
+inline void by_rows(int rows, Kernel&& kernel) {
+  if constexpr (kRows > 1) {
+    if (rows < kRows) return by_rows<kRows - 1>(rows, kernel);
+  }
+  kernel(Const<kRows>());
+}
+
+// One step. Bound by the arithmetic on the state and its traffic (dA, dB, dC stay in cache).
+constexpr int kStepRows = 4;
+constexpr int64_t kStepChannels = 32;
+
+// The K rows of blk. Within one vector step all rows are loaded before any is stored:
+// batch rows often lie a multiple of 4 KiB apart, where a load after a store at the
+// same offset would stall as if dependent (4K aliasing). Each vector of x is read
+// before the same vector of x' is written: safe in place.
+template <typename T, int K>
+inline void ssm_step_rows(const StepParams& p, const RowBlock<T, kStepRows>& blk) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int W = S::W;
-  const int64_t N = p.N, H = p.H, rows = p.batch * H;
-  const int64_t whole = 2 * N / W * W;  // reals covered by whole vectors; the rest is scalar
-  const T* u = static_cast<const T*>(p.u);
-  const T* D = static_cast<const T*>(p.D);
-  T* y = static_cast<T*>(p.y);
-  const int64_t tasks = ceil_div(rows, kStepRowsPerTask);
-  parallel_for(tasks, rows * N, [&](int64_t task) {
-    const V minus_plus = alternate(T(-1), T(1)), plus_minus = alternate(T(1), T(-1));
-    const int64_t end = imin(rows, (task + 1) * kStepRowsPerTask);
-    for (int64_t row = task * kStepRowsPerTask; row < end; ++row) {
-      const int64_t h = row % H;
-      const T* a = static_cast<const T*>(p.dA) + 2 * h * N;
-      const T* b = static_cast<const T*>(p.dB) + 2 * h * N;
-      const T* c = static_cast<const T*>(p.dC) + 2 * h * N;
-      const T* x = static_cast<const T*>(p.state) + 2 * row * N;
-      T* xo = static_cast<T*>(p.new_state) + 2 * row * N;  // may be x itself
-      const T uu = u[row];
-      const V uv = S::splat(uu);
-      V acc = S::zero();
-      // x' = dA x + dB u: (ar xr - ai xi, ar xi + ai xr) = ar (xr, xi) + ai (-xi, xr).
-      // Each vector of x is read before the same vector of x' is written: safe in place.
-      for (int64_t i = 0; i < whole; i += W) {
-        const V xv = S::load(x + i), av = S::load(a + i);
-        const V ar = real_parts_twice(av), ai = imag_parts_twice(av);
-        const V nx = S::load(b + i) * uv + ar * xv + (ai * minus_plus) * swap_pairs(xv);
-        S::store(xo + i, nx);
-        acc += (S::load(c + i) * nx) * plus_minus;  // Re(c x') = cr xr' - ci xi'
-      }
-      T sum = S::hsum(acc);
-      for (int64_t i = whole; i < 2 * N; i += 2) {
-        const T xr = x[i], xi = x[i + 1];
-        const T nr = a[i] * xr - a[i + 1] * xi + b[i] * uu;
-        const T ni = a[i] * xi + a[i + 1] * xr + b[i + 1] * uu;
-        xo[i] = nr, xo[i + 1] = ni;
-        sum += c[i] * nr - c[i + 1] * ni;
-      }
-      y[row] = D ? 2 * sum + D[h] * uu : 2 * sum;  // no D: no D u term (0 * NaN would be NaN)
+  const int64_t n2 = 2 * p.N, whole = n2 / W * W;  // reals in whole vectors; the rest is scalar
+  const V minus_plus = alternate(T(-1), T(1)), plus_minus = alternate(T(1), T(-1));
+  const T* a = static_cast<const T*>(p.dA) + blk.h * n2;
+  const T* b = static_cast<const T*>(p.dB) + blk.h * n2;
+  const T* c = static_cast<const T*>(p.dC) + blk.h * n2;
+  // Local copies: the stores below (memcpy) could otherwise alias them, forcing reloads.
+  const T* x[K];
+  T* xo[K];
+  T u[K];
+  for (int k = 0; k < K; ++k) x[k] = blk.x[k], xo[k] = blk.xo[k], u[k] = blk.u[k];
+  V acc[K];
+  for (int k = 0; k < K; ++k) acc[k] = S::zero();
+  for (int64_t i = 0; i < whole; i += W) {
+    // x' = dA x + dB u: (ar xr - ai xi, ar xi + ai xr) = ar (xr, xi) + ai (-xi, xr)
+    const V av = S::load(a + i), bv = S::load(b + i);
+    const V ar = real_parts_twice(av), ai = imag_parts_twice(av) * minus_plus;
+    const V cv = S::load(c + i) * plus_minus;  // Re(c x') = cr xr' - ci xi'
+    V xv[K];
+    for (int k = 0; k < K; ++k) xv[k] = S::load(x[k] + i);
+    for (int k = 0; k < K; ++k) {
+      // dB u first: it does not wait for x, so x's chain is two FMAs
+      const V nx = (bv * S::splat(u[k]) + ai * swap_pairs(xv[k])) + ar * xv[k];
+      S::store(xo[k] + i, nx);
+      acc[k] += cv * nx;
     }
-  });
+  }
+  const T* D = static_cast<const T*>(p.D);
+  for (int k = 0; k < K; ++k) {
+    const T* xk = x[k];
+    T* ok = xo[k];
+    T sum = S::hsum(acc[k]);
+    for (int64_t i = whole; i < n2; i += 2) {
+      const T xr = xk[i], xi = xk[i + 1];
+      const T nr = (b[i] * u[k] - a[i + 1] * xi) + a[i] * xr;
+      const T ni = (b[i + 1] * u[k] + a[i + 1] * xr) + a[i] * xi;
+      ok[i] = nr, ok[i + 1] = ni;
+      sum += c[i] * nr - c[i + 1] * ni;
+    }
+    *blk.y[k] = D ? 2 * sum + D[blk.h] * u[k] : 2 * sum;  // no D: no D u term (0 * NaN is NaN)
+  }
+}
+
+template <typename T>
+void ssm_step_impl(const StepParams& p) {
+  for_row_blocks<T, kStepRows, kStepChannels>(
+      p.batch, p.H, 2 * p.N, p.batch * p.H * p.N, p.state, p.new_state, p.u, p.y,
+      [&](const RowBlock<T, kStepRows>& blk) {
+        by_rows<kStepRows>(blk.rows, [&](auto K) { ssm_step_rows<T, K.value>(p, blk); });
+      });
 }
 
 // ---- scan: lanes = W consecutive channels ----
@@ -251,10 +319,11 @@ void ssm_scan_impl(const ScanParams& p) {
               const V uu = S::load(ub + j * W);
               V acc_r = S::load(yb + j * W), acc_i = S::zero();
               for (int64_t k = 0; k < NB; ++k) {
-                // The dB u terms first: they do not wait for the previous state, so the
-                // state's dependency chain is two FMAs per step, not three.
-                const V nr = (br[k] * uu - ai[k] * si[k]) + ar[k] * sr[k];
-                const V ni = (bim[k] * uu + ai[k] * sr[k]) + ar[k] * si[k];
+                // dB u is a plain product, off the state's dependency chain, fused into
+                // the ai term: the chain is two FMAs per step (written the other way,
+                // the compiler fuses dB u instead and the chain is mul + 2 FMAs).
+                const V nr = ar[k] * sr[k] - (ai[k] * si[k] - br[k] * uu);
+                const V ni = ar[k] * si[k] + (ai[k] * sr[k] + bim[k] * uu);
                 sr[k] = nr, si[k] = ni;
                 acc_r += cr[k] * nr;  // two accumulators: two short chains
                 acc_i += ci[k] * ni;

@@ -142,5 +142,22 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
         "ssmkit": Impl(dplr_inplace, batch * H * N),
         "dense S4 step": Impl(dense_step, batch * H * N),
     }, note="S4's dense step: (H, N, N) complex matrix times the state, per batch element"))  # fmt: skip
+
+    # the same at batch 1, as autoregressive generation (SaShiMi) steps one sample
+    x1, u1 = x[:1].clone(), u[:1]
+
+    def dense_step1():
+        xn = torch.einsum("hmn,bhn->bhm", dense, x1) + f.dB * u1.unsqueeze(-1)
+        return 2 * torch.einsum("hn,bhn->bh", C, xn).real + D * u1, xn
+
+    def dplr_inplace1():
+        with torch.no_grad():
+            return ops.dplr_step(x1, u1, f, C, D, out=x1)
+
+    out.append(Case("step", "dplr_step r=1 (generation)", f"batch=1 H={H} N={N}", UNIT, {
+        "ssmkit": Impl(dplr_inplace1, H * N),
+        "dense S4 step": Impl(dense_step1, H * N),
+    }, note="one sample per step, as generation runs it; at this size the Python call overhead "
+            "(~15 us) is most of the time"))  # fmt: skip
     return out
 
