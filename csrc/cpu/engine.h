@@ -135,47 +135,65 @@ inline void engine_layer_norm(const float* x, float* out, const float* w, const 
   for (int64_t i = whole; i < n; ++i) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
 }
 
-// R rows of out[o0, o0 + NV W) = bias + x Wt: the weights of one input are loaded once
-// for all R rows; NV W independent accumulators per row.
+// Linear layers: out = bias + x Wt, with Wt packed in column blocks of kLinearBlock
+// outputs, each (n_in, block width) contiguous at Wt + o0 n_in (the last block may be
+// narrower): a block streams through memory in order (the weights mostly come from
+// L2/L3 at batch 1), and R rows share each weight load.
+constexpr int64_t kLinearBlock = 32;
+
+// R rows, columns [c, c + NV W) of one block (Wb, bw floats per input): NV W
+// accumulators per row; one row alternates two sets over the inputs (twice the
+// independent FMA chains).
 template <int R, int NV>
-inline void engine_linear_block(const float* const* x, float* const* out, const float* Wt,
-                                const float* bias, int64_t n_in, int64_t n_out, int64_t o0) {
+inline void engine_linear_cols(const float* const* x, float* const* out, const float* Wb,
+                               int64_t bw, const float* bias, int64_t n_in, int64_t o0, int64_t c) {
   using S = Simd<float>;
   using V = S::V;
-  constexpr int W = S::W;
-  V acc[R][NV];
-  for (int k = 0; k < NV; ++k) {
-    const V b = bias ? S::load(bias + o0 + k * W) : S::zero();
-    for (int r = 0; r < R; ++r) acc[r][k] = b;
-  }
-  const float* w = Wt + o0;
-  for (int64_t i = 0; i < n_in; ++i, w += n_out) {
-    V wv[NV];
-    for (int k = 0; k < NV; ++k) wv[k] = S::load(w + k * W);
+  constexpr int W = S::W, SETS = R == 1 ? 2 : 1;
+  V acc[SETS][R][NV];
+  for (int k = 0; k < NV; ++k)
     for (int r = 0; r < R; ++r) {
-      const V xs = S::splat(x[r][i]);
-      for (int k = 0; k < NV; ++k) acc[r][k] += xs * wv[k];
+      acc[0][r][k] = bias ? S::load(bias + o0 + c + k * W) : S::zero();
+      if (SETS == 2) acc[SETS - 1][r][k] = S::zero();
     }
-  }
+  const float* w = Wb + c;
+  int64_t i = 0;
+  for (; i + SETS <= n_in; i += SETS, w += SETS * bw)
+    for (int s = 0; s < SETS; ++s) {
+      V wv[NV];
+      for (int k = 0; k < NV; ++k) wv[k] = S::load(w + s * bw + k * W);
+      for (int r = 0; r < R; ++r) {
+        const V xs = S::splat(x[r][i + s]);
+        for (int k = 0; k < NV; ++k) acc[s][r][k] += xs * wv[k];
+      }
+    }
+  for (; i < n_in; ++i, w += bw)  // odd n_in with two sets
+    for (int r = 0; r < R; ++r)
+      for (int k = 0; k < NV; ++k) acc[0][r][k] += S::splat(x[r][i]) * S::load(w + k * W);
   for (int r = 0; r < R; ++r)
-    for (int k = 0; k < NV; ++k) S::store(out[r] + o0 + k * W, acc[r][k]);
+    for (int k = 0; k < NV; ++k)
+      S::store(out[r] + o0 + c + k * W, SETS == 2 ? acc[0][r][k] + acc[SETS - 1][r][k] : acc[0][r][k]);
 }
 
 template <int R>
 inline void engine_linear_rows(const float* const* x, float* const* out, const float* Wt,
                                const float* bias, int64_t n_in, int64_t n_out) {
   constexpr int W = Simd<float>::W;
-  constexpr int NV = R == 1 ? 8 : 4;  // accumulators: 8 vectors for one row, 4 per row for 2
-  int64_t o0 = 0;
-  for (; o0 + NV * W <= n_out; o0 += NV * W)
-    engine_linear_block<R, NV>(x, out, Wt, bias, n_in, n_out, o0);
-  for (; o0 + W <= n_out; o0 += W) engine_linear_block<R, 1>(x, out, Wt, bias, n_in, n_out, o0);
-  for (; o0 < n_out; ++o0)  // the last n_out % W outputs
-    for (int r = 0; r < R; ++r) {
-      float acc = bias ? bias[o0] : 0.0f;
-      for (int64_t i = 0; i < n_in; ++i) acc += x[r][i] * Wt[i * n_out + o0];
-      out[r][o0] = acc;
-    }
+  constexpr int NV0 = kLinearBlock / W < 8 / R ? int(kLinearBlock / W) : 8 / R;
+  constexpr int NV = NV0 > 0 ? NV0 : 1;  // vectors per pass: at most 8 accumulators per set
+  for (int64_t o0 = 0; o0 < n_out; o0 += kLinearBlock) {
+    const int64_t bw = imin(kLinearBlock, n_out - o0);
+    const float* Wb = Wt + o0 * n_in;
+    int64_t c = 0;
+    for (; c + NV * W <= bw; c += NV * W) engine_linear_cols<R, NV>(x, out, Wb, bw, bias, n_in, o0, c);
+    for (; c + W <= bw; c += W) engine_linear_cols<R, 1>(x, out, Wb, bw, bias, n_in, o0, c);
+    for (; c < bw; ++c)  // the last n_out % W outputs
+      for (int r = 0; r < R; ++r) {
+        float acc = bias ? bias[o0 + c] : 0.0f;
+        for (int64_t i = 0; i < n_in; ++i) acc += x[r][i] * Wb[i * bw + c];
+        out[r][o0 + c] = acc;
+      }
+  }
 }
 
 inline void engine_gelu(float* x, int64_t n) {
@@ -229,12 +247,17 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
         const float* Wt = v.param(c[3]);
         const float* bias = v.param(c[4]);
         int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) {
+          const float* x[4] = {v.at(c[1], r), v.at(c[1], r + 1), v.at(c[1], r + 2), v.at(c[1], r + 3)};
+          float* o[4] = {v.at(c[2], r), v.at(c[2], r + 1), v.at(c[2], r + 2), v.at(c[2], r + 3)};
+          engine_linear_rows<4>(x, o, Wt, bias, c[5], c[6]);
+        }
         for (; r + 2 <= r1; r += 2) {
           const float* x[2] = {v.at(c[1], r), v.at(c[1], r + 1)};
           float* o[2] = {v.at(c[2], r), v.at(c[2], r + 1)};
           engine_linear_rows<2>(x, o, Wt, bias, c[5], c[6]);
         }
-        if (r < r1) {
+        for (; r < r1; ++r) {
           const float* x[1] = {v.at(c[1], r)};
           float* o[1] = {v.at(c[2], r)};
           engine_linear_rows<1>(x, o, Wt, bias, c[5], c[6]);
@@ -334,11 +357,18 @@ inline void engine_run_impl(const EngineParams& p) {
   const int64_t batch = p.batch;
   bool failed = false;
   int64_t bad_step = -1;
-#pragma omp parallel num_threads(int(threads))
+#ifdef _OPENMP
+  // The step kernels called inside stay on their thread: one thread, one row range.
+  // (One thread runs outside any parallel region: a nested one would build an OpenMP
+  // team at every kernel call.)
+  const int saved_threads = omp_get_max_threads();
+  if (threads == 1) omp_set_num_threads(1);
+#endif
+#pragma omp parallel num_threads(int(threads)) if (threads > 1)
   {
 #ifdef _OPENMP
     const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
-    omp_set_num_threads(1);  // the step kernels called below stay on this thread
+    omp_set_num_threads(1);
 #else
     const int64_t tid = 0, nt = 1;
 #endif
@@ -378,6 +408,9 @@ inline void engine_run_impl(const EngineParams& p) {
       bad_step = bad_step < 0 || my_bad < bad_step ? my_bad : bad_step;
     }
   }
+#ifdef _OPENMP
+  omp_set_num_threads(saved_threads);
+#endif
   if (failed) throw std::bad_alloc();
   if (p.bad_step) *p.bad_step = bad_step;
 }

@@ -181,7 +181,9 @@ struct DplrStepParams {
 enum EngineOp : int64_t {
   kEngineEmbed = 1,      // out, table, width, vocab:  out = table[token]
   kEngineLayerNorm = 2,  // x, out, weight, bias, width, eps (a double's bits)
-  kEngineLinear = 3,     // x, out, Wt, bias (-1: none), n_in, n_out:  out = x Wt + bias, Wt (n_in, n_out)
+  kEngineLinear = 3,     // x, out, Wt, bias (-1: none), n_in, n_out:  out = x Wt + bias, with Wt
+                         // (n_in, n_out) packed in column blocks of 32: block o0 is
+                         // Wt[:, o0:o0+32] (n_in, <= 32) contiguous at offset o0 n_in
   kEngineGelu = 4,       // x, width: in place, exact (erf) GELU
   kEngineGlu = 5,        // x, out, width:  out = x[:width] * sigmoid(x[width:])
   kEngineAdd = 6,        // a, b, out, width

@@ -476,7 +476,7 @@ def sample_logits(
         uniforms = torch.rand(logits.shape[0], generator=generator, dtype=torch.float64, device=logits.device)
     probs = torch.softmax(logits.double() / temperature, -1)
     if top_p < 1:
-        sorted_probs, order = probs.sort(-1, descending=True, stable=True)
+        sorted_probs, order = probs.sort(stable=True, dim=-1, descending=True)
         before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the more likely tokens
         probs = probs.scatter(-1, order, sorted_probs.masked_fill(before >= top_p, 0.0))
     cdf = probs.cumsum(-1)

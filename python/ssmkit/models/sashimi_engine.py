@@ -26,6 +26,7 @@ from ..nn import S4
 from ..nn.backend import COMPILED, kernels
 
 OPS = _C.engine_ops
+LINEAR_BLOCK = 32  # output columns per packed weight block (kLinearBlock in csrc/cpu/engine.h)
 
 
 def supported(model) -> bool:
@@ -109,7 +110,9 @@ class _Emitter:
 
     def linear(self, lin: nn.Linear, x: int, out: int):
         if id(lin) not in self.weights:
-            self.weights[id(lin)] = (self.p.param(lin.weight.detach().t().contiguous()), self.p.param(lin.bias))
+            Wt = lin.weight.detach().t()  # packed in column blocks (ssmkit.h, kEngineLinear)
+            packed = torch.cat([Wt[:, o : o + LINEAR_BLOCK].reshape(-1) for o in range(0, Wt.shape[1], LINEAR_BLOCK)])
+            self.weights[id(lin)] = (self.p.param(packed), self.p.param(lin.bias))
         Wt, b = self.weights[id(lin)]
         self.p.emit("linear", x, out, Wt, b, lin.in_features, lin.out_features)
 
