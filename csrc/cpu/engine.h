@@ -66,16 +66,20 @@ inline V verf_small(V z) {  // 0 <= z < 1
   return z * p;
 }
 
+// erfc(z) for 1 <= z <= 22, z = |x|/sqrt2. exp(-z^2) = exp(-x^2/2) is taken from x,
+// split as x = xh + xl with xh holding 12 significant bits: xh^2 is exact, so the
+// exponent carries no rounding error (z^2 rounded would cost z^2 eps32 relative).
 template <typename V>
-inline V verfc_large(V z) {  // 1 <= z <= 22
+inline V verfc_large(V z, V x) {
   using S = Simd<float>;
+  typedef int32_t I __attribute__((vector_size(sizeof(V))));
   const V t = S::splat(1.0f) / (S::splat(1.0f) + S::splat(0.5f) * z);
   V q = S::splat(kErfcFit[kErfcFitTerms - 1]);
   for (int k = kErfcFitTerms - 2; k >= 0; --k) q = q * t + S::splat(kErfcFit[k]);
-  // exp(-z^2) with z^2 split into hi + lo exactly: exp(-hi) exp(-lo), lo tiny
-  const V hi = z * z;
-  const V lo = z * z - hi;  // with FMA contraction: the rounding error of z*z
-  return vexp(-hi) * (S::splat(1.0f) - lo) * q;
+  const V xh = (V)((I)x & I{} + int32_t(0xFFFFF000u));
+  const V xl = x - xh;
+  const V hi = S::splat(-0.5f) * (xh * xh), lo = S::splat(-0.5f) * (xl * (xh + xh + xl));
+  return vexp(hi) * vexp(lo) * q;
 }
 
 // GELU(x) = x Phi(x) = x/2 erfc(-x/sqrt2): for x >= 0, x (1 - erfc(z)/2) (no
@@ -91,8 +95,12 @@ inline V vgelu(V x) {
     c = S::splat(1.0f) - verf_small(az);
   } else {
     const V small = S::splat(1.0f) - verf_small(az < S::splat(1.0f) ? az : S::zero());
-    const V clamped = az > S::splat(22.0f) ? S::splat(22.0f) : az;  // erfc(22) ~ 1e-212: 0 in float
-    const V large = verfc_large(az < S::splat(1.0f) ? S::splat(1.0f) : clamped);
+    // erfc(22) ~ 1e-212: 0 in float; z in [1, 22] and x clamped alike
+    const V lo = S::splat(1.0f), hi = S::splat(22.0f), sq2 = S::splat(1.41421356237309505f);
+    const V zc = az < lo ? lo : (az > hi ? hi : az);
+    const V ax = x < S::zero() ? -x : x;
+    const V xc = az < lo ? sq2 : (az > hi ? hi * sq2 : ax);
+    const V large = verfc_large(zc, xc);
     c = az < S::splat(1.0f) ? small : large;
   }
   const V half_c = S::splat(0.5f) * c;
