@@ -183,24 +183,47 @@ inline void engine_linear_cols(const float* const* x, float* const* out, const f
       S::store(out[r] + o0 + c + k * W, SETS == 2 ? acc[0][r][k] + acc[SETS - 1][r][k] : acc[0][r][k]);
 }
 
+// R rows of one column block [o0, o0 + bw).
 template <int R>
-inline void engine_linear_rows(const float* const* x, float* const* out, const float* Wt,
-                               const float* bias, int64_t n_in, int64_t n_out) {
+inline void engine_linear_block(const float* const* x, float* const* out, const float* Wt,
+                                const float* bias, int64_t n_in, int64_t n_out, int64_t o0) {
   constexpr int W = Simd<float>::W;
   constexpr int NV0 = kLinearBlock / W < 8 / R ? int(kLinearBlock / W) : 8 / R;
   constexpr int NV = NV0 > 0 ? NV0 : 1;  // vectors per pass: at most 8 accumulators per set
+  const int64_t bw = imin(kLinearBlock, n_out - o0);
+  const float* Wb = Wt + o0 * n_in;
+  int64_t c = 0;
+  for (; c + NV * W <= bw; c += NV * W) engine_linear_cols<R, NV>(x, out, Wb, bw, bias, n_in, o0, c);
+  for (; c + W <= bw; c += W) engine_linear_cols<R, 1>(x, out, Wb, bw, bias, n_in, o0, c);
+  for (; c < bw; ++c)  // the last n_out % W outputs
+    for (int r = 0; r < R; ++r) {
+      float acc = bias ? bias[o0 + c] : 0.0f;
+      for (int64_t i = 0; i < n_in; ++i) acc += x[r][i] * Wb[i * bw + c];
+      out[r][o0 + c] = acc;
+    }
+}
+
+// Rows [r0, r1): block by block, all rows per block, so that a block's weights come
+// from L3 once per call and from L1/L2 for the other rows.
+inline void engine_linear(const EngineRows& v, int64_t xv, int64_t ov, const float* Wt,
+                          const float* bias, int64_t n_in, int64_t n_out, int64_t r0, int64_t r1) {
   for (int64_t o0 = 0; o0 < n_out; o0 += kLinearBlock) {
-    const int64_t bw = imin(kLinearBlock, n_out - o0);
-    const float* Wb = Wt + o0 * n_in;
-    int64_t c = 0;
-    for (; c + NV * W <= bw; c += NV * W) engine_linear_cols<R, NV>(x, out, Wb, bw, bias, n_in, o0, c);
-    for (; c + W <= bw; c += W) engine_linear_cols<R, 1>(x, out, Wb, bw, bias, n_in, o0, c);
-    for (; c < bw; ++c)  // the last n_out % W outputs
-      for (int r = 0; r < R; ++r) {
-        float acc = bias ? bias[o0 + c] : 0.0f;
-        for (int64_t i = 0; i < n_in; ++i) acc += x[r][i] * Wb[i * bw + c];
-        out[r][o0 + c] = acc;
-      }
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+      const float* x[4] = {v.at(xv, r), v.at(xv, r + 1), v.at(xv, r + 2), v.at(xv, r + 3)};
+      float* o[4] = {v.at(ov, r), v.at(ov, r + 1), v.at(ov, r + 2), v.at(ov, r + 3)};
+      engine_linear_block<4>(x, o, Wt, bias, n_in, n_out, o0);
+    }
+    for (; r + 2 <= r1; r += 2) {
+      const float* x[2] = {v.at(xv, r), v.at(xv, r + 1)};
+      float* o[2] = {v.at(ov, r), v.at(ov, r + 1)};
+      engine_linear_block<2>(x, o, Wt, bias, n_in, n_out, o0);
+    }
+    for (; r < r1; ++r) {
+      const float* x[1] = {v.at(xv, r)};
+      float* o[1] = {v.at(ov, r)};
+      engine_linear_block<1>(x, o, Wt, bias, n_in, n_out, o0);
+    }
   }
 }
 
@@ -251,27 +274,9 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
           engine_layer_norm(v.at(c[1], r), v.at(c[2], r), v.param(c[3]), v.param(c[4]), c[5], float(eps));
         break;
       }
-      case kEngineLinear: {
-        const float* Wt = v.param(c[3]);
-        const float* bias = v.param(c[4]);
-        int64_t r = r0;
-        for (; r + 4 <= r1; r += 4) {
-          const float* x[4] = {v.at(c[1], r), v.at(c[1], r + 1), v.at(c[1], r + 2), v.at(c[1], r + 3)};
-          float* o[4] = {v.at(c[2], r), v.at(c[2], r + 1), v.at(c[2], r + 2), v.at(c[2], r + 3)};
-          engine_linear_rows<4>(x, o, Wt, bias, c[5], c[6]);
-        }
-        for (; r + 2 <= r1; r += 2) {
-          const float* x[2] = {v.at(c[1], r), v.at(c[1], r + 1)};
-          float* o[2] = {v.at(c[2], r), v.at(c[2], r + 1)};
-          engine_linear_rows<2>(x, o, Wt, bias, c[5], c[6]);
-        }
-        for (; r < r1; ++r) {
-          const float* x[1] = {v.at(c[1], r)};
-          float* o[1] = {v.at(c[2], r)};
-          engine_linear_rows<1>(x, o, Wt, bias, c[5], c[6]);
-        }
+      case kEngineLinear:
+        engine_linear(v, c[1], c[2], v.param(c[3]), v.param(c[4]), c[5], c[6], r0, r1);
         break;
-      }
       case kEngineGelu:
         for (int64_t r = r0; r < r1; ++r) engine_gelu(v.at(c[1], r), c[2]);
         break;
