@@ -302,3 +302,22 @@ def test_non_finite_logits_stop_generation():
         m.decoder.bias[3] = float("nan")
     with pytest.raises(FloatingPointError, match="logits at step 0 are not finite"):
         m.generate(2, 10)
+
+
+def test_rows_do_not_depend_on_the_batch_or_the_threads():
+    """Each stream's logits are the same bits alone, in a batch, on one or two threads
+    (threads split the streams; every kernel sums a row in one fixed order)."""
+    import ssmkit
+
+    m = small("dplr", l_max=64, pool=(2, 3), d_model=12, d_state=6)
+    x = tokens(5, 18)
+    alone, _ = engine_logits(m, x[2:3])
+    threads = ssmkit.get_num_threads()
+    try:
+        ssmkit.set_num_threads(1)
+        one, _ = engine_logits(m, x)
+        ssmkit.set_num_threads(2)
+        two, _ = engine_logits(m, x)
+    finally:
+        ssmkit.set_num_threads(threads)
+    assert torch.equal(one, two) and torch.equal(one[2:3], alone)

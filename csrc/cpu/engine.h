@@ -149,38 +149,32 @@ inline void engine_layer_norm(const float* x, float* out, const float* w, const 
 // L2/L3 at batch 1), and R rows share each weight load.
 constexpr int64_t kLinearBlock = 32;
 
-// R rows, columns [c, c + NV W) of one block (Wb, bw floats per input): NV W
-// accumulators per row; one row alternates two sets over the inputs (twice the
-// independent FMA chains).
+// R rows, columns [c, c + NV W) of one block (Wb, bw floats per input), NV W
+// accumulators per row. Every row is summed in the same order whatever R and NV, so a
+// row's result does not depend on the batch or on how rows are split over threads.
+// (At batch 1 the weights' bandwidth, not the FMA chains' latency, is the limit.)
 template <int R, int NV>
 inline void engine_linear_cols(const float* const* x, float* const* out, const float* Wb,
                                int64_t bw, const float* bias, int64_t n_in, int64_t o0, int64_t c) {
   using S = Simd<float>;
   using V = S::V;
-  constexpr int W = S::W, SETS = R == 1 ? 2 : 1;
-  V acc[SETS][R][NV];
-  for (int k = 0; k < NV; ++k)
-    for (int r = 0; r < R; ++r) {
-      acc[0][r][k] = bias ? S::load(bias + o0 + c + k * W) : S::zero();
-      if (SETS == 2) acc[SETS - 1][r][k] = S::zero();
-    }
+  constexpr int W = S::W;
+  V acc[R][NV];
+  for (int k = 0; k < NV; ++k) {
+    const V b = bias ? S::load(bias + o0 + c + k * W) : S::zero();
+    for (int r = 0; r < R; ++r) acc[r][k] = b;
+  }
   const float* w = Wb + c;
-  int64_t i = 0;
-  for (; i + SETS <= n_in; i += SETS, w += SETS * bw)
-    for (int s = 0; s < SETS; ++s) {
-      V wv[NV];
-      for (int k = 0; k < NV; ++k) wv[k] = S::load(w + s * bw + k * W);
-      for (int r = 0; r < R; ++r) {
-        const V xs = S::splat(x[r][i + s]);
-        for (int k = 0; k < NV; ++k) acc[s][r][k] += xs * wv[k];
-      }
+  for (int64_t i = 0; i < n_in; ++i, w += bw) {
+    V wv[NV];
+    for (int k = 0; k < NV; ++k) wv[k] = S::load(w + k * W);
+    for (int r = 0; r < R; ++r) {
+      const V xs = S::splat(x[r][i]);
+      for (int k = 0; k < NV; ++k) acc[r][k] += xs * wv[k];
     }
-  for (; i < n_in; ++i, w += bw)  // odd n_in with two sets
-    for (int r = 0; r < R; ++r)
-      for (int k = 0; k < NV; ++k) acc[0][r][k] += S::splat(x[r][i]) * S::load(w + k * W);
+  }
   for (int r = 0; r < R; ++r)
-    for (int k = 0; k < NV; ++k)
-      S::store(out[r] + o0 + c + k * W, SETS == 2 ? acc[0][r][k] + acc[SETS - 1][r][k] : acc[0][r][k]);
+    for (int k = 0; k < NV; ++k) S::store(out[r] + o0 + c + k * W, acc[r][k]);
 }
 
 // R rows of one column block [o0, o0 + bw).
@@ -189,7 +183,7 @@ inline void engine_linear_block(const float* const* x, float* const* out, const 
                                 const float* bias, int64_t n_in, int64_t n_out, int64_t o0) {
   constexpr int W = Simd<float>::W;
   constexpr int NV0 = kLinearBlock / W < 8 / R ? int(kLinearBlock / W) : 8 / R;
-  constexpr int NV = NV0 > 0 ? NV0 : 1;  // vectors per pass: at most 8 accumulators per set
+  constexpr int NV = NV0 > 0 ? NV0 : 1;  // vectors per pass: R NV <= 8 accumulators
   const int64_t bw = imin(kLinearBlock, n_out - o0);
   const float* Wb = Wt + o0 * n_in;
   int64_t c = 0;
