@@ -76,9 +76,10 @@ def test_engine_equals_convolution_4096(mode):
 
 @pytest.mark.parametrize("split", [1, 6, 11])
 def test_prime_engine_step_share_the_state(split):
-    """prime -> engine -> step: one state dict, updated in place, read by the next; held
-    to float64 with prime -> step (the per-token API all the way) as the yardstick."""
-    L = 30
+    """prime -> step -> engine -> step -> the same engine: one state dict, updated in
+    place, read by the next; held to float64 with prime -> step (the per-token API all
+    the way) as the yardstick."""
+    L = 45
     m = small("dplr", l_max=L, pool=(2, 3))
     _, m64 = twins(m)
     x = tokens(3, L)
@@ -87,10 +88,18 @@ def test_prime_engine_step_share_the_state(split):
         _, state = m.prime(x[:, :split])
         _, state_ref = m.prime(x[:, :split])
     ref, _ = run_steps(m, x[:, split:], state_ref)
-    middle, state = engine_logits(m, x[:, split : split + 13], state)
-    assert state["t"] == split + 13
-    rest, _ = run_steps(m, x[:, split + 13 :], state)
-    assert_close_2x("engine after prime, then step", torch.cat([middle, rest], 1), truth[:, split:], ref)
+    engine = Engine(m, state)
+    parts, t = [], split
+    for n, on_engine in ((4, False), (13, True), (5, False), (7, True)):
+        chunk = x[:, t : t + n]
+        if on_engine:
+            parts.append(engine.run(n, tokens_in=chunk.T.contiguous(), logits=True)[1].transpose(0, 1))
+        else:
+            parts.append(run_steps(m, chunk, state)[0])
+        t += n
+        assert state["t"] == t
+    parts.append(run_steps(m, x[:, t:], state)[0])
+    assert_close_2x("prime, step, engine, step, engine, step", torch.cat(parts, 1), truth[:, split:], ref)
 
 
 def python_draw(logits, temperature, top_p, u):

@@ -219,27 +219,37 @@ class Engine:
     """The compiled step engine for one model and one state dict (updated in place).
 
     Build once per generation (the model's parameters are read then); :meth:`run`
-    steps chunks of tokens.
+    steps chunks of tokens. When something else replaced arrays of the state dict in
+    between (``SaShiMi.step`` returns new S4 states), the next run rebinds to them.
     """
 
     def __init__(self, model, state: dict):
-        batch = state["pending"][0].shape[0]
-        _make_state_contiguous(state)
-        e = _Emitter(model, state, batch)
-        cycle = math.prod(model.pool)
+        self.model, self.state = model, state
+        self.batch = state["pending"][0].shape[0]
+        self.cycle, self.n_classes = math.prod(model.pool), model.n_classes
+        self._bind()
+
+    def _bind(self):
+        _make_state_contiguous(self.state)
+        e = _Emitter(self.model, self.state, self.batch)
         starts = [0]
-        for phase in range(cycle):  # program k runs when state["t"] % cycle == k
+        for phase in range(self.cycle):  # program k runs when state["t"] % cycle == k
             logits = e.program(phase + 1)
             starts.append(len(e.p.code))
-        self.cycle, self.batch, self.state, self.n_classes = cycle, batch, state, model.n_classes
-        self._engine = _C.StepEngine(e.p.buffers, e.p.code, starts, [list(v) for v in e.p.views], batch, logits, model.n_classes)
+        views = [list(v) for v in e.p.views]
+        self._engine = _C.StepEngine(e.p.buffers, e.p.code, starts, views, self.batch, logits, self.n_classes)
         self._keep = e.p.buffers  # the arrays the engine points into
+        self._bound = _state_arrays(self.state)
         self.instructions = len(e.p.code)
 
     def run(self, steps: int, token=None, tokens_in=None, uniforms=None, temperature=1.0, top_p=1.0, logits=False):
         """Step `steps` times from the state; returns (samples (steps, batch) or None,
         logits (steps, batch, n_classes) or None). token: (batch,) int64, the first
-        input when not teacher forced; updated to the last sample."""
+        input when not teacher forced; updated to the last sample. tokens_in: (steps,
+        batch) int64, teacher forcing. uniforms: (steps, batch) float64 in [0, 1), one
+        draw per token (None: no sampling)."""
+        if _state_arrays(self.state) != self._bound:
+            self._bind()
         B = self.batch
         if token is None:
             token = torch.zeros(B, dtype=torch.int64)
@@ -251,6 +261,12 @@ class Engine:
             raise FloatingPointError(f"generation: the logits at step {self.state['t']} are not finite (NaN or Inf); nothing to sample")
         self.state["t"] += steps
         return samples, out
+
+
+def _state_arrays(state: dict):
+    """The identity of every array of a state dict (the engine's pointers)."""
+    stages = (*state["down"], state["center"], *state["up"], state["pending"], state["upcoming"])
+    return [None if s is None else (s.data_ptr(), s.shape) for stage in stages for s in stage]
 
 
 def _make_state_contiguous(state: dict):
