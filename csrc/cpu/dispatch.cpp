@@ -135,8 +135,8 @@ void ssm_scan_backward_cpu(const ScanBackwardParams& p) { SSMKIT_DISPATCH(ssm_sc
 void dplr_step_cpu(const DplrStepParams& p) { SSMKIT_DISPATCH(dplr_step, p) }
 void engine_run_cpu(const EngineParams& p) { SSMKIT_DISPATCH(engine_run, p) }
 int64_t sample_token_cpu(const float* logits, int64_t n, double temperature, double top_p,
-                         double u, double* work, int64_t* order) {
-  SSMKIT_DISPATCH(sample_token, logits, n, temperature, top_p, u, work, order)
+                         double u, double* work) {
+  SSMKIT_DISPATCH(sample_token, logits, n, temperature, top_p, u, work)
 }
 void vandermonde_cpu(const VandermondeParams& p) { SSMKIT_DISPATCH(vandermonde, p) }
 void vandermonde_backward_cpu(const VandermondeBackwardParams& p) {

@@ -318,10 +318,17 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
   }
 }
 
+// A token's probability and index (as a double: exact below 2^53), for the nucleus sort.
+struct TokenMass {
+  double p, i;
+};
+
 // Plain double arithmetic, no a*b+c (so contraction into FMA cannot change it):
 // the same operations in the same order as the float64 reference of the tests.
+// work: 3n doubles (the probabilities, then n TokenMass).
 inline int64_t draw_token(const float* logits, int64_t n, double temperature, double top_p,
-                            double u, double* p, int64_t* order) {
+                          double u, double* work) {
+  double* p = work;
   double m = -std::numeric_limits<double>::infinity();
   for (int64_t i = 0; i < n; ++i) {
     p[i] = double(logits[i]) / temperature;
@@ -335,14 +342,24 @@ inline int64_t draw_token(const float* logits, int64_t n, double temperature, do
   }
   for (int64_t i = 0; i < n; ++i) p[i] /= total;
   if (top_p < 1) {
-    // The nucleus: most likely first (ties: lower index first); a token stays when
+    // The nucleus: most likely first (ties: lower index first); a token stays while
     // the mass of the more likely ones is below top_p (the most likely always does).
-    for (int64_t i = 0; i < n; ++i) order[i] = i;
-    std::sort(order, order + n, [p](int64_t a, int64_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
-    double before = 0;
+    // The 16 most likely first (peaked distributions need no more), then the rest.
+    TokenMass* order = reinterpret_cast<TokenMass*>(work + n);
+    for (int64_t i = 0; i < n; ++i) order[i] = {p[i], double(i)};
+    const auto more_likely = [](const TokenMass& a, const TokenMass& b) {
+      return a.p > b.p || (a.p == b.p && a.i < b.i);
+    };
+    const int64_t first = imin(16, n);
+    std::partial_sort(order, order + first, order + n, more_likely);
     int64_t j = 0;
-    for (; j < n && before < top_p; ++j) before += p[order[j]];
-    for (; j < n; ++j) p[order[j]] = 0;
+    double before = 0;
+    for (; j < first && before < top_p; ++j) before += order[j].p;
+    if (before < top_p && first < n) {
+      std::sort(order + first, order + n, more_likely);
+      for (; j < n && before < top_p; ++j) before += order[j].p;
+    }
+    for (int64_t k = j; k < n; ++k) p[int64_t(order[k].i)] = 0;
   }
   double kept = 0;
   for (int64_t i = 0; i < n; ++i) kept += p[i];
@@ -380,12 +397,11 @@ inline void engine_run_impl(const EngineParams& p) {
     const int64_t tid = 0, nt = 1;
 #endif
     const int64_t r0 = batch * tid / nt, r1 = batch * (tid + 1) / nt;
-    Scratch<double> prob(p.n_classes);
-    Scratch<int64_t> order(p.n_classes);
+    Scratch<double> prob(3 * p.n_classes);
     Scratch<int64_t> token(batch);
     int64_t my_bad = -1;
     try {
-      if (!prob.ok() || !order.ok() || !token.ok()) throw std::bad_alloc();
+      if (!prob.ok() || !token.ok()) throw std::bad_alloc();
       for (int64_t i = 0; i < p.steps && r0 < r1 && my_bad < 0; ++i) {
         for (int64_t r = r0; r < r1; ++r) token.p[r] = p.tokens_in ? p.tokens_in[i * batch + r] : p.token[r];
         const int64_t k = (p.phase + i) % p.cycle;
@@ -396,7 +412,7 @@ inline void engine_run_impl(const EngineParams& p) {
             std::memcpy(p.logits_out + (i * batch + r) * p.n_classes, logits, sizeof(float) * p.n_classes);
           if (p.uniforms) {
             const int64_t s = draw_token(logits, p.n_classes, p.temperature, p.top_p,
-                                           p.uniforms[i * batch + r], prob.p, order.p);
+                                           p.uniforms[i * batch + r], prob.p);
             if (s < 0) {
               my_bad = i;
               break;

@@ -265,8 +265,8 @@ void ssm_scan_backward(const ScanBackwardParams& p) { SSMKIT_BY_DTYPE(ssm_scan_b
 void dplr_step(const DplrStepParams& p) { SSMKIT_BY_DTYPE(dplr_step_impl, p) }
 void engine_run(const EngineParams& p) { engine_run_impl(p); }
 int64_t sample_token(const float* logits, int64_t n, double temperature, double top_p, double u,
-                     double* work, int64_t* order) {
-  return draw_token(logits, n, temperature, top_p, u, work, order);
+                     double* work) {
+  return draw_token(logits, n, temperature, top_p, u, work);
 }
 #undef SSMKIT_BY_DTYPE
 

@@ -680,13 +680,12 @@ void sample_tokens(py::handle logits_, py::handle uniforms_, double temperature,
     throw py::value_error("out: expected a writable contiguous CPU int64 array (rows,), got " + out.dtype + " " + out.shape_str());
   if (!(temperature > 0) || !std::isfinite(temperature)) throw py::value_error("temperature: expected a positive number");
   if (!(top_p > 0 && top_p <= 1)) throw py::value_error("top_p: expected a probability in (0, 1]");
-  std::vector<double> work(n);
-  std::vector<int64_t> order(n);
+  std::vector<double> work(3 * n);
   const float* l = static_cast<const float*>(logits.data);
   const double* uu = static_cast<const double*>(u.data);
   int64_t* o = static_cast<int64_t*>(out.data);
   for (int64_t r = 0; r < rows; ++r) {
-    o[r] = sample_token_cpu(l + r * n, n, temperature, top_p, uu[r], work.data(), order.data());
+    o[r] = sample_token_cpu(l + r * n, n, temperature, top_p, uu[r], work.data());
     if (o[r] < 0) throw py::value_error("logits: row " + std::to_string(r) + " is not finite (NaN or Inf): nothing to sample");
   }
 }

@@ -216,9 +216,9 @@ struct EngineParams {
 };
 
 // Draws one token from logits (n floats) as EngineParams describes; -1 when the
-// logits are not finite. work: n doubles, order: n int64 of scratch.
+// logits are not finite. work: 3n doubles of scratch.
 int64_t sample_token_cpu(const float* logits, int64_t n, double temperature, double top_p,
-                         double u, double* work, int64_t* order);
+                         double u, double* work);
 
 void discretize_cpu(const DiscretizeParams& p);
 void discretize_backward_cpu(const DiscretizeBackwardParams& p);
