@@ -330,3 +330,11 @@ def test_rows_do_not_depend_on_the_batch_or_the_threads():
     finally:
         ssmkit.set_num_threads(threads)
     assert torch.equal(one, two) and torch.equal(one[2:3], alone)
+
+
+def test_step_time_breakdown_runs():
+    from ssmkit.benchmarks.sashimi import breakdown
+
+    times = breakdown(3, small("dplr", l_max=64), steps=4, rounds=1)
+    assert set(times) == {"full step + sampling", "S4 steps", "linears", "GELU", "layer norms", "GLU", "add, copy, embed"}
+    assert all(t > 0 for t in times.values())

@@ -772,6 +772,7 @@ PYBIND11_MODULE(_C, m) {
       py::arg("glu") = int64_t(kEngineGlu), py::arg("add") = int64_t(kEngineAdd),
       py::arg("copy") = int64_t(kEngineCopy), py::arg("dplr_step") = int64_t(kEngineDplrStep),
       py::arg("diag_step") = int64_t(kEngineDiagStep));
+  m.attr("engine_op_lengths") = py::tuple(py::cast(std::vector<int64_t>(std::begin(kEngineOpLength), std::end(kEngineOpLength))));
   m.def("sample_tokens", &sample_tokens, py::arg("logits"), py::arg("uniforms"),
         py::arg("temperature"), py::arg("top_p"), py::arg("out"),
         "One token per row of logits from its uniform (the step engine's draw)");

@@ -238,6 +238,7 @@ class Engine:
             starts.append(len(e.p.code))
         views = [list(v) for v in e.p.views]
         self._engine = _C.StepEngine(e.p.buffers, e.p.code, starts, views, self.batch, logits, self.n_classes)
+        self.program = (e.p.code, starts, views, e.p.buffers, logits)  # for inspection (benchmarks.sashimi.breakdown)
         self._keep = e.p.buffers  # the arrays the engine points into
         self._bound = _state_arrays(self.state)
         self.instructions = len(e.p.code)
