@@ -21,8 +21,9 @@ Three ways to run the same function: ``forward(tokens)`` (convolutions; training
 ``prime(tokens)`` (the same, plus the recurrent state after the sequence: each S4 layer's
 state-returning forward, i.e. ``ops.ssm_scan`` for S4D) and ``step(token, state)``
 (recurrent; every stage steps at its own rate through ``S4.step``, i.e.
-``ops.ssm_step`` / ``ops.dplr_step``). ``generate`` samples with ``step`` after
-``prime`` has read the prefix.
+``ops.ssm_step`` / ``ops.dplr_step``). ``generate`` samples after ``prime`` has read
+the prefix, on the compiled step engine (:mod:`ssmkit.models.sashimi_engine`: the same
+steps as ``step``, whole chunks of them in C++) or with ``step``.
 """
 
 from __future__ import annotations
