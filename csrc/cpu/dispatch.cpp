@@ -133,6 +133,11 @@ void ssm_step_cpu(const StepParams& p) { SSMKIT_DISPATCH(ssm_step, p) }
 void ssm_scan_cpu(const ScanParams& p) { SSMKIT_DISPATCH(ssm_scan, p) }
 void ssm_scan_backward_cpu(const ScanBackwardParams& p) { SSMKIT_DISPATCH(ssm_scan_backward, p) }
 void dplr_step_cpu(const DplrStepParams& p) { SSMKIT_DISPATCH(dplr_step, p) }
+void engine_run_cpu(const EngineParams& p) { SSMKIT_DISPATCH(engine_run, p) }
+int64_t sample_token_cpu(const float* logits, int64_t n, double temperature, double top_p,
+                         double u, double* work) {
+  SSMKIT_DISPATCH(sample_token, logits, n, temperature, top_p, u, work)
+}
 void vandermonde_cpu(const VandermondeParams& p) { SSMKIT_DISPATCH(vandermonde, p) }
 void vandermonde_backward_cpu(const VandermondeBackwardParams& p) {
   SSMKIT_DISPATCH(vandermonde_backward, p)

@@ -2,6 +2,7 @@
 // SSMKIT_ISA and the matching -m flags). Everything here lives in namespace
 // ssmkit::<isa> and, except the entry points at the bottom, in an anonymous
 // namespace, so the copies for different instruction sets never mix.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -10,6 +11,9 @@
 #include <new>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
 #endif
 
 #include "ssmkit/ssmkit.h"
@@ -28,6 +32,7 @@ namespace {
 #include "step.h"
 #include "dplr.h"
 #include "vandermonde.h"
+#include "engine.h"
 
 template <typename T>
 void cauchy_dispatch(const CauchyParams& p) {
@@ -258,6 +263,11 @@ void ssm_step(const StepParams& p) { SSMKIT_BY_DTYPE(ssm_step_impl, p) }
 void ssm_scan(const ScanParams& p) { SSMKIT_BY_DTYPE(ssm_scan_impl, p) }
 void ssm_scan_backward(const ScanBackwardParams& p) { SSMKIT_BY_DTYPE(ssm_scan_backward_impl, p) }
 void dplr_step(const DplrStepParams& p) { SSMKIT_BY_DTYPE(dplr_step_impl, p) }
+void engine_run(const EngineParams& p) { engine_run_impl(p); }
+int64_t sample_token(const float* logits, int64_t n, double temperature, double top_p, double u,
+                     double* work) {
+  return draw_token(logits, n, temperature, top_p, u, work);
+}
 #undef SSMKIT_BY_DTYPE
 
 }  // namespace SSMKIT_ISA

@@ -14,6 +14,9 @@
   void ssm_scan(const ScanParams& p);                        \
   void ssm_scan_backward(const ScanBackwardParams& p);       \
   void dplr_step(const DplrStepParams& p);                   \
+  void engine_run(const EngineParams& p);                    \
+  int64_t sample_token(const float* logits, int64_t n, double temperature, double top_p, \
+                       double u, double* work); \
   void vandermonde(const VandermondeParams& p);              \
   void vandermonde_backward(const VandermondeBackwardParams& p); \
   void vandermonde_transpose(const VandermondeTransposeParams& p); \

@@ -1,10 +1,12 @@
 """Benchmark cases of SaShiMi generation: samples per second of the recurrent mode.
 
-One call steps one full cycle of the pooling rates (prod(pool) samples per stream, so
-every stage steps), at batch 1 and 16. ssmkit: ``generate``'s step plans on the
-compiled step kernels; baseline: the same model stepped with ``backend="reference"``
-(dense (2N x 2N) DPLR steps in PyTorch). The default model in full runs, a small one
-in quick runs.
+At batch 1 and 16. ssmkit: ``generate``'s path, the compiled step engine
+(models/sashimi_engine.py), one call = one chunk of 256 samples per stream, sampled
+in the loop (generate's defaults). Baselines, one call = one full cycle of the pooling rates
+(prod(pool) samples per stream, so every stage steps): "step", the per-token
+``SaShiMi.step`` on the compiled kernels (no sampling), and "reference", the same model
+stepped with ``backend="reference"`` (dense (2N x 2N) DPLR steps in PyTorch). The
+default model in full runs, a small one in quick runs.
 """
 
 from __future__ import annotations
@@ -14,26 +16,42 @@ import math
 
 import torch
 
+from .. import _C
 from . import Case, Impl
 
 UNIT = "k samples/s"
 SCALE = 1e6  # run() reports work / seconds / 1e9: work in millionths of a sample gives k samples/s
 
 
-def _stepper(model, batch, fast):
+def _stepper(model, batch):
     state = model.default_state(batch)
     token = torch.full((batch,), 128, dtype=torch.int64)
-    plan = model._step_blocks(fast)
     cycle = math.prod(model.pool)
 
     def run():
         nonlocal state
         for _ in range(cycle):
-            logits, state = model.step(token, state, plan=plan)
+            logits, state = model.step(token, state)
         return logits
 
     run()  # builds the step caches (the dense DPLR power for C) outside the timing
     return run, cycle * batch * SCALE
+
+
+CHUNK = 256
+
+
+def _engine(model, batch):
+    from ..models.sashimi_engine import Engine
+
+    engine = Engine(model, model.default_state(batch))  # built (step caches included) outside the timing
+    token = torch.full((batch,), 128, dtype=torch.int64)
+    uniforms = torch.rand(CHUNK, batch, dtype=torch.float64)
+
+    def run():
+        return engine.run(CHUNK, token=token, uniforms=uniforms)  # generate's defaults: temperature 1, top_p 1
+
+    return run, CHUNK * batch * SCALE
 
 
 def cases(quick: bool, device: str = "cpu") -> list[Case]:
@@ -49,12 +67,14 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
     shape = "default model" if not kwargs else "d_model=16 n_layers=2 d_state=16"
     out = []
     for batch in (1, 16):
-        fn, work = _stepper(model, batch, fast=True)
-        ref_fn, ref_work = _stepper(reference, batch, fast=False)
+        fn, work = _engine(model, batch)
+        step_fn, step_work = _stepper(model, batch)
+        ref_fn, ref_work = _stepper(reference, batch)
         out.append(Case("sashimi", "generate (recurrent steps)", f"{shape} batch={batch}", UNIT, {
             "ssmkit": Impl(fn, work),
+            "step": Impl(step_fn, step_work),
             "reference": Impl(ref_fn, ref_work),
-        }, note=f"torch threads: {torch.get_num_threads()}"))  # fmt: skip
+        }, note=f"torch threads: {torch.get_num_threads()}, ssmkit threads: {_C.get_num_threads()}"))  # fmt: skip
     return out
 
 
@@ -62,3 +82,62 @@ def SaShiMi_eval(**kwargs):
     from ..models import SaShiMi
 
     return SaShiMi(**kwargs).eval()
+
+
+def breakdown(batch: int, model=None, steps: int = 64, rounds: int = 7) -> dict[str, float]:
+    """Microseconds per step of the engine's full step (with sampling) and of each kind
+    of instruction alone (the same programs keeping only that kind), min of `rounds`:
+    where the time of a generation step goes. Default model unless one is given."""
+    import time
+
+    from ..models import SaShiMi
+    from ..models.sashimi_engine import Engine
+
+    model = model or SaShiMi_eval(l_max=8000, backend="compiled")
+    engine = Engine(model, model.default_state(batch))
+    full = engine._engine
+    code, starts, views, buffers, logits = engine.program
+    names = {v: k for k, v in _C.engine_ops.items()}
+    kinds = {"S4 steps": {"dplr_step", "diag_step"}, "linears": {"linear"}, "GELU": {"gelu"},
+             "layer norms": {"layer_norm"}, "GLU": {"glu"}, "add, copy, embed": {"add", "copy", "embed"}}  # fmt: skip
+
+    def only(keep):
+        kept, new_starts = [], [0]
+        for k in range(len(starts) - 1):
+            i = starts[k]
+            while i < starts[k + 1]:
+                n = _C.engine_op_lengths[code[i]]
+                if names[code[i]] in keep:
+                    kept += code[i : i + n]
+                i += n
+            new_starts.append(len(kept))
+        return _C.StepEngine(buffers, kept, new_starts, views, batch, logits, model.n_classes)
+
+    engines = {"full step + sampling": full} | {name: only(keep) for name, keep in kinds.items()}
+    tokens = torch.full((steps, batch), 128, dtype=torch.int64)
+    token = torch.full((batch,), 128, dtype=torch.int64)
+    uniforms, samples = torch.rand(steps, batch, dtype=torch.float64), torch.empty(steps, batch, dtype=torch.int64)
+    best = dict.fromkeys(engines, math.inf)
+    for _ in range(rounds):
+        for name, e in engines.items():
+            start = time.perf_counter()
+            if e is full:
+                e.run(0, steps, token, tokens, uniforms, samples, None)
+            else:
+                e.run(0, steps, token, tokens, None, None, None)
+            best[name] = min(best[name], (time.perf_counter() - start) / steps * 1e6)
+    return best
+
+
+if __name__ == "__main__":  # python -m ssmkit.benchmarks.sashimi [threads]: the step breakdown
+    import sys
+
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    _C.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = SaShiMi_eval(l_max=8000, backend="compiled")
+    for batch in (1, 16):
+        times = breakdown(batch, model, steps=256 if batch == 1 else 32)
+        parts = ", ".join(f"{name} {t:.0f}" for name, t in times.items())
+        print(f"batch {batch}, {threads} thread(s), us per step (min of 7): {parts}")

@@ -21,8 +21,9 @@ Three ways to run the same function: ``forward(tokens)`` (convolutions; training
 ``prime(tokens)`` (the same, plus the recurrent state after the sequence: each S4 layer's
 state-returning forward, i.e. ``ops.ssm_scan`` for S4D) and ``step(token, state)``
 (recurrent; every stage steps at its own rate through ``S4.step``, i.e.
-``ops.ssm_step`` / ``ops.dplr_step``). ``generate`` samples with ``step`` after
-``prime`` has read the prefix.
+``ops.ssm_step`` / ``ops.dplr_step``). ``generate`` samples after ``prime`` has read
+the prefix, on the compiled step engine (:mod:`ssmkit.models.sashimi_engine`: the same
+steps as ``step``, whole chunks of them in C++) or with ``step``.
 """
 
 from __future__ import annotations
@@ -81,51 +82,6 @@ class Residual(nn.Module):
 
     def default_state(self, batch, device=None):
         return self.layer.default_state(batch, device)
-
-
-def _fast_block(block: Residual):
-    """One residual block's step as plain functional calls on fixed tensors, with the S4
-    state updated in place by the compiled step kernel (ops.ssm_step / ops.dplr_step's
-    core), or None when the block's S4 layer does not run on the compiled CPU kernels.
-    For inference with fixed parameters: the plan holds the discretized tensors."""
-    from .. import _C
-    from ..nn.backend import COMPILED, kernels
-
-    norm, layer = block.norm, block.layer
-    ln = (norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-    if isinstance(layer, FeedForward):
-        first, second = layer.net[0], layer.net[3]
-        W1, b1, W2, b2 = first.weight, first.bias, second.weight, second.bias
-
-        def feed_forward(h, state):
-            return h + F.linear(F.gelu(F.linear(F.layer_norm(h, *ln), W1, b1)), W2, b2), None
-
-        return feed_forward
-    device = layer.log_dt.device
-    if device.type != "cpu" or kernels(layer.backend, device) is not COMPILED:
-        return None
-    # The core reads NumPy views through the buffer protocol: far cheaper per call than
-    # torch's __dlpack__ (11 arrays a step), the same memory and the same kernel.
-    def view(t):
-        return t.detach().contiguous().numpy()
-
-    D, Wo, bo, act = view(layer.D), layer.output_linear.weight, layer.output_linear.bias, layer.activation
-    if layer.mode == "diag":
-        fixed = [view(t) for t in layer._step_tensors(COMPILED)]  # dA, dB, C
-        step = _C.ssm_step
-    else:
-        factors, C = layer._step_tensors(COMPILED)
-        fixed = [view(t) for t in factors] + [view(C)]  # a, b, P, Pd, R, C
-        step = _C.dplr_step
-
-    def s4(h, state):
-        u = F.layer_norm(h, *ln)
-        y = torch.empty_like(u)
-        x = state.numpy()  # state' is written over state (the tensor's own memory)
-        step(x, u.numpy(), *fixed, D, y.numpy(), x)
-        return h + F.glu(F.linear(act(y), Wo, bo), -1), state
-
-    return s4
 
 
 class DownPool(nn.Module):
@@ -358,26 +314,21 @@ class SaShiMi(nn.Module):
                 skips.append(h)
         return h
 
-    def _step_blocks(self, fast: bool):
-        """Per stage, the callables (h, state) -> (h, state) of its blocks: each block's
-        ``step``, or with ``fast`` the functional plan of :func:`_fast_block` where one exists."""
-
-        def plan(blocks):
-            return [(fast and _fast_block(b)) or b.step for b in blocks]
-
-        return [plan(b) for b in self.down], plan(self.center), [plan(b) for b in self.up]
+    def _blocks(self):
+        """Every residual block, stage by stage (down stages, center, up stages)."""
+        return [b for stage in (*self.down, self.center, *self.up) for b in stage]
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor, state: dict, *, plan=None):
+    def step(self, x: torch.Tensor, state: dict):
         """One token per stream: x (batch,) -> (logits (batch, n_classes), state).
 
         Stage k steps every ``rates[k]``-th call. ``state`` is updated in place and
-        returned. Inference only. ``plan``: from ``_step_blocks`` (generate passes the fast
-        functional one, built once per call); default: each block's ``step``.
+        returned. Inference only. (The compiled engine of :meth:`generate` runs the same
+        steps; see :mod:`ssmkit.models.sashimi_engine`.)
         """
         self._check_tokens(x, 1, "(batch,)", values=False)  # the embedding rejects bad ids
         self._check_state(state, x.shape[0])
-        down, center, up = plan or self._step_blocks(fast=False)
+        down, center, up = [[b.step for b in s] for s in self.down], [b.step for b in self.center], [[b.step for b in s] for s in self.up]
         t = state["t"] + 1  # full-rate steps taken after this one
         P = len(self.pool)
         depth = 0  # the deepest stage that steps now
@@ -444,10 +395,14 @@ class SaShiMi(nn.Module):
         smallest set of tokens whose probability reaches top_p (1.0: all). prefix: codes
         (n, P) or (P,) (same for all streams) that the samples continue; read with
         :meth:`prime` in one pass, not token by token. generator: a torch.Generator for
-        the draws (default: torch's global one). progress: a tqdm bar over the steps.
-        fast: step the blocks whose S4 layers run on the compiled CPU kernels through
-        functional plans built once (the same arithmetic as :meth:`step`, less overhead).
+        the draws (default: torch's global one): one uniform per token, drawn up front,
+        each token taken by inverse CDF (:func:`sample_logits`). progress: a tqdm bar
+        over the steps. fast: run the steps on the compiled step engine
+        (:mod:`ssmkit.models.sashimi_engine`) when the model qualifies (float32 on the
+        CPU with compiled S4 kernels); otherwise, or with ``fast=False``, :meth:`step`.
         """
+        from . import sashimi_engine
+
         _positive_int("n", n)
         _positive_int("length", length)
         if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
@@ -467,29 +422,42 @@ class SaShiMi(nn.Module):
                     raise ValueError(f"prefix: expected {n} rows (one per stream) or a 1-d prefix, got {tuple(prefix.shape)}")
                 start = torch.cat([start, prefix.to(device, torch.int64)], 1)
             self._ensure_kernel_lengths(start.shape[1] + length)
+            uniforms = torch.rand(length, n, generator=generator, dtype=torch.float64)
             if start.shape[1] > 1:
                 _, state = self.prime(start[:, :-1])
             else:
                 state = self.default_state(n, device)
-            token = start[:, -1]
-            plan = self._step_blocks(fast)
-            for stage_states in (*state["down"], state["center"], *state["up"]):  # the plans update states in place
-                for i, s in enumerate(stage_states):
-                    if s is not None:
-                        stage_states[i] = s.contiguous()
-            out = torch.empty(n, length, dtype=torch.int64, device=device)
-            steps = range(length)
+            token = start[:, -1].contiguous()
+            bar = None
             if progress:
                 from tqdm import tqdm
 
-                steps = tqdm(steps, desc="generating", unit="sample", mininterval=1.0, dynamic_ncols=True)
-            for i in steps:
-                logits, state = self.step(token, state, plan=plan)
-                token = sample_logits(logits, temperature, top_p, generator)
-                out[:, i] = token
+                bar = tqdm(total=length, desc="generating", unit="sample", mininterval=1.0, dynamic_ncols=True)
+            out = torch.empty(n, length, dtype=torch.int64, device=device)
+            if fast and sashimi_engine.supported(self):
+                engine = sashimi_engine.Engine(self, state)
+                token = token.clone()
+                for i in range(0, length, GENERATE_CHUNK):
+                    c = min(GENERATE_CHUNK, length - i)
+                    samples, _ = engine.run(c, token=token, uniforms=uniforms[i : i + c], temperature=temperature, top_p=top_p)
+                    out[:, i : i + c] = samples.T
+                    if bar is not None:
+                        bar.update(c)
+            else:
+                for i in range(length):
+                    logits, state = self.step(token, state)
+                    token = sample_logits(logits, temperature, top_p, uniforms=uniforms[i].to(device))
+                    out[:, i] = token
+                    if bar is not None:
+                        bar.update(1)
+            if bar is not None:
+                bar.close()
             return out
         finally:
             self.train(was_training)
+
+
+GENERATE_CHUNK = 256  # engine steps per call: the progress bar's granularity
 
 
 def shift_right(samples: torch.Tensor) -> torch.Tensor:
@@ -497,12 +465,23 @@ def shift_right(samples: torch.Tensor) -> torch.Tensor:
     return F.pad(samples[:, :-1], (1, 0), value=START)
 
 
-def sample_logits(logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0, generator=None) -> torch.Tensor:
-    """One draw per row of logits (batch, classes) after temperature and nucleus (top-p) filtering."""
-    probs = torch.softmax(logits.float() / temperature, -1)
+def sample_logits(
+    logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0, generator=None, uniforms: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """One draw per row of logits (batch, classes) from softmax(logits / temperature)
+    restricted to the top_p nucleus (the most likely tokens, most likely first, while
+    the mass before them is below top_p: the most likely always stays), by inverse CDF
+    in float64 at ``uniforms`` (batch,) in [0, 1) (drawn with ``generator`` when None).
+    The compiled engine draws the same way (``_C.sample_tokens``)."""
+    if uniforms is None:
+        uniforms = torch.rand(logits.shape[0], generator=generator, dtype=torch.float64, device=logits.device)
+    probs = torch.softmax(logits.double() / temperature, -1)
     if top_p < 1:
-        sorted_probs, order = probs.sort(-1, descending=True)
+        sorted_probs, order = probs.sort(stable=True, dim=-1, descending=True)
         before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the more likely tokens
-        sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)  # the most likely token always stays
-        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        probs = probs.scatter(-1, order, sorted_probs.masked_fill(before >= top_p, 0.0))
+    cdf = probs.cumsum(-1)
+    target = uniforms.to(cdf) * cdf[:, -1]
+    token = torch.searchsorted(cdf, target.unsqueeze(-1), right=True).squeeze(-1)
+    last_kept = probs.shape[-1] - 1 - (probs > 0).flip(-1).int().argmax(-1)  # target rounded up to the whole mass
+    return torch.minimum(token, last_kept)

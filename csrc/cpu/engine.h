@@ -1,0 +1,439 @@
+// The step engine (EngineParams in ssmkit.h): runs straight-line programs of
+// primitive instructions over float32 rows, many steps per call, and samples each
+// step's token. Included inside the per-ISA namespace, after step.h and dplr.h, whose
+// step kernels it calls through their params structs.
+//
+// Rows (batch streams) are independent: each thread owns a contiguous range of rows
+// and runs every step for them, so a run needs no synchronisation. The kernels below
+// are tuned for a few rows at a time (batch 1 is mat-vec work, weights from L2/L3).
+#pragma once
+
+// ---- vector math (float32) ----
+
+// exp(x) for float vectors: x = n ln2 + r with |r| <= ln2/2, exp(r) by its Taylor
+// polynomial to r^7 (truncation below 2e-9 relative), then scaled by 2^n through the
+// exponent bits. Inputs are clamped to [-104, 88.7]: below, the result is 0 or the
+// smallest denormal, as expf's; above, a finite 3.3e38 where expf overflows. The GLU's
+// sigmoid 1/(1 + exp(-b)) is then at most 3e-39 for b < -88.7 where the truth is a
+// smaller denormal: an absolute error below 3e-39.
+template <typename V>
+inline V vexp(V x) {
+  using S = Simd<float>;
+  typedef int32_t I __attribute__((vector_size(sizeof(V))));
+  x = x < S::splat(-104.0f) ? S::splat(-104.0f) : x;
+  x = x > S::splat(88.7f) ? S::splat(88.7f) : x;
+  // round to nearest by the 1.5 * 2^23 trick (|x log2 e| < 2^22)
+  const V n = (x * S::splat(1.44269504088896341f) + S::splat(12582912.0f)) - S::splat(12582912.0f);
+  const V r = (x - n * S::splat(0.693359375f)) - n * S::splat(-2.12194440e-4f);  // Cody-Waite ln2
+  V p = S::splat(1.0f / 5040);
+  p = p * r + S::splat(1.0f / 720);
+  p = p * r + S::splat(1.0f / 120);
+  p = p * r + S::splat(1.0f / 24);
+  p = p * r + S::splat(1.0f / 6);
+  p = p * r + S::splat(0.5f);
+  p = p * r + S::splat(1.0f);
+  p = p * r + S::splat(1.0f);
+  // 2^n in two factors, so that n down to -150 (denormal results) stays representable
+  const I ni = __builtin_convertvector(n, I);
+  const I half = ni >> 1;
+  const V s1 = (V)((half + 127) << 23), s2 = (V)((ni - half + 127) << 23);
+  return p * s1 * s2;
+}
+
+// erf(z) for 0 <= z < 1: z times the Taylor series of erf(z)/z in z^2 to z^20
+// (truncation below 1e-9 relative at z = 1).
+constexpr int kErfSeriesTerms = 11;
+constexpr float kErfSeries[kErfSeriesTerms] = {  // 2/sqrt(pi) (-1)^k / (k! (2k + 1))
+    1.128379167e+00f, -3.761263890e-01f, 1.128379167e-01f, -2.686617065e-02f,
+    5.223977625e-03f, -8.548327023e-04f, 1.205533298e-04f, -1.492565036e-05f,
+    1.646211437e-06f, -1.636584469e-07f, 1.480719282e-08f};
+// erfc(z) for 1 <= z <= 22: exp(-z^2) Q(t), t = 1/(1 + z/2) in [1/12, 2/3], where Q
+// is the degree-10 polynomial fitted to exp(z^2) erfc(z) by least squares of the
+// relative error in double precision (Chebyshev nodes in t); with the coefficients
+// rounded to float its relative error is 5.5e-9, far below float32's 6e-8.
+constexpr int kErfcFitTerms = 11;
+constexpr float kErfcFit[kErfcFitTerms] = {
+    1.822700746e-08f, 2.820940018e-01f, 2.821084261e-01f, 2.467178702e-01f,
+    1.767012924e-01f, 8.489318192e-02f, -2.193612978e-02f, 2.357367985e-02f,
+    -2.503172159e-01f, 2.556416690e-01f, -7.970895618e-02f};
+
+template <typename V>
+inline V verf_small(V z) {  // 0 <= z < 1
+  using S = Simd<float>;
+  const V z2 = z * z;
+  V p = S::splat(kErfSeries[kErfSeriesTerms - 1]);
+  for (int k = kErfSeriesTerms - 2; k >= 0; --k) p = p * z2 + S::splat(kErfSeries[k]);
+  return z * p;
+}
+
+// erfc(z) for 1 <= z <= 22, z = |x|/sqrt2. exp(-z^2) = exp(-x^2/2) is taken from x,
+// split as x = xh + xl with xh holding 12 significant bits: xh^2 is exact, so the
+// exponent carries no rounding error (z^2 rounded would cost z^2 eps32 relative).
+template <typename V>
+inline V verfc_large(V z, V x) {
+  using S = Simd<float>;
+  typedef int32_t I __attribute__((vector_size(sizeof(V))));
+  const V t = S::splat(1.0f) / (S::splat(1.0f) + S::splat(0.5f) * z);
+  V q = S::splat(kErfcFit[kErfcFitTerms - 1]);
+  for (int k = kErfcFitTerms - 2; k >= 0; --k) q = q * t + S::splat(kErfcFit[k]);
+  const V xh = (V)((I)x & I{} + int32_t(0xFFFFF000u));
+  const V xl = x - xh;
+  const V hi = S::splat(-0.5f) * (xh * xh), lo = S::splat(-0.5f) * (xl * (xh + xh + xl));
+  return vexp(hi) * vexp(lo) * q;
+}
+
+// GELU(x) = x Phi(x) = x/2 erfc(-x/sqrt2): for x >= 0, x (1 - erfc(z)/2) (no
+// cancellation: erfc(z)/2 <= 1/2); for x < 0, x erfc(|z|)/2 (computed directly, so
+// the tail keeps its relative accuracy).
+template <typename V>
+inline V vgelu(V x) {
+  using S = Simd<float>;
+  const V z = x * S::splat(0.70710678118654752f);
+  const V az = z < S::zero() ? -z : z;
+  V c;  // erfc(|z|)
+  if (S::all_true(az < S::splat(1.0f))) {
+    c = S::splat(1.0f) - verf_small(az);
+  } else {
+    const V small = S::splat(1.0f) - verf_small(az < S::splat(1.0f) ? az : S::zero());
+    // erfc(22) ~ 1e-212: 0 in float; z in [1, 22] and x clamped alike
+    const V lo = S::splat(1.0f), hi = S::splat(22.0f), sq2 = S::splat(1.41421356237309505f);
+    const V zc = az < lo ? lo : (az > hi ? hi : az);
+    const V ax = x < S::zero() ? -x : x;
+    const V xc = az < lo ? sq2 : (az > hi ? hi * sq2 : ax);
+    const V large = verfc_large(zc, xc);
+    c = az < S::splat(1.0f) ? small : large;
+  }
+  const V half_c = S::splat(0.5f) * c;
+  V g = z < S::zero() ? x * half_c : x * (S::splat(1.0f) - half_c);
+  return x != x ? x : g;  // NaN stays NaN
+}
+
+// ---- the instructions ----
+
+struct EngineRows {
+  float* const* ptr;
+  const int64_t* stride;
+  float* at(int64_t view, int64_t row) const { return ptr[view] + row * stride[view]; }
+  const float* param(int64_t view) const { return view < 0 ? nullptr : ptr[view]; }
+};
+
+inline void engine_layer_norm(const float* x, float* out, const float* w, const float* b,
+                              int64_t n, float eps) {
+  using S = Simd<float>;
+  using V = S::V;
+  constexpr int W = S::W;
+  const int64_t whole = n / W * W;
+  V acc = S::zero();
+  for (int64_t i = 0; i < whole; i += W) acc += S::load(x + i);
+  float sum = S::hsum(acc);
+  for (int64_t i = whole; i < n; ++i) sum += x[i];
+  const float mean = sum / float(n);
+  const V mv = S::splat(mean);
+  acc = S::zero();
+  for (int64_t i = 0; i < whole; i += W) {
+    const V d = S::load(x + i) - mv;
+    acc += d * d;
+  }
+  float var = S::hsum(acc);
+  for (int64_t i = whole; i < n; ++i) var += (x[i] - mean) * (x[i] - mean);
+  const float rstd = 1.0f / std::sqrt(var / float(n) + eps);
+  const V rv = S::splat(rstd);
+  for (int64_t i = 0; i < whole; i += W)
+    S::store(out + i, (S::load(x + i) - mv) * rv * S::load(w + i) + S::load(b + i));
+  for (int64_t i = whole; i < n; ++i) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
+}
+
+// Linear layers: out = bias + x Wt, with Wt packed in column blocks of kLinearBlock
+// outputs, each (n_in, block width) contiguous at Wt + o0 n_in (the last block may be
+// narrower): a block streams through memory in order (the weights mostly come from
+// L2/L3 at batch 1), and R rows share each weight load.
+constexpr int64_t kLinearBlock = 32;
+
+// R rows, columns [c, c + NV W) of one block (Wb, bw floats per input), NV W
+// accumulators per row. Every row is summed in the same order whatever R and NV, so a
+// row's result does not depend on the batch or on how rows are split over threads.
+// (At batch 1 the weights' bandwidth, not the FMA chains' latency, is the limit.)
+template <int R, int NV>
+inline void engine_linear_cols(const float* const* x, float* const* out, const float* Wb,
+                               int64_t bw, const float* bias, int64_t n_in, int64_t o0, int64_t c) {
+  using S = Simd<float>;
+  using V = S::V;
+  constexpr int W = S::W;
+  V acc[R][NV];
+  for (int k = 0; k < NV; ++k) {
+    const V b = bias ? S::load(bias + o0 + c + k * W) : S::zero();
+    for (int r = 0; r < R; ++r) acc[r][k] = b;
+  }
+  const float* w = Wb + c;
+  for (int64_t i = 0; i < n_in; ++i, w += bw) {
+    V wv[NV];
+    for (int k = 0; k < NV; ++k) wv[k] = S::load(w + k * W);
+    for (int r = 0; r < R; ++r) {
+      const V xs = S::splat(x[r][i]);
+      for (int k = 0; k < NV; ++k) acc[r][k] += xs * wv[k];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int k = 0; k < NV; ++k) S::store(out[r] + o0 + c + k * W, acc[r][k]);
+}
+
+// R rows of one column block [o0, o0 + bw).
+template <int R>
+inline void engine_linear_block(const float* const* x, float* const* out, const float* Wt,
+                                const float* bias, int64_t n_in, int64_t n_out, int64_t o0) {
+  constexpr int W = Simd<float>::W;
+  constexpr int NV0 = kLinearBlock / W < 8 / R ? int(kLinearBlock / W) : 8 / R;
+  constexpr int NV = NV0 > 0 ? NV0 : 1;  // vectors per pass: R NV <= 8 accumulators
+  const int64_t bw = imin(kLinearBlock, n_out - o0);
+  const float* Wb = Wt + o0 * n_in;
+  int64_t c = 0;
+  for (; c + NV * W <= bw; c += NV * W) engine_linear_cols<R, NV>(x, out, Wb, bw, bias, n_in, o0, c);
+  for (; c + W <= bw; c += W) engine_linear_cols<R, 1>(x, out, Wb, bw, bias, n_in, o0, c);
+  for (; c < bw; ++c)  // the last n_out % W outputs
+    for (int r = 0; r < R; ++r) {
+      float acc = bias ? bias[o0 + c] : 0.0f;
+      for (int64_t i = 0; i < n_in; ++i) acc += x[r][i] * Wb[i * bw + c];
+      out[r][o0 + c] = acc;
+    }
+}
+
+// Rows [r0, r1): block by block, all rows per block, so that a block's weights come
+// from L3 once per call and from L1/L2 for the other rows.
+inline void engine_linear(const EngineRows& v, int64_t xv, int64_t ov, const float* Wt,
+                          const float* bias, int64_t n_in, int64_t n_out, int64_t r0, int64_t r1) {
+  for (int64_t o0 = 0; o0 < n_out; o0 += kLinearBlock) {
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+      const float* x[4] = {v.at(xv, r), v.at(xv, r + 1), v.at(xv, r + 2), v.at(xv, r + 3)};
+      float* o[4] = {v.at(ov, r), v.at(ov, r + 1), v.at(ov, r + 2), v.at(ov, r + 3)};
+      engine_linear_block<4>(x, o, Wt, bias, n_in, n_out, o0);
+    }
+    for (; r + 2 <= r1; r += 2) {
+      const float* x[2] = {v.at(xv, r), v.at(xv, r + 1)};
+      float* o[2] = {v.at(ov, r), v.at(ov, r + 1)};
+      engine_linear_block<2>(x, o, Wt, bias, n_in, n_out, o0);
+    }
+    for (; r < r1; ++r) {
+      const float* x[1] = {v.at(xv, r)};
+      float* o[1] = {v.at(ov, r)};
+      engine_linear_block<1>(x, o, Wt, bias, n_in, n_out, o0);
+    }
+  }
+}
+
+inline void engine_gelu(float* x, int64_t n) {
+  using S = Simd<float>;
+  constexpr int W = S::W;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) S::store(x + i, vgelu(S::load(x + i)));
+  if (i < n) {  // the tail through one padded vector
+    float tmp[W] = {};
+    for (int64_t j = i; j < n; ++j) tmp[j - i] = x[j];
+    S::store(tmp, vgelu(S::load(tmp)));
+    for (int64_t j = i; j < n; ++j) x[j] = tmp[j - i];
+  }
+}
+
+inline Simd<float>::V vsigmoid_times(Simd<float>::V a, Simd<float>::V b) {  // a * sigmoid(b)
+  using S = Simd<float>;
+  return a / (S::splat(1.0f) + vexp(-b));
+}
+
+inline void engine_glu(const float* x, float* out, int64_t n) {
+  using S = Simd<float>;
+  constexpr int W = S::W;
+  int64_t i = 0;
+  for (; i + W <= n; i += W) S::store(out + i, vsigmoid_times(S::load(x + i), S::load(x + n + i)));
+  for (; i < n; ++i) out[i] = x[i] / (1.0f + std::exp(-x[n + i]));
+}
+
+// One program over rows [r0, r1). token: per row (absolute row index).
+inline void engine_program(const int64_t* c, const int64_t* end, const EngineRows& v,
+                           int64_t r0, int64_t r1, const int64_t* token) {
+  using S = Simd<float>;
+  constexpr int W = S::W;
+  while (c < end) {
+    switch (c[0]) {
+      case kEngineEmbed: {
+        const int64_t width = c[3];
+        const float* table = v.param(c[2]);
+        for (int64_t r = r0; r < r1; ++r)
+          std::memcpy(v.at(c[1], r), table + token[r] * width, sizeof(float) * width);
+        break;
+      }
+      case kEngineLayerNorm: {
+        double eps;
+        std::memcpy(&eps, &c[6], sizeof eps);
+        for (int64_t r = r0; r < r1; ++r)
+          engine_layer_norm(v.at(c[1], r), v.at(c[2], r), v.param(c[3]), v.param(c[4]), c[5], float(eps));
+        break;
+      }
+      case kEngineLinear:
+        engine_linear(v, c[1], c[2], v.param(c[3]), v.param(c[4]), c[5], c[6], r0, r1);
+        break;
+      case kEngineGelu:
+        for (int64_t r = r0; r < r1; ++r) engine_gelu(v.at(c[1], r), c[2]);
+        break;
+      case kEngineGlu:
+        for (int64_t r = r0; r < r1; ++r) engine_glu(v.at(c[1], r), v.at(c[2], r), c[3]);
+        break;
+      case kEngineAdd: {
+        const int64_t n = c[4], whole = n / W * W;
+        for (int64_t r = r0; r < r1; ++r) {
+          const float *a = v.at(c[1], r), *b = v.at(c[2], r);
+          float* o = v.at(c[3], r);
+          for (int64_t i = 0; i < whole; i += W) S::store(o + i, S::load(a + i) + S::load(b + i));
+          for (int64_t i = whole; i < n; ++i) o[i] = a[i] + b[i];
+        }
+        break;
+      }
+      case kEngineCopy:
+        for (int64_t r = r0; r < r1; ++r) std::memmove(v.at(c[2], r), v.at(c[1], r), sizeof(float) * c[3]);
+        break;
+      case kEngineDplrStep: {
+        DplrStepParams p;
+        p.dtype = DType::complex64;
+        p.batch = r1 - r0, p.H = c[11], p.N = c[12], p.r = c[13];
+        p.state = p.new_state = v.at(c[1], r0);
+        p.u = v.at(c[2], r0), p.y = v.at(c[3], r0);
+        p.a = v.param(c[4]), p.b = v.param(c[5]), p.P = v.param(c[6]), p.Pd = v.param(c[7]);
+        p.R = v.param(c[8]), p.C = v.param(c[9]), p.D = v.param(c[10]);
+        dplr_step_impl<float>(p);
+        break;
+      }
+      case kEngineDiagStep: {
+        StepParams p;
+        p.dtype = DType::complex64;
+        p.batch = r1 - r0, p.H = c[8], p.N = c[9];
+        p.state = p.new_state = v.at(c[1], r0);
+        p.u = v.at(c[2], r0), p.y = v.at(c[3], r0);
+        p.dA = v.param(c[4]), p.dB = v.param(c[5]), p.dC = v.param(c[6]), p.D = v.param(c[7]);
+        ssm_step_impl<float>(p);
+        break;
+      }
+      default:
+        return;  // unreachable: the binding checks every opcode before a run
+    }
+    c += kEngineOpLength[c[0]];
+  }
+}
+
+// A token's probability and index (as a double: exact below 2^53), for the nucleus sort.
+struct TokenMass {
+  double p, i;
+};
+
+// Plain double arithmetic, no a*b+c (so contraction into FMA cannot change it):
+// the same operations in the same order as the float64 reference of the tests.
+// work: 3n doubles (the probabilities, then n TokenMass).
+inline int64_t draw_token(const float* logits, int64_t n, double temperature, double top_p,
+                          double u, double* work) {
+  double* p = work;
+  double m = -std::numeric_limits<double>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    p[i] = double(logits[i]) / temperature;
+    if (!(std::fabs(p[i]) <= std::numeric_limits<double>::max())) return -1;  // NaN, Inf
+    m = p[i] > m ? p[i] : m;
+  }
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    p[i] = std::exp(p[i] - m);
+    total += p[i];
+  }
+  for (int64_t i = 0; i < n; ++i) p[i] /= total;
+  if (top_p < 1) {
+    // The nucleus: most likely first (ties: lower index first); a token stays while
+    // the mass of the more likely ones is below top_p (the most likely always does).
+    // The 16 most likely first (peaked distributions need no more), then the rest.
+    TokenMass* order = reinterpret_cast<TokenMass*>(work + n);
+    for (int64_t i = 0; i < n; ++i) order[i] = {p[i], double(i)};
+    const auto more_likely = [](const TokenMass& a, const TokenMass& b) {
+      return a.p > b.p || (a.p == b.p && a.i < b.i);
+    };
+    const int64_t first = imin(16, n);
+    std::partial_sort(order, order + first, order + n, more_likely);
+    int64_t j = 0;
+    double before = 0;
+    for (; j < first && before < top_p; ++j) before += order[j].p;
+    if (before < top_p && first < n) {
+      std::sort(order + first, order + n, more_likely);
+      for (; j < n && before < top_p; ++j) before += order[j].p;
+    }
+    for (int64_t k = j; k < n; ++k) p[int64_t(order[k].i)] = 0;
+  }
+  double kept = 0;
+  for (int64_t i = 0; i < n; ++i) kept += p[i];
+  const double target = u * kept;
+  double acc = 0;
+  int64_t last = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (p[i] == 0) continue;
+    acc += p[i];
+    last = i;
+    if (acc > target) return i;
+  }
+  return last;  // target rounded up to the whole mass
+}
+
+inline void engine_run_impl(const EngineParams& p) {
+  const EngineRows views{p.view_ptr, p.view_stride};
+  const int64_t threads = imin(p.threads > 1 ? p.threads : 1, p.batch);
+  const int64_t batch = p.batch;
+  bool failed = false;
+  int64_t bad_step = -1;
+#ifdef _OPENMP
+  // The step kernels called inside stay on their thread: one thread, one row range.
+  // (One thread runs outside any parallel region: a nested one would build an OpenMP
+  // team at every kernel call.)
+  const int saved_threads = omp_get_max_threads();
+  if (threads == 1) omp_set_num_threads(1);
+#endif
+#pragma omp parallel num_threads(int(threads)) if (threads > 1)
+  {
+#ifdef _OPENMP
+    const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    omp_set_num_threads(1);
+#else
+    const int64_t tid = 0, nt = 1;
+#endif
+    const int64_t r0 = batch * tid / nt, r1 = batch * (tid + 1) / nt;
+    Scratch<double> prob(3 * p.n_classes);
+    Scratch<int64_t> token(batch);
+    int64_t my_bad = -1;
+    try {
+      if (!prob.ok() || !token.ok()) throw std::bad_alloc();
+      for (int64_t i = 0; i < p.steps && r0 < r1 && my_bad < 0; ++i) {
+        for (int64_t r = r0; r < r1; ++r) token.p[r] = p.tokens_in ? p.tokens_in[i * batch + r] : p.token[r];
+        const int64_t k = (p.phase + i) % p.cycle;
+        engine_program(p.code + p.program_start[k], p.code + p.program_start[k + 1], views, r0, r1, token.p);
+        for (int64_t r = r0; r < r1; ++r) {
+          const float* logits = views.at(p.logits_view, r);
+          if (p.logits_out)
+            std::memcpy(p.logits_out + (i * batch + r) * p.n_classes, logits, sizeof(float) * p.n_classes);
+          if (p.uniforms) {
+            const int64_t s = draw_token(logits, p.n_classes, p.temperature, p.top_p,
+                                           p.uniforms[i * batch + r], prob.p);
+            if (s < 0) {
+              my_bad = i;
+              break;
+            }
+            p.samples[i * batch + r] = s;
+            p.token[r] = s;
+          }
+        }
+      }
+    } catch (...) {
+#pragma omp atomic write
+      failed = true;
+    }
+    if (my_bad >= 0) {
+#pragma omp critical(ssmkit_engine_bad_step)
+      bad_step = bad_step < 0 || my_bad < bad_step ? my_bad : bad_step;
+    }
+  }
+#ifdef _OPENMP
+  omp_set_num_threads(saved_threads);
+#endif
+  if (failed) throw std::bad_alloc();
+  if (p.bad_step) *p.bad_step = bad_step;
+}

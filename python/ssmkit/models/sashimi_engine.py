@@ -1,0 +1,282 @@
+"""SaShiMi generation on the compiled step engine (``_C.StepEngine``, see ssmkit.h).
+
+The model's step logic stays here, in Python: :func:`build` walks the model exactly as
+:meth:`SaShiMi.step` does and writes, for each phase ``t mod prod(pool)`` (which stages
+step and which pooling slot is used depend only on that), a straight-line program of
+primitive instructions (embedding, layer norm, linear, GELU, GLU, add, copy, S4 step)
+over float32 arrays. The engine then runs many steps per call in C++, with no Python
+per sample, and samples each token from uniforms drawn in torch. The recurrent state
+is the model's own state dict, updated in place, so ``prime``, the engine and ``step``
+interoperate.
+
+Covers float32 CPU models whose S4 layers run on the compiled kernels with the GELU or
+identity activation; :func:`supported` says whether a model qualifies.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import torch
+from torch import nn
+
+from .. import _C
+from ..nn import S4
+from ..nn.backend import COMPILED, kernels
+
+OPS = _C.engine_ops
+LINEAR_BLOCK = 32  # output columns per packed weight block (kLinearBlock in csrc/cpu/engine.h)
+
+
+def supported(model) -> bool:
+    """True when the engine can run this model (CPU, float32, compiled S4 kernels,
+    GELU or identity activations, affine layer norms)."""
+    if model.decoder.weight.dtype != torch.float32 or model.decoder.weight.device.type != "cpu":
+        return False
+    for block in model._blocks():
+        if block.norm.weight is None or block.norm.bias is None:
+            return False
+        layer = block.layer
+        if isinstance(layer, S4):
+            if kernels(layer.backend, layer.log_dt.device) is not COMPILED:
+                return False
+            if not isinstance(layer.activation, (nn.GELU, nn.Identity)) or getattr(layer.activation, "approximate", "none") != "none":
+                return False
+    return model.norm.weight is not None
+
+
+class _Program:
+    """Arrays (float32, registered once), views into them and the instruction list."""
+
+    def __init__(self, batch: int):
+        self.batch = batch
+        self.buffers: list[torch.Tensor] = []
+        self._buffer_ids: dict[int, int] = {}
+        self.views: list[tuple[int, int, int]] = []
+        self._view_ids: dict[tuple[int, int, int], int] = {}
+        self.code: list[int] = []
+        self._scratch: dict[tuple, int] = {}
+
+    def _buffer(self, t: torch.Tensor) -> int:
+        assert t.dtype == torch.float32 and t.is_contiguous(), (t.dtype, t.stride())
+        key = (t.data_ptr(), t.numel())
+        if key not in self._buffer_ids:
+            self._buffer_ids[key] = len(self.buffers)
+            self.buffers.append(t)
+        return self._buffer_ids[key]
+
+    def _view(self, t: torch.Tensor, offset: int, stride: int) -> int:
+        key = (self._buffer(t), offset, stride)
+        if key not in self._view_ids:
+            self._view_ids[key] = len(self.views)
+            self.views.append(key)
+        return self._view_ids[key]
+
+    def param(self, t) -> int:
+        """A parameter: the same floats for every row (complex tensors as (re, im) pairs)."""
+        if t is None:
+            return -1
+        t = t.detach()
+        t = torch.view_as_real(t.resolve_conj()) if t.is_complex() else t
+        return self._view(t.contiguous(), 0, 0)
+
+    def rows(self, t: torch.Tensor, offset: int = 0) -> int:
+        """Per-row view of a (batch, ...) tensor: row b starts at t[b] + offset floats."""
+        t = torch.view_as_real(t) if t.is_complex() else t
+        return self._view(t, offset, t[0].numel())
+
+    def scratch(self, name, width: int) -> int:
+        """A (batch, width) work array, shared by every instruction that asks for `name`."""
+        key = (name, width)
+        if key not in self._scratch:
+            self._scratch[key] = self.rows(torch.zeros(self.batch, width))
+        return self._scratch[key]
+
+    def emit(self, op: str, *operands):
+        self.code += [OPS[op], *map(int, operands)]
+
+
+def _eps_bits(eps: float) -> int:
+    return struct.unpack("<q", struct.pack("<d", float(eps)))[0]
+
+
+class _Emitter:
+    """Writes the instructions of one model; h values live in per-stage arrays updated in place."""
+
+    def __init__(self, model, state, batch):
+        self.m, self.state, self.p = model, state, _Program(batch)
+        self.weights = {}  # id(linear) -> (Wt view, bias view), transposed once
+
+    def linear(self, lin: nn.Linear, x: int, out: int):
+        if id(lin) not in self.weights:
+            Wt = lin.weight.detach().t()  # packed in column blocks (ssmkit.h, kEngineLinear)
+            packed = torch.cat([Wt[:, o : o + LINEAR_BLOCK].reshape(-1) for o in range(0, Wt.shape[1], LINEAR_BLOCK)])
+            self.weights[id(lin)] = (self.p.param(packed), self.p.param(lin.bias))
+        Wt, b = self.weights[id(lin)]
+        self.p.emit("linear", x, out, Wt, b, lin.in_features, lin.out_features)
+
+    def layer_norm(self, norm: nn.LayerNorm, x: int, out: int, width: int):
+        self.p.emit("layer_norm", x, out, self.p.param(norm.weight), self.p.param(norm.bias), width, _eps_bits(norm.eps))
+
+    def block(self, block, s4_state, h: int, width: int):
+        """One residual block on h (in place)."""
+        p, layer = self.p, block.layer
+        u = p.scratch("u", width)
+        self.layer_norm(block.norm, h, u, width)
+        if isinstance(layer, S4):
+            y = p.scratch("y", width)
+            tensors = layer._step_tensors(COMPILED)
+            N = layer.d_state // 2
+            if layer.mode == "diag":
+                dA, dB, C = tensors
+                p.emit("diag_step", p.rows(s4_state), u, y, p.param(dA), p.param(dB), p.param(C), p.param(layer.D), width, N)
+            else:
+                f, C = tensors
+                r = f.P.shape[1]
+                ops = [p.param(t) for t in (f.dA, f.dB, f.P, f.Pd, f.R, C, layer.D)]
+                p.emit("dplr_step", p.rows(s4_state), u, y, *ops, width, N, r)
+            if isinstance(layer.activation, nn.GELU):
+                p.emit("gelu", y, width)
+            v = p.scratch("v", 2 * width)
+            self.linear(layer.output_linear, y, v)
+            g = p.scratch("g", width)
+            p.emit("glu", v, g, width)
+        else:  # FeedForward: linear, GELU, linear
+            first, second = layer.net[0], layer.net[3]
+            a = p.scratch("a", first.out_features)
+            self.linear(first, u, a)
+            p.emit("gelu", a, first.out_features)
+            g = p.scratch("g", width)
+            self.linear(second, a, g)
+        p.emit("add", h, g, h, width)
+
+    def stage(self, blocks, states, h, width, skips):
+        for block, s in zip(blocks, states):
+            self.block(block, s, h, width)
+            if skips is not None:
+                self.push(skips, h, width)
+
+    def push(self, skips, h, width):
+        keep = self.p.scratch(("skip", len(skips)), width)
+        self.p.emit("copy", h, keep, width)
+        skips.append(keep)
+
+    def program(self, t: int):
+        """The instructions of the step that makes the full-rate step count t (as SaShiMi.step)."""
+        m, state, p = self.m, self.state, self.p
+        P = len(m.pool)
+        widths = [m.encoder.embedding_dim * 1]
+        for k in range(P):
+            widths.append(m.down_pools[k].linear.out_features)
+        hs = [p.scratch(("h", k), widths[k]) for k in range(P + 1)]
+        depth = 0
+        while depth < P and t % m.rates[depth + 1] == 0:
+            depth += 1
+        p.emit("embed", hs[0], p.param(m.encoder.weight), widths[0], m.encoder.num_embeddings)
+        skips = []
+        for k in range(min(depth + 1, P)):
+            self.push(skips, hs[k], widths[k])
+            self.stage(m.down[k], state["down"][k], hs[k], widths[k], skips if m.unet else None)
+            if not m.unet:
+                self.push(skips, hs[k], widths[k])
+            pending, slot = state["pending"][k], (t // m.rates[k] - 1) % m.pool[k]
+            p.emit("copy", hs[k], p.rows(pending, slot * widths[k]), widths[k])
+            if k < depth:
+                self.linear(m.down_pools[k].linear, p.rows(pending), hs[k + 1])
+        coarse = None
+        if depth == P:
+            c = p.scratch("center", widths[P])
+            p.emit("copy", hs[P], c, widths[P])
+            self.stage(m.center, state["center"], c, widths[P], None)
+            p.emit("add", c, hs[P], c, widths[P])
+            coarse = c
+        for k in reversed(range(min(depth + 1, P))):
+            upcoming, slot = state["upcoming"][k], (t // m.rates[k] - 1) % m.pool[k]
+            p.emit("add", p.rows(upcoming, slot * widths[k]), skips.pop(), hs[k], widths[k])
+            if coarse is not None:
+                self.linear(m.up_pools[k].linear, coarse, p.rows(upcoming))
+            start = None
+            if not m.unet:
+                start = p.scratch("start", widths[k])
+                p.emit("copy", hs[k], start, widths[k])
+            for block, s in zip(m.up[k], state["up"][k]):
+                self.block(block, s, hs[k], widths[k])
+                if m.unet:
+                    p.emit("add", hs[k], skips.pop(), hs[k], widths[k])
+            if not m.unet:
+                p.emit("add", hs[k], start, hs[k], widths[k])
+                skips.pop()
+            coarse = hs[k]
+        u = p.scratch("u", widths[0])
+        self.layer_norm(m.norm, hs[0], u, widths[0])
+        logits = p.scratch("logits", m.n_classes)
+        self.linear(m.decoder, u, logits)
+        return logits
+
+
+class Engine:
+    """The compiled step engine for one model and one state dict (updated in place).
+
+    Build once per generation (the model's parameters are read then); :meth:`run`
+    steps chunks of tokens. When something else replaced arrays of the state dict in
+    between (``SaShiMi.step`` returns new S4 states), the next run rebinds to them.
+    """
+
+    def __init__(self, model, state: dict):
+        self.model, self.state = model, state
+        self.batch = state["pending"][0].shape[0]
+        self.cycle, self.n_classes = math.prod(model.pool), model.n_classes
+        self._bind()
+
+    def _bind(self):
+        _make_state_contiguous(self.state)
+        e = _Emitter(self.model, self.state, self.batch)
+        starts = [0]
+        for phase in range(self.cycle):  # program k runs when state["t"] % cycle == k
+            logits = e.program(phase + 1)
+            starts.append(len(e.p.code))
+        views = [list(v) for v in e.p.views]
+        self._engine = _C.StepEngine(e.p.buffers, e.p.code, starts, views, self.batch, logits, self.n_classes)
+        self.program = (e.p.code, starts, views, e.p.buffers, logits)  # for inspection (benchmarks.sashimi.breakdown)
+        self._keep = e.p.buffers  # the arrays the engine points into
+        self._bound = _state_arrays(self.state)
+        self.instructions = len(e.p.code)
+
+    def run(self, steps: int, token=None, tokens_in=None, uniforms=None, temperature=1.0, top_p=1.0, logits=False):
+        """Step `steps` times from the state; returns (samples (steps, batch) or None,
+        logits (steps, batch, n_classes) or None). token: (batch,) int64, the first
+        input when not teacher forced; updated to the last sample. tokens_in: (steps,
+        batch) int64, teacher forcing. uniforms: (steps, batch) float64 in [0, 1), one
+        draw per token (None: no sampling)."""
+        if _state_arrays(self.state) != self._bound:
+            self._bind()
+        B = self.batch
+        if token is None:
+            token = torch.zeros(B, dtype=torch.int64)
+        samples = torch.empty(steps, B, dtype=torch.int64) if uniforms is not None else None
+        out = torch.empty(steps, B, self.n_classes) if logits else None
+        bad = self._engine.run(self.state["t"] % self.cycle, steps, token, tokens_in, uniforms, samples, out, float(temperature), float(top_p))
+        if bad >= 0:
+            self.state["t"] += bad
+            raise FloatingPointError(f"generation: the logits at step {self.state['t']} are not finite (NaN or Inf); nothing to sample")
+        self.state["t"] += steps
+        return samples, out
+
+
+def _state_arrays(state: dict):
+    """The identity of every array of a state dict (the engine's pointers)."""
+    stages = (*state["down"], state["center"], *state["up"], state["pending"], state["upcoming"])
+    return [None if s is None else (s.data_ptr(), s.shape) for stage in stages for s in stage]
+
+
+def _make_state_contiguous(state: dict):
+    """The engine writes the state's own arrays: make each one contiguous, in the dict."""
+    for stage in (*state["down"], state["center"], *state["up"]):
+        for i, s in enumerate(stage):
+            if s is not None and not s.is_contiguous():
+                stage[i] = s.contiguous()
+    for key in ("pending", "upcoming"):
+        for i, s in enumerate(state[key]):
+            if not s.is_contiguous():
+                state[key][i] = s.contiguous()

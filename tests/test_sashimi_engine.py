@@ -1,0 +1,340 @@
+"""The compiled step engine of SaShiMi generation (models/sashimi_engine.py, csrc/cpu/engine.h):
+its logits are SaShiMi.step's and the convolution's (2x rule against float64), its draws
+are a plain float64 inverse-CDF reference's, it shares the state with prime and step,
+and it rejects bad programs and inputs."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from accuracy import assert_close_2x
+from ssmkit import _C
+from ssmkit.models import SaShiMi
+from ssmkit.models.sashimi import START, sample_logits
+from ssmkit.models.sashimi_engine import Engine, supported
+from test_sashimi import run_steps, small, tokens, twins
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def engine_logits(m, x, state=None):
+    """Teacher-forced engine logits (batch, L, classes) for tokens x (batch, L), and the state."""
+    state = state or m.default_state(x.shape[0])
+    _, logits = Engine(m, state).run(x.shape[1], tokens_in=x.T.contiguous(), logits=True)
+    return logits.transpose(0, 1), state
+
+
+CONFIGS = [
+    dict(mode="dplr", unet=True, ff=1, pool=(2, 3)),
+    dict(mode="dplr", unet=False, ff=0, pool=(2, 3)),
+    dict(mode="diag", unet=True, ff=0, pool=(4,)),
+    dict(mode="diag", unet=False, ff=2, pool=(4,)),
+    dict(mode="dplr", unet=True, ff=2, pool=(4,), n_layers=2),
+    dict(mode="diag", unet=True, ff=1, pool=(2, 3), d_model=12, d_state=6),  # widths off the SIMD width
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_engine_equals_step(config):
+    """Teacher forced over 5 cycles of the pooling phases: the engine's logits are the
+    module step's, both held to float64 by the 2x rule. Batch 7 covers the linear
+    kernel's 4-, 2- and 1-row paths."""
+    m = small(config["mode"], l_max=64, **{k: v for k, v in config.items() if k != "mode"})
+    assert supported(m)
+    L = 5 * math.prod(config["pool"])
+    x = tokens(7, L)
+    out, _ = engine_logits(m, x)
+    steps, _ = run_steps(m, x)
+    _, m64 = twins(m)
+    truth, _ = run_steps(m64, x)
+    assert_close_2x("engine", out, truth, steps)
+    assert (out - steps).abs().max() <= 1e-5 * steps.abs().max()
+
+
+@pytest.mark.parametrize("mode", ["dplr", "diag"])
+def test_engine_equals_convolution_4096(mode):
+    """The existing teacher-forcing test, on the engine: 4096 samples against the float64
+    convolution, the float32 reference-backend steps as the yardstick."""
+    L = 4096
+    m = small(mode, l_max=L)
+    ref, m64 = twins(m)
+    x = tokens(2, L)
+    with torch.no_grad():
+        truth = m64(x)
+    out, _ = engine_logits(m, x)
+    steps_ref, _ = run_steps(ref, x)
+    assert_close_2x(f"{mode} engine", out, truth, steps_ref)
+
+
+@pytest.mark.parametrize("split", [1, 6, 11])
+def test_prime_engine_step_share_the_state(split):
+    """prime -> step -> engine -> step -> the same engine: one state dict, updated in
+    place, read by the next; held to float64 with prime -> step (the per-token API all
+    the way) as the yardstick."""
+    L = 45
+    m = small("dplr", l_max=L, pool=(2, 3))
+    _, m64 = twins(m)
+    x = tokens(3, L)
+    with torch.no_grad():
+        truth = m64(x)
+        _, state = m.prime(x[:, :split])
+        _, state_ref = m.prime(x[:, :split])
+    ref, _ = run_steps(m, x[:, split:], state_ref)
+    engine = Engine(m, state)
+    parts, t = [], split
+    for n, on_engine in ((4, False), (13, True), (5, False), (7, True)):
+        chunk = x[:, t : t + n]
+        if on_engine:
+            parts.append(engine.run(n, tokens_in=chunk.T.contiguous(), logits=True)[1].transpose(0, 1))
+        else:
+            parts.append(run_steps(m, chunk, state)[0])
+        t += n
+        assert state["t"] == t
+    parts.append(run_steps(m, x[:, t:], state)[0])
+    assert_close_2x("prime, step, engine, step, engine, step", torch.cat(parts, 1), truth[:, split:], ref)
+
+
+def python_draw(logits, temperature, top_p, u):
+    """The float64 reference of a draw, written out: softmax of logits / temperature,
+    the top_p nucleus (most likely first, lower index first on ties; a token stays while
+    the mass before it is below top_p), then the first token whose running mass over
+    the kept ones, in index order, exceeds u times their total."""
+    z = [float(v) / temperature for v in logits]
+    m = max(z)
+    e = [math.exp(v - m) for v in z]
+    total = 0.0
+    for v in e:
+        total += v
+    p = [v / total for v in e]
+    if top_p < 1:
+        order = sorted(range(len(p)), key=lambda i: (-p[i], i))
+        before, j = 0.0, 0
+        while j < len(p) and before < top_p:
+            before += p[order[j]]
+            j += 1
+        for i in order[j:]:
+            p[i] = 0.0
+    kept = 0.0
+    for v in p:
+        kept += v
+    target, acc, last = u * kept, 0.0, 0
+    for i, v in enumerate(p):
+        if v == 0:
+            continue
+        acc += v
+        last = i
+        if acc > target:
+            return i
+    return last
+
+
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 2.5])
+@pytest.mark.parametrize("top_p", [1.0, 0.9, 0.5, 1e-9])
+def test_draws_equal_the_float64_reference(temperature, top_p):
+    rows, n = 300, 64
+    logits = torch.randn(rows, n) * 3
+    logits[::7, 5:9] = logits[::7, 5:6]  # ties
+    logits[::11] = 0.0  # uniform rows
+    u = torch.rand(rows, dtype=torch.float64)
+    u[:3] = torch.tensor([0.0, 1 - 2**-53, 0.5])
+    out = torch.empty(rows, dtype=torch.int64)
+    _C.sample_tokens(logits, u, temperature, top_p, out)
+    expected = [python_draw(logits[r].tolist(), temperature, top_p, u[r].item()) for r in range(rows)]
+    assert out.tolist() == expected
+    # generate's step path (torch, float64) draws the same tokens
+    assert sample_logits(logits, temperature, top_p, uniforms=u).tolist() == expected
+    if top_p == 1e-9:  # greedy
+        assert torch.equal(out, logits.argmax(-1))
+
+
+def test_engine_draws_are_its_logits_draws():
+    """The tokens the engine samples inside its loop are the draws of the logits it made."""
+    m = small("diag", l_max=64, pool=(2, 3))
+    x = tokens(3, 24)
+    u = torch.rand(24, 3, dtype=torch.float64)
+    state = m.default_state(3)
+    samples, logits = Engine(m, state).run(24, tokens_in=x.T.contiguous(), uniforms=u, temperature=0.7, top_p=0.8, logits=True)
+    draws = torch.empty(24 * 3, dtype=torch.int64)
+    _C.sample_tokens(logits.reshape(-1, 256), u.reshape(-1), 0.7, 0.8, draws)
+    assert torch.equal(samples.reshape(-1), draws)
+
+
+def test_generate_on_the_engine_is_reproducible_and_equals_step():
+    m = small("dplr", l_max=128)
+    prefix = tokens(1, 21)[0]
+    g = [torch.Generator().manual_seed(4) for _ in range(3)]
+    a = m.generate(2, 50, prefix=prefix, generator=g[0], top_p=0.95)
+    b = m.generate(2, 50, prefix=prefix, generator=g[1], top_p=0.95)
+    c = m.generate(2, 50, prefix=prefix, generator=g[2], top_p=0.95, fast=False)  # SaShiMi.step
+    assert torch.equal(a, b) and torch.equal(a, c)
+    assert not torch.equal(a, m.generate(2, 50, prefix=prefix, generator=torch.Generator().manual_seed(5), top_p=0.95))
+
+
+def test_generate_chunks_and_progress():
+    m = small("diag", l_max=600)
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    a = m.generate(2, 600, generator=g1, progress=True)  # three engine chunks
+    b = m.generate(2, 600, generator=g2, fast=False)
+    assert a.shape == (2, 600) and torch.equal(a, b)
+
+
+def test_supported():
+    assert supported(small("diag"))
+    assert not supported(small("diag").double())
+    ref, _ = twins(small("dplr"))
+    assert not supported(ref)  # reference-backend S4 layers
+    relu = SaShiMi(**(dict(d_model=8, n_layers=1, pool=(2,), ff=0, d_state=8)))
+    relu.down[0][0].layer.activation = torch.nn.ReLU()
+    assert not supported(relu)
+
+
+def one_op_engine(op, operands, width, batch=1, extra=()):
+    """An engine of one instruction on (batch, width) arrays x (view 0), y (view 1);
+    extra arrays get views 2, 3, ...; logits: a dummy (batch, 1) array."""
+    x, y, dummy = torch.zeros(batch, 2 * width), torch.zeros(batch, width), torch.zeros(batch, 1)
+    buffers = [x, y, dummy, *extra]
+    views = [[0, 0, 2 * width], [1, 0, width], [2, 0, 1]] + [[3 + i, 0, 0] for i in range(len(extra))]
+    code = [_C.engine_ops[op], *operands]
+    return _C.StepEngine(buffers, code, [0, len(code)], views, batch, 2, 1), x, y
+
+
+def run_once(engine, batch=1):
+    return engine.run(0, 1, torch.zeros(batch, dtype=torch.int64), None, None, None, None)
+
+
+def test_gelu_and_glu_accuracy():
+    """The vectorised GELU (erf, erfc and exp polynomials) and GLU against float64, held
+    to twice torch's float32 error (the 2x rule, relative to the largest value), and
+    relative error in the negative tail, where GELU's own value is tiny."""
+    n = 1 << 16
+    xs = torch.cat([torch.linspace(-12, 12, n - 8), torch.tensor([0.0, -0.0, 1e-30, -1e-30, 40, -40, 1e4, -1e4])])
+    engine, x, _ = one_op_engine("gelu", [0, n], n // 2)  # x holds n floats: the (1, 2 * n/2) view 0
+    x[0] = xs
+    run_once(engine)
+    x64 = xs.double()
+    truth = x64 / 2 * torch.special.erfc(-x64 / math.sqrt(2))  # (torch's float64 GELU cancels below -8)
+    assert_close_2x("gelu", x[0], truth, F.gelu(xs))
+    tail = (xs < -1) & (truth.abs() > 1e-35)  # normal floats
+    rel = ((x[0].double() - truth).abs() / truth.abs())[tail].max().item()
+    assert rel < 1e-6, rel  # measured 7.3e-7 (1 - erf(z) just below z = 1); torch float32: 1 by x = -5.5
+    assert torch.isnan(run_nan("gelu"))
+
+    engine, x, y = one_op_engine("glu", [0, 1, n // 2], n // 2)
+    x[0] = torch.cat([torch.randn(n // 2), xs[torch.randperm(n)[: n // 2]]])
+    run_once(engine)
+    assert_close_2x("glu", y[0], F.glu(x[0].double(), -1), F.glu(x[0], -1))
+
+
+def run_nan(op):
+    engine, x, _ = one_op_engine(op, [0, 8], 4)
+    x[0] = float("nan")
+    run_once(engine)
+    return x[0, 0]
+
+
+def test_engine_kernels_against_float64():
+    """Layer norm and the linear kernel (all row paths, widths off the SIMD width, with
+    and without bias) on random data, 2x rule against float64."""
+    for n_in, n_out, batch in [(64, 128, 7), (13, 37, 5), (256, 512, 2), (5, 3, 1)]:
+        lin = torch.nn.Linear(n_in, n_out, bias=n_out != 37)
+        Wt = lin.weight.detach().t()
+        packed = torch.cat([Wt[:, o : o + 32].reshape(-1) for o in range(0, n_out, 32)])
+        x, y = torch.randn(batch, n_in), torch.zeros(batch, n_out)
+        bias = lin.bias.detach() if lin.bias is not None else torch.zeros(1)
+        views = [[0, 0, n_in], [1, 0, n_out], [2, 0, 0], [3, 0, 0], [4, 0, 1]]
+        code = [_C.engine_ops["linear"], 0, 1, 2, 3 if lin.bias is not None else -1, n_in, n_out]
+        engine = _C.StepEngine([x, y, packed, bias, torch.zeros(batch, 1)], code, [0, len(code)], views, batch, 4, 1)
+        run_once(engine, batch)
+        with torch.no_grad():
+            assert_close_2x(f"linear {n_in}x{n_out}", y, lin.double()(x.double()), lin.float()(x))
+    norm = torch.nn.LayerNorm(37)
+    with torch.no_grad():
+        norm.weight.normal_(), norm.bias.normal_()
+    x, y = torch.randn(3, 37) * 5 + 3, torch.zeros(3, 37)
+    eps_bits = int.from_bytes(torch.tensor(norm.eps, dtype=torch.float64).numpy().tobytes(), "little", signed=True)
+    code = [_C.engine_ops["layer_norm"], 0, 1, 2, 3, 37, eps_bits]
+    views = [[0, 0, 37], [1, 0, 37], [2, 0, 0], [3, 0, 0], [4, 0, 1]]
+    engine = _C.StepEngine([x, y, norm.weight.detach(), norm.bias.detach(), torch.zeros(3, 1)], code, [0, len(code)], views, 3, 4, 1)
+    with torch.no_grad():
+        ref = norm(x)
+        run_once(engine, 3)
+        assert_close_2x("layer norm", y, norm.double()(x.double()), ref)
+
+
+def test_bad_programs_and_inputs():
+    x = torch.zeros(2, 8)
+    gelu = _C.engine_ops["gelu"]
+    with pytest.raises(ValueError, match="do not fit"):  # rows past the buffer
+        _C.StepEngine([x], [gelu, 0, 9], [0, 3], [[0, 0, 8]], 2, 0, 1)
+    with pytest.raises(ValueError, match="do not fit"):  # the second row past the end
+        _C.StepEngine([x], [gelu, 0, 8], [0, 3], [[0, 8, 8]], 2, 0, 1)
+    with pytest.raises(ValueError, match="unknown opcode"):
+        _C.StepEngine([x], [99, 0, 8], [0, 3], [[0, 0, 8]], 2, 0, 1)
+    with pytest.raises(ValueError, match="truncated"):
+        _C.StepEngine([x], [gelu, 0], [0, 2], [[0, 0, 8]], 2, 0, 1)
+    with pytest.raises(ValueError, match="view index"):
+        _C.StepEngine([x], [gelu, 3, 8], [0, 3], [[0, 0, 8]], 2, 0, 1)
+    with pytest.raises(ValueError, match="program_start"):
+        _C.StepEngine([x], [gelu, 0, 8], [0, 2], [[0, 0, 8]], 2, 0, 1)
+    with pytest.raises(TypeError, match=r"buffers\[0\]: expected float32, got float64"):
+        _C.StepEngine([x.double()], [gelu, 0, 8], [0, 3], [[0, 0, 8]], 2, 0, 1)
+    with pytest.raises(ValueError, match="different buffers"):
+        _C.StepEngine([x], [_C.engine_ops["glu"], 0, 0, 4], [0, 4], [[0, 0, 8]], 2, 0, 1)
+    m = small("diag")
+    engine = Engine(m, m.default_state(2))
+    with pytest.raises(ValueError, match=r"token: expected token ids in \[0, 256\), got 256"):
+        engine.run(3, token=torch.tensor([0, 256]))
+    with pytest.raises(ValueError, match=r"tokens_in: expected shape \(steps, batch\)"):
+        engine.run(3, tokens_in=torch.zeros(2, 3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="uniforms: expected float64"):
+        engine.run(3, uniforms=torch.rand(3, 2))
+    with pytest.raises(ValueError, match="temperature"):
+        engine.run(3, uniforms=torch.rand(3, 2, dtype=torch.float64), temperature=0.0)
+    with pytest.raises(ValueError, match="logits: expected a contiguous CPU float32"):
+        _C.sample_tokens(torch.zeros(2, 4, dtype=torch.float64), torch.rand(2, dtype=torch.float64), 1.0, 1.0, torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="not finite"):
+        _C.sample_tokens(torch.tensor([[0.0, float("nan")]]), torch.rand(1, dtype=torch.float64), 1.0, 1.0, torch.zeros(1, dtype=torch.int64))
+    assert engine.state["t"] == 0  # nothing ran
+
+
+def test_non_finite_logits_stop_generation():
+    m = small("diag", l_max=64)
+    with torch.no_grad():
+        m.decoder.bias[3] = float("nan")
+    with pytest.raises(FloatingPointError, match="logits at step 0 are not finite"):
+        m.generate(2, 10)
+
+
+def test_rows_do_not_depend_on_the_batch_or_the_threads():
+    """Each stream's logits are the same bits alone, in a batch, on one or two threads
+    (threads split the streams; every kernel sums a row in one fixed order)."""
+    import ssmkit
+
+    m = small("dplr", l_max=64, pool=(2, 3), d_model=12, d_state=6)
+    x = tokens(5, 18)
+    alone, _ = engine_logits(m, x[2:3])
+    threads = ssmkit.get_num_threads()
+    try:
+        ssmkit.set_num_threads(1)
+        one, _ = engine_logits(m, x)
+        ssmkit.set_num_threads(2)
+        two, _ = engine_logits(m, x)
+    finally:
+        ssmkit.set_num_threads(threads)
+    assert torch.equal(one, two) and torch.equal(one[2:3], alone)
+
+
+def test_step_time_breakdown_runs():
+    from ssmkit.benchmarks.sashimi import breakdown
+
+    times = breakdown(3, small("dplr", l_max=64), steps=4, rounds=1)
+    assert set(times) == {"full step + sampling", "S4 steps", "linears", "GELU", "layer norms", "GLU", "add, copy, embed"}
+    assert all(t > 0 for t in times.values())
