@@ -223,15 +223,8 @@ def briefly_trained(mode):
 
 @pytest.mark.parametrize("mode", ["dplr", "diag"])
 @pytest.mark.parametrize("trained", [False, True], ids=["random", "trained"])
-def test_generation_is_stable(mode, trained):
-    m = briefly_trained(mode) if trained else small(mode, l_max=256)
-    generate_and_check(m, n_streams=4, length=3000, chunk=500)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", ["dplr", "diag"])
-@pytest.mark.parametrize("trained", [False, True], ids=["random", "trained"])
 def test_generation_is_stable_100k(mode, trained):
+    """The issue's check, in full: 100,000 samples per stream (a few seconds on the engine)."""
     m = briefly_trained(mode) if trained else small(mode, l_max=256)
     generate_and_check(m, n_streams=4, length=100_000, chunk=5000)
 
