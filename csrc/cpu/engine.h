@@ -3,9 +3,14 @@
 // step's token. Included inside the per-ISA namespace, after step.h and dplr.h, whose
 // step kernels it calls through their params structs.
 //
-// Rows (batch streams) are independent: each thread owns a contiguous range of rows
-// and runs every step for them, so a run needs no synchronisation. The kernels below
-// are tuned for a few rows at a time (batch 1 is mat-vec work, weights from L2/L3).
+// Two ways to use threads. Rows (batch streams) are independent: when there are at
+// least as many rows as threads, each thread owns a contiguous range of rows and runs
+// every step for them, with no synchronisation. With fewer rows than threads (batch 1),
+// the threads split each instruction by output columns (channels) instead and meet at
+// a barrier between instructions: batch 1 is mat-vec work bound by reading the weights
+// from L3, and two cores read twice as fast as one. Every output element is computed
+// by the same arithmetic in both modes, so the results are the same bits. The kernels
+// below are tuned for a few rows at a time.
 #pragma once
 
 // ---- vector math (float32) ----
@@ -117,8 +122,12 @@ struct EngineRows {
   const float* param(int64_t view) const { return view < 0 ? nullptr : ptr[view]; }
 };
 
+// out[lo, hi) of the layer norm of x (n floats); the statistics always over all of x,
+// in the same order, so every column range sees the same mean and rstd. lo is a
+// multiple of W, hi one or n: each column takes the vector or scalar path it takes
+// in a whole row.
 inline void engine_layer_norm(const float* x, float* out, const float* w, const float* b,
-                              int64_t n, float eps) {
+                              int64_t n, float eps, int64_t lo, int64_t hi) {
   using S = Simd<float>;
   using V = S::V;
   constexpr int W = S::W;
@@ -138,9 +147,10 @@ inline void engine_layer_norm(const float* x, float* out, const float* w, const 
   for (int64_t i = whole; i < n; ++i) var += (x[i] - mean) * (x[i] - mean);
   const float rstd = 1.0f / std::sqrt(var / float(n) + eps);
   const V rv = S::splat(rstd);
-  for (int64_t i = 0; i < whole; i += W)
+  int64_t i = lo;
+  for (; i + W <= hi; i += W)
     S::store(out + i, (S::load(x + i) - mv) * rv * S::load(w + i) + S::load(b + i));
-  for (int64_t i = whole; i < n; ++i) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
+  for (; i < hi; ++i) out[i] = (x[i] - mean) * rstd * w[i] + b[i];
 }
 
 // Linear layers: out = bias + x Wt, with Wt packed in column blocks of kLinearBlock
@@ -197,11 +207,13 @@ inline void engine_linear_block(const float* const* x, float* const* out, const 
     }
 }
 
-// Rows [r0, r1): block by block, all rows per block, so that a block's weights come
-// from L3 once per call and from L1/L2 for the other rows.
+// Rows [r0, r1), outputs [lo, hi) (lo a multiple of kLinearBlock, hi one or n_out):
+// block by block, all rows per block, so that a block's weights come from L3 once per
+// call and from L1/L2 for the other rows.
 inline void engine_linear(const EngineRows& v, int64_t xv, int64_t ov, const float* Wt,
-                          const float* bias, int64_t n_in, int64_t n_out, int64_t r0, int64_t r1) {
-  for (int64_t o0 = 0; o0 < n_out; o0 += kLinearBlock) {
+                          const float* bias, int64_t n_in, int64_t n_out, int64_t r0, int64_t r1,
+                          int64_t lo, int64_t hi) {
+  for (int64_t o0 = lo; o0 < hi; o0 += kLinearBlock) {
     int64_t r = r0;
     for (; r + 4 <= r1; r += 4) {
       const float* x[4] = {v.at(xv, r), v.at(xv, r + 1), v.at(xv, r + 2), v.at(xv, r + 3)};
@@ -239,81 +251,167 @@ inline Simd<float>::V vsigmoid_times(Simd<float>::V a, Simd<float>::V b) {  // a
   return a / (S::splat(1.0f) + vexp(-b));
 }
 
-inline void engine_glu(const float* x, float* out, int64_t n) {
+// out[lo, hi) (lo a multiple of W, hi one or n: the scalar tail stays the same columns)
+inline void engine_glu(const float* x, float* out, int64_t n, int64_t lo, int64_t hi) {
   using S = Simd<float>;
   constexpr int W = S::W;
-  int64_t i = 0;
-  for (; i + W <= n; i += W) S::store(out + i, vsigmoid_times(S::load(x + i), S::load(x + n + i)));
-  for (; i < n; ++i) out[i] = x[i] / (1.0f + std::exp(-x[n + i]));
+  int64_t i = lo;
+  for (; i + W <= hi; i += W) S::store(out + i, vsigmoid_times(S::load(x + i), S::load(x + n + i)));
+  for (; i < hi; ++i) out[i] = x[i] / (1.0f + std::exp(-x[n + i]));
 }
 
-// One program over rows [r0, r1). token: per row (absolute row index).
+// ---- split mode: the threads of one team divide each instruction ----
+
+// A barrier for a team that meets many thousand times a second (between instructions
+// of a step: microseconds apart). Sense reversal: the last thread to arrive resets the
+// count and flips the shared sense, the others wait for the flip. Waiters spin briefly
+// (the partner is normally microseconds away), then yield the core, so a partner
+// descheduled by other load costs little (OpenMP's barriers spin long, which is what
+// makes busy machines slow).
+class SpinBarrier {
+ public:
+  void set_team(int n) { n_ = n; }
+  // sense: the caller's own, starting at 0
+  void wait(int& sense) {
+    sense ^= 1;
+    // acq_rel: every thread's writes before the barrier reach the last arriver, and
+    // through its release store of the sense, every waiter
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      arrived_.store(0, std::memory_order_relaxed);
+      sense_.store(sense, std::memory_order_release);
+      return;
+    }
+    for (int spins = 0; sense_.load(std::memory_order_acquire) != sense; ++spins) {
+      if (spins < kSpins) {
+#if defined(__x86_64__) || defined(__i386__)
+        _mm_pause();
+#endif
+      } else {
+        std::this_thread::yield();
+      }
+    }
+  }
+
+ private:
+  static constexpr int kSpins = 4000;  // about 20-100 us of pause instructions
+  alignas(64) std::atomic<int> arrived_{0};
+  alignas(64) std::atomic<int> sense_{0};
+  int n_ = 1;
+};
+
+// Thread `part` of `parts`: its range of [0, n) in whole units (the last unit may be
+// short), contiguous and in order, so that the parts cover [0, n) once.
+struct Part {
+  int64_t part = 0, parts = 1;
+  void range(int64_t n, int64_t unit, int64_t& lo, int64_t& hi) const {
+    const int64_t units = (n + unit - 1) / unit;
+    lo = imin(n, units * part / parts * unit);
+    hi = imin(n, units * (part + 1) / parts * unit);
+  }
+};
+
+// One program over rows [r0, r1), this thread's part of each instruction's columns
+// (the whole of each when parts = 1). token: per row (absolute row index). With
+// parts > 1 the team meets at `barrier` after every instruction, since the next one
+// may read any column of what this one wrote.
 inline void engine_program(const int64_t* c, const int64_t* end, const EngineRows& v,
-                           int64_t r0, int64_t r1, const int64_t* token) {
+                           int64_t r0, int64_t r1, const int64_t* token, const Part& part,
+                           SpinBarrier* barrier, int& sense) {
   using S = Simd<float>;
   constexpr int W = S::W;
+  int64_t lo, hi;  // this thread's columns (channels) of the instruction
   while (c < end) {
     switch (c[0]) {
       case kEngineEmbed: {
         const int64_t width = c[3];
         const float* table = v.param(c[2]);
+        part.range(width, W, lo, hi);
         for (int64_t r = r0; r < r1; ++r)
-          std::memcpy(v.at(c[1], r), table + token[r] * width, sizeof(float) * width);
+          std::memcpy(v.at(c[1], r) + lo, table + token[r] * width + lo, sizeof(float) * (hi - lo));
         break;
       }
       case kEngineLayerNorm: {
         double eps;
         std::memcpy(&eps, &c[6], sizeof eps);
+        part.range(c[5], W, lo, hi);
         for (int64_t r = r0; r < r1; ++r)
-          engine_layer_norm(v.at(c[1], r), v.at(c[2], r), v.param(c[3]), v.param(c[4]), c[5], float(eps));
+          engine_layer_norm(v.at(c[1], r), v.at(c[2], r), v.param(c[3]), v.param(c[4]), c[5], float(eps), lo, hi);
         break;
       }
       case kEngineLinear:
-        engine_linear(v, c[1], c[2], v.param(c[3]), v.param(c[4]), c[5], c[6], r0, r1);
+        part.range(c[6], kLinearBlock, lo, hi);
+        engine_linear(v, c[1], c[2], v.param(c[3]), v.param(c[4]), c[5], c[6], r0, r1, lo, hi);
         break;
       case kEngineGelu:
-        for (int64_t r = r0; r < r1; ++r) engine_gelu(v.at(c[1], r), c[2]);
+        part.range(c[2], W, lo, hi);
+        for (int64_t r = r0; r < r1; ++r) engine_gelu(v.at(c[1], r) + lo, hi - lo);
         break;
       case kEngineGlu:
-        for (int64_t r = r0; r < r1; ++r) engine_glu(v.at(c[1], r), v.at(c[2], r), c[3]);
+        part.range(c[3], W, lo, hi);
+        for (int64_t r = r0; r < r1; ++r) engine_glu(v.at(c[1], r), v.at(c[2], r), c[3], lo, hi);
         break;
       case kEngineAdd: {
-        const int64_t n = c[4], whole = n / W * W;
+        part.range(c[4], W, lo, hi);
         for (int64_t r = r0; r < r1; ++r) {
           const float *a = v.at(c[1], r), *b = v.at(c[2], r);
           float* o = v.at(c[3], r);
-          for (int64_t i = 0; i < whole; i += W) S::store(o + i, S::load(a + i) + S::load(b + i));
-          for (int64_t i = whole; i < n; ++i) o[i] = a[i] + b[i];
+          int64_t i = lo;
+          for (; i + W <= hi; i += W) S::store(o + i, S::load(a + i) + S::load(b + i));
+          for (; i < hi; ++i) o[i] = a[i] + b[i];
         }
         break;
       }
       case kEngineCopy:
-        for (int64_t r = r0; r < r1; ++r) std::memmove(v.at(c[2], r), v.at(c[1], r), sizeof(float) * c[3]);
+        part.range(c[3], W, lo, hi);
+        for (int64_t r = r0; r < r1; ++r)
+          std::memmove(v.at(c[2], r) + lo, v.at(c[1], r) + lo, sizeof(float) * (hi - lo));
         break;
       case kEngineDplrStep: {
+        // Channels are independent: channels [lo, hi) of a row are the sub-problem with
+        // H = hi - lo at offset pointers (rows then one at a time: their channel ranges
+        // are not evenly spaced). Per channel the kernel's arithmetic is the same
+        // whatever H and the rows, so the split gives the same bits.
+        const int64_t H = c[11], N = c[12], rank = c[13], n2 = 2 * N;
+        part.range(H, 1, lo, hi);
+        const float *D = v.param(c[10]);
         DplrStepParams p;
         p.dtype = DType::complex64;
-        p.batch = r1 - r0, p.H = c[11], p.N = c[12], p.r = c[13];
-        p.state = p.new_state = v.at(c[1], r0);
-        p.u = v.at(c[2], r0), p.y = v.at(c[3], r0);
-        p.a = v.param(c[4]), p.b = v.param(c[5]), p.P = v.param(c[6]), p.Pd = v.param(c[7]);
-        p.R = v.param(c[8]), p.C = v.param(c[9]), p.D = v.param(c[10]);
-        dplr_step_impl<float>(p);
+        p.N = N, p.r = rank;
+        p.a = v.param(c[4]) + lo * n2, p.b = v.param(c[5]) + lo * n2;
+        p.P = v.param(c[6]) + lo * rank * n2, p.Pd = v.param(c[7]) + lo * rank * n2;
+        p.R = v.param(c[8]) + lo * rank * rank, p.C = v.param(c[9]) + lo * n2;
+        p.D = D ? D + lo : nullptr;
+        const bool whole = part.parts == 1;
+        p.batch = whole ? r1 - r0 : 1, p.H = hi - lo;
+        for (int64_t r = r0; r < r1 && lo < hi; r += p.batch) {
+          p.state = p.new_state = v.at(c[1], r) + lo * n2;
+          p.u = v.at(c[2], r) + lo, p.y = v.at(c[3], r) + lo;
+          dplr_step_impl<float>(p);
+        }
         break;
       }
-      case kEngineDiagStep: {
+      case kEngineDiagStep: {  // as the DPLR step
+        const int64_t H = c[8], N = c[9], n2 = 2 * N;
+        part.range(H, 1, lo, hi);
+        const float *D = v.param(c[7]);
         StepParams p;
         p.dtype = DType::complex64;
-        p.batch = r1 - r0, p.H = c[8], p.N = c[9];
-        p.state = p.new_state = v.at(c[1], r0);
-        p.u = v.at(c[2], r0), p.y = v.at(c[3], r0);
-        p.dA = v.param(c[4]), p.dB = v.param(c[5]), p.dC = v.param(c[6]), p.D = v.param(c[7]);
-        ssm_step_impl<float>(p);
+        p.N = N;
+        p.dA = v.param(c[4]) + lo * n2, p.dB = v.param(c[5]) + lo * n2, p.dC = v.param(c[6]) + lo * n2;
+        p.D = D ? D + lo : nullptr;
+        const bool whole = part.parts == 1;
+        p.batch = whole ? r1 - r0 : 1, p.H = hi - lo;
+        for (int64_t r = r0; r < r1 && lo < hi; r += p.batch) {
+          p.state = p.new_state = v.at(c[1], r) + lo * n2;
+          p.u = v.at(c[2], r) + lo, p.y = v.at(c[3], r) + lo;
+          ssm_step_impl<float>(p);
+        }
         break;
       }
       default:
         return;  // unreachable: the binding checks every opcode before a run
     }
+    if (barrier) barrier->wait(sense);
     c += kEngineOpLength[c[0]];
   }
 }
@@ -375,17 +473,80 @@ inline int64_t draw_token(const float* logits, int64_t n, double temperature, do
   return last;  // target rounded up to the whole mass
 }
 
+// Split mode (batch < threads): one team for the whole run; every thread runs every
+// step over all rows, its part of each instruction's columns; thread 0 samples.
+inline void engine_run_split(const EngineParams& p, int64_t threads) {
+  const EngineRows views{p.view_ptr, p.view_stride};
+  const int64_t batch = p.batch;
+  // Everything allocated before the team starts: a throw inside would leave the
+  // others waiting at the barrier.
+  Scratch<double> prob(3 * p.n_classes);
+  Scratch<int64_t> tokens(threads * batch);  // each thread's copy of the step's tokens
+  if (!prob.ok() || !tokens.ok()) throw std::bad_alloc();
+  SpinBarrier barrier;
+  int64_t bad_step = -1;  // written by thread 0 before a barrier, read by all after it
+#pragma omp parallel num_threads(int(threads))
+  {
+#ifdef _OPENMP
+    const int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    omp_set_num_threads(1);  // the step kernels called inside stay on their thread
+#else
+    const int64_t tid = 0, nt = 1;
+#endif
+    // The team may be smaller than asked (OpenMP limits, a nested region): the
+    // barrier counts the threads there are (single's own barrier publishes it).
+#pragma omp single
+    barrier.set_team(int(nt));
+    const Part part{tid, nt};
+    int64_t* token = tokens.p + tid * batch;
+    int sense = 0;
+    for (int64_t i = 0; i < p.steps && bad_step < 0; ++i) {
+      for (int64_t r = 0; r < batch; ++r) token[r] = p.tokens_in ? p.tokens_in[i * batch + r] : p.token[r];
+      const int64_t k = (p.phase + i) % p.cycle;
+      engine_program(p.code + p.program_start[k], p.code + p.program_start[k + 1], views, 0, batch,
+                     token, part, &barrier, sense);
+      // The last instruction's barrier: the logits are whole.
+      if (tid == 0) {
+        for (int64_t r = 0; r < batch; ++r) {
+          const float* logits = views.at(p.logits_view, r);
+          if (p.logits_out)
+            std::memcpy(p.logits_out + (i * batch + r) * p.n_classes, logits, sizeof(float) * p.n_classes);
+          if (p.uniforms) {
+            const int64_t s = draw_token(logits, p.n_classes, p.temperature, p.top_p,
+                                         p.uniforms[i * batch + r], prob.p);
+            if (s < 0) {
+              bad_step = i;
+              break;
+            }
+            p.samples[i * batch + r] = s;
+            p.token[r] = s;
+          }
+        }
+      }
+      // The token (or the stop) reaches every thread before the next step reads it.
+      // Without sampling nothing is shared: the next step's first barrier comes before
+      // anything writes the logits thread 0 may still be copying.
+      if (p.uniforms) barrier.wait(sense);
+    }
+  }
+  if (p.bad_step) *p.bad_step = bad_step;
+}
+
 inline void engine_run_impl(const EngineParams& p) {
   const EngineRows views{p.view_ptr, p.view_stride};
-  const int64_t threads = imin(p.threads > 1 ? p.threads : 1, p.batch);
-  const int64_t batch = p.batch;
-  bool failed = false;
-  int64_t bad_step = -1;
+  const int64_t asked = p.threads > 1 ? p.threads : 1;
+  if (p.batch < asked) return engine_run_split(p, asked);
 #ifdef _OPENMP
   // The step kernels called inside stay on their thread: one thread, one row range.
   // (One thread runs outside any parallel region: a nested one would build an OpenMP
   // team at every kernel call.)
   const int saved_threads = omp_get_max_threads();
+#endif
+  const int64_t threads = imin(asked, p.batch);
+  const int64_t batch = p.batch;
+  bool failed = false;
+  int64_t bad_step = -1;
+#ifdef _OPENMP
   if (threads == 1) omp_set_num_threads(1);
 #endif
 #pragma omp parallel num_threads(int(threads)) if (threads > 1)
@@ -405,7 +566,9 @@ inline void engine_run_impl(const EngineParams& p) {
       for (int64_t i = 0; i < p.steps && r0 < r1 && my_bad < 0; ++i) {
         for (int64_t r = r0; r < r1; ++r) token.p[r] = p.tokens_in ? p.tokens_in[i * batch + r] : p.token[r];
         const int64_t k = (p.phase + i) % p.cycle;
-        engine_program(p.code + p.program_start[k], p.code + p.program_start[k + 1], views, r0, r1, token.p);
+        int sense = 0;  // no barrier: rows are independent
+        engine_program(p.code + p.program_start[k], p.code + p.program_start[k + 1], views, r0, r1,
+                       token.p, Part{}, nullptr, sense);
         for (int64_t r = r0; r < r1; ++r) {
           const float* logits = views.at(p.logits_view, r);
           if (p.logits_out)

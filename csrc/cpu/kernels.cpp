@@ -3,12 +3,14 @@
 // ssmkit::<isa> and, except the entry points at the bottom, in an anonymous
 // namespace, so the copies for different instruction sets never mix.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <new>
+#include <thread>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
