@@ -13,6 +13,7 @@
 // below are tuned for a few rows at a time.
 #pragma once
 
+
 // ---- vector math (float32) ----
 
 // exp(x) for float vectors: x = n ln2 + r with |r| <= ln2/2, exp(r) by its Taylor
@@ -299,24 +300,30 @@ class SpinBarrier {
   int n_ = 1;
 };
 
-// Thread `part` of `parts`: its range of [0, n) in whole units (the last unit may be
-// short), contiguous and in order, so that the parts cover [0, n) once.
+// Thread `part` of `parts`: its columns [lo, hi) of [0, n), in whole units of
+// kLinearBlock (the last may be short), contiguous and in order, so that the parts
+// cover [0, n) once. One unit for every instruction: a linear's output blocks, and
+// elementwise ops and S4 channels on the same width get the same ranges, so that one
+// thread reads what it wrote itself and no barrier is needed in between (see
+// engine_barriers). kLinearBlock is a multiple of the vector width: each column takes
+// the vector or scalar path it takes in a whole row.
 struct Part {
   int64_t part = 0, parts = 1;
-  void range(int64_t n, int64_t unit, int64_t& lo, int64_t& hi) const {
-    const int64_t units = (n + unit - 1) / unit;
-    lo = imin(n, units * part / parts * unit);
-    hi = imin(n, units * (part + 1) / parts * unit);
+  void range(int64_t n, int64_t& lo, int64_t& hi) const {
+    const int64_t units = (n + kLinearBlock - 1) / kLinearBlock;
+    lo = imin(n, units * part / parts * kLinearBlock);
+    hi = imin(n, units * (part + 1) / parts * kLinearBlock);
   }
 };
 
 // One program over rows [r0, r1), this thread's part of each instruction's columns
 // (the whole of each when parts = 1). token: per row (absolute row index). With
-// parts > 1 the team meets at `barrier` after every instruction, since the next one
-// may read any column of what this one wrote.
+// parts > 1 the team meets at `barrier` after the instructions that sync marks
+// (sync[i] for the instruction at c + i; see engine_barriers).
 inline void engine_program(const int64_t* c, const int64_t* end, const EngineRows& v,
                            int64_t r0, int64_t r1, const int64_t* token, const Part& part,
-                           SpinBarrier* barrier, int& sense) {
+                           SpinBarrier* barrier, const uint8_t* sync, int& sense) {
+  const int64_t* const begin = c;
   using S = Simd<float>;
   constexpr int W = S::W;
   int64_t lo, hi;  // this thread's columns (channels) of the instruction
@@ -325,7 +332,7 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
       case kEngineEmbed: {
         const int64_t width = c[3];
         const float* table = v.param(c[2]);
-        part.range(width, W, lo, hi);
+        part.range(width, lo, hi);
         for (int64_t r = r0; r < r1; ++r)
           std::memcpy(v.at(c[1], r) + lo, table + token[r] * width + lo, sizeof(float) * (hi - lo));
         break;
@@ -333,25 +340,25 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
       case kEngineLayerNorm: {
         double eps;
         std::memcpy(&eps, &c[6], sizeof eps);
-        part.range(c[5], W, lo, hi);
+        part.range(c[5], lo, hi);
         for (int64_t r = r0; r < r1; ++r)
           engine_layer_norm(v.at(c[1], r), v.at(c[2], r), v.param(c[3]), v.param(c[4]), c[5], float(eps), lo, hi);
         break;
       }
       case kEngineLinear:
-        part.range(c[6], kLinearBlock, lo, hi);
+        part.range(c[6], lo, hi);
         engine_linear(v, c[1], c[2], v.param(c[3]), v.param(c[4]), c[5], c[6], r0, r1, lo, hi);
         break;
       case kEngineGelu:
-        part.range(c[2], W, lo, hi);
+        part.range(c[2], lo, hi);
         for (int64_t r = r0; r < r1; ++r) engine_gelu(v.at(c[1], r) + lo, hi - lo);
         break;
       case kEngineGlu:
-        part.range(c[3], W, lo, hi);
+        part.range(c[3], lo, hi);
         for (int64_t r = r0; r < r1; ++r) engine_glu(v.at(c[1], r), v.at(c[2], r), c[3], lo, hi);
         break;
       case kEngineAdd: {
-        part.range(c[4], W, lo, hi);
+        part.range(c[4], lo, hi);
         for (int64_t r = r0; r < r1; ++r) {
           const float *a = v.at(c[1], r), *b = v.at(c[2], r);
           float* o = v.at(c[3], r);
@@ -362,7 +369,7 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
         break;
       }
       case kEngineCopy:
-        part.range(c[3], W, lo, hi);
+        part.range(c[3], lo, hi);
         for (int64_t r = r0; r < r1; ++r)
           std::memmove(v.at(c[2], r) + lo, v.at(c[1], r) + lo, sizeof(float) * (hi - lo));
         break;
@@ -372,7 +379,7 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
         // are not evenly spaced). Per channel the kernel's arithmetic is the same
         // whatever H and the rows, so the split gives the same bits.
         const int64_t H = c[11], N = c[12], rank = c[13], n2 = 2 * N;
-        part.range(H, 1, lo, hi);
+        part.range(H, lo, hi);
         const float *D = v.param(c[10]);
         DplrStepParams p;
         p.dtype = DType::complex64;
@@ -392,7 +399,7 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
       }
       case kEngineDiagStep: {  // as the DPLR step
         const int64_t H = c[8], N = c[9], n2 = 2 * N;
-        part.range(H, 1, lo, hi);
+        part.range(H, lo, hi);
         const float *D = v.param(c[7]);
         StepParams p;
         p.dtype = DType::complex64;
@@ -411,7 +418,7 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
       default:
         return;  // unreachable: the binding checks every opcode before a run
     }
-    if (barrier) barrier->wait(sense);
+    if (barrier && sync[c - begin]) barrier->wait(sense);
     c += kEngineOpLength[c[0]];
   }
 }
@@ -473,17 +480,134 @@ inline int64_t draw_token(const float* logits, int64_t n, double temperature, do
   return last;  // target rounded up to the whole mass
 }
 
+// Where split mode needs barriers. Each instruction's accesses by each thread, as
+// address intervals (the ranges engine_program uses, for every row): a barrier goes
+// after instruction i when the next one has a thread touch memory that another thread
+// wrote, or write memory another thread read, since the last barrier. After the last
+// instruction of a program there is always one (thread 0 then reads the logits), and
+// one after the sampling (so each program starts with nothing pending). Exact addresses, so views
+// that alias (the pooling slots) are covered. Returns false when one instruction has
+// such a conflict within itself (in place layer norm: its statistics read columns
+// another thread writes): no barrier helps, and the run takes one thread.
+struct EngineAccess {
+  const float *lo, *hi;
+  int64_t part;
+  bool write;
+};
+
+inline void engine_accesses(const int64_t* c, const EngineRows& v, int64_t batch, const Part& part,
+                            std::vector<EngineAccess>& out) {
+  int64_t lo, hi;
+  const auto add = [&](const float* base, int64_t a, int64_t b, bool write) {
+    if (a < b) out.push_back({base + a, base + b, part.part, write});
+  };
+  const auto param = [&](int64_t view, int64_t n) {  // read-only in practice; counted anyway
+    if (view >= 0) add(v.param(view), 0, n, false);
+  };
+  for (int64_t r = 0; r < batch; ++r) switch (c[0]) {
+      case kEngineEmbed:
+        part.range(c[3], lo, hi);
+        add(v.at(c[1], r), lo, hi, true), param(c[2], c[3] * c[4]);
+        break;
+      case kEngineLayerNorm:
+        part.range(c[5], lo, hi);
+        add(v.at(c[1], r), 0, c[5], false), add(v.at(c[2], r), lo, hi, true);
+        param(c[3], c[5]), param(c[4], c[5]);
+        break;
+      case kEngineLinear:
+        part.range(c[6], lo, hi);
+        add(v.at(c[1], r), 0, c[5], false), add(v.at(c[2], r), lo, hi, true);
+        param(c[3], c[5] * c[6]), param(c[4], c[6]);
+        break;
+      case kEngineGelu:
+        part.range(c[2], lo, hi);
+        add(v.at(c[1], r), lo, hi, true);
+        break;
+      case kEngineGlu:
+        part.range(c[3], lo, hi);
+        add(v.at(c[1], r), lo, hi, false), add(v.at(c[1], r), c[3] + lo, c[3] + hi, false);
+        add(v.at(c[2], r), lo, hi, true);
+        break;
+      case kEngineAdd:
+        part.range(c[4], lo, hi);
+        add(v.at(c[1], r), lo, hi, false), add(v.at(c[2], r), lo, hi, false), add(v.at(c[3], r), lo, hi, true);
+        break;
+      case kEngineCopy:
+        part.range(c[3], lo, hi);
+        add(v.at(c[1], r), lo, hi, false), add(v.at(c[2], r), lo, hi, true);
+        break;
+      case kEngineDplrStep:
+      case kEngineDiagStep: {
+        const bool dplr = c[0] == kEngineDplrStep;
+        const int64_t H = dplr ? c[11] : c[8], n2 = 2 * (dplr ? c[12] : c[9]);
+        const int64_t rank = dplr ? c[13] : 0;
+        part.range(H, lo, hi);
+        add(v.at(c[1], r), lo * n2, hi * n2, true);  // the state, updated in place
+        add(v.at(c[2], r), lo, hi, false), add(v.at(c[3], r), lo, hi, true);
+        if (dplr) {  // a, b, P, Pd, R, C, D
+          param(c[4], H * n2), param(c[5], H * n2), param(c[6], H * rank * n2), param(c[7], H * rank * n2);
+          param(c[8], H * rank * rank), param(c[9], H * n2), param(c[10], H);
+        } else {  // dA, dB, dC, D
+          param(c[4], H * n2), param(c[5], H * n2), param(c[6], H * n2), param(c[7], H);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+}
+
+inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<uint8_t>& sync) {
+  const EngineRows v{p.view_ptr, p.view_stride};
+  const int64_t code_end = p.program_start[p.cycle];
+  sync.assign(code_end, 0);
+  std::vector<EngineAccess> since, next;  // since the last barrier; the next instruction's
+  const auto conflict = [](const EngineAccess& a, const EngineAccess& b) {
+    return a.part != b.part && (a.write || b.write) && a.lo < b.hi && b.lo < a.hi;
+  };
+  for (int64_t k = 0; k < p.cycle; ++k) {
+    since.clear();
+    int64_t prev = -1;
+    for (int64_t i = p.program_start[k]; i < p.program_start[k + 1]; i += kEngineOpLength[p.code[i]]) {
+      next.clear();
+      for (int64_t t = 0; t < parts; ++t) engine_accesses(p.code + i, v, p.batch, Part{t, parts}, next);
+      for (const auto& a : next)
+        for (const auto& b : next)
+          if (conflict(a, b)) return false;
+      bool wait = false;
+      for (const auto& a : next) {
+        for (const auto& b : since)
+          if (conflict(a, b)) {
+            wait = true;
+            break;
+          }
+        if (wait) break;
+      }
+      if (wait) {
+        sync[prev] = 1;  // prev >= 0: nothing conflicts with an empty `since`
+        since.clear();
+      }
+      since.insert(since.end(), next.begin(), next.end());
+      prev = i;
+    }
+    if (prev >= 0) sync[prev] = 1;
+  }
+  return true;
+}
+
 // Split mode (batch < threads): one team for the whole run; every thread runs every
 // step over all rows, its part of each instruction's columns; thread 0 samples.
 inline void engine_run_split(const EngineParams& p, int64_t threads) {
   const EngineRows views{p.view_ptr, p.view_stride};
   const int64_t batch = p.batch;
-  // Everything allocated before the team starts: a throw inside would leave the
-  // others waiting at the barrier.
+  // Allocated before the team starts: a throw inside would leave the others waiting
+  // at the barrier.
   Scratch<double> prob(3 * p.n_classes);
   Scratch<int64_t> tokens(threads * batch);  // each thread's copy of the step's tokens
   if (!prob.ok() || !tokens.ok()) throw std::bad_alloc();
+  std::vector<uint8_t> sync;
   SpinBarrier barrier;
+  bool split = true;
   int64_t bad_step = -1;  // written by thread 0 before a barrier, read by all after it
 #pragma omp parallel num_threads(int(threads))
   {
@@ -493,19 +617,27 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
 #else
     const int64_t tid = 0, nt = 1;
 #endif
-    // The team may be smaller than asked (OpenMP limits, a nested region): the
-    // barrier counts the threads there are (single's own barrier publishes it).
+    // The barriers for the team there is (OpenMP may give fewer threads than asked);
+    // single's own barrier publishes them. No split possible: thread 0 runs it all.
 #pragma omp single
-    barrier.set_team(int(nt));
-    const Part part{tid, nt};
+    {
+      try {
+        split = nt > 1 && engine_barriers(p, nt, sync);
+      } catch (...) {  // out of memory: one thread needs no barriers
+        split = false;
+      }
+      barrier.set_team(int(nt));
+    }
+    const Part part = split ? Part{tid, nt} : Part{};
+    SpinBarrier* const team = split ? &barrier : nullptr;
     int64_t* token = tokens.p + tid * batch;
     int sense = 0;
-    for (int64_t i = 0; i < p.steps && bad_step < 0; ++i) {
+    for (int64_t i = 0; i < p.steps && bad_step < 0 && (split || tid == 0); ++i) {
       for (int64_t r = 0; r < batch; ++r) token[r] = p.tokens_in ? p.tokens_in[i * batch + r] : p.token[r];
-      const int64_t k = (p.phase + i) % p.cycle;
-      engine_program(p.code + p.program_start[k], p.code + p.program_start[k + 1], views, 0, batch,
-                     token, part, &barrier, sense);
-      // The last instruction's barrier: the logits are whole.
+      const int64_t k = (p.phase + i) % p.cycle, start = p.program_start[k];
+      engine_program(p.code + start, p.code + p.program_start[k + 1], views, 0, batch, token, part,
+                     team, split ? sync.data() + start : nullptr, sense);
+      // After the last instruction's barrier: the logits are whole.
       if (tid == 0) {
         for (int64_t r = 0; r < batch; ++r) {
           const float* logits = views.at(p.logits_view, r);
@@ -523,10 +655,9 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
           }
         }
       }
-      // The token (or the stop) reaches every thread before the next step reads it.
-      // Without sampling nothing is shared: the next step's first barrier comes before
-      // anything writes the logits thread 0 may still be copying.
-      if (p.uniforms) barrier.wait(sense);
+      // The token and the stop reach every thread before the next step reads them, and
+      // thread 0 is done with the logits before anyone writes them again.
+      if (team) team->wait(sense);
     }
   }
   if (p.bad_step) *p.bad_step = bad_step;
@@ -568,7 +699,7 @@ inline void engine_run_impl(const EngineParams& p) {
         const int64_t k = (p.phase + i) % p.cycle;
         int sense = 0;  // no barrier: rows are independent
         engine_program(p.code + p.program_start[k], p.code + p.program_start[k + 1], views, r0, r1,
-                       token.p, Part{}, nullptr, sense);
+                       token.p, Part{}, nullptr, nullptr, sense);
         for (int64_t r = r0; r < r1; ++r) {
           const float* logits = views.at(p.logits_view, r);
           if (p.logits_out)

@@ -11,6 +11,7 @@
 #include <limits>
 #include <new>
 #include <thread>
+#include <vector>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
