@@ -316,6 +316,22 @@ struct Part {
   }
 };
 
+// A linear whose output the next instruction's GLU takes (x = [a, b], out = a
+// sigmoid(b)) is split as that GLU is: each thread computes its columns of both
+// halves, so the GLU reads only what its own thread wrote and needs no barrier
+// before it. Returns the number of column ranges (1 or 2) put in lo, hi.
+inline int linear_ranges(const int64_t* c, const int64_t* end, const Part& part, int64_t lo[2], int64_t hi[2]) {
+  const int64_t* next = c + kEngineOpLength[kEngineLinear];
+  const int64_t half = c[6] / 2;
+  if (next < end && next[0] == kEngineGlu && next[1] == c[2] && next[3] == half && half % kLinearBlock == 0) {
+    part.range(half, lo[0], hi[0]);
+    lo[1] = lo[0] + half, hi[1] = hi[0] + half;
+    return 2;
+  }
+  part.range(c[6], lo[0], hi[0]);
+  return 1;
+}
+
 // One program over rows [r0, r1), this thread's part of each instruction's columns
 // (the whole of each when parts = 1). token: per row (absolute row index). With
 // parts > 1 the team meets at `barrier` after the instructions that sync marks
@@ -345,10 +361,13 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
           engine_layer_norm(v.at(c[1], r), v.at(c[2], r), v.param(c[3]), v.param(c[4]), c[5], float(eps), lo, hi);
         break;
       }
-      case kEngineLinear:
-        part.range(c[6], lo, hi);
-        engine_linear(v, c[1], c[2], v.param(c[3]), v.param(c[4]), c[5], c[6], r0, r1, lo, hi);
+      case kEngineLinear: {
+        int64_t los[2], his[2];
+        const int ranges = linear_ranges(c, end, part, los, his);
+        for (int k = 0; k < ranges; ++k)
+          engine_linear(v, c[1], c[2], v.param(c[3]), v.param(c[4]), c[5], c[6], r0, r1, los[k], his[k]);
         break;
+      }
       case kEngineGelu:
         part.range(c[2], lo, hi);
         for (int64_t r = r0; r < r1; ++r) engine_gelu(v.at(c[1], r) + lo, hi - lo);
@@ -495,8 +514,9 @@ struct EngineAccess {
   bool write;
 };
 
-inline void engine_accesses(const int64_t* c, const EngineRows& v, int64_t batch, const Part& part,
-                            std::vector<EngineAccess>& out) {
+// The accesses of the instruction at c (its program ends at end) by thread `part`.
+inline void engine_accesses(const int64_t* c, const int64_t* end, const EngineRows& v, int64_t batch,
+                            const Part& part, std::vector<EngineAccess>& out) {
   int64_t lo, hi;
   const auto add = [&](const float* base, int64_t a, int64_t b, bool write) {
     if (a < b) out.push_back({base + a, base + b, part.part, write});
@@ -514,11 +534,14 @@ inline void engine_accesses(const int64_t* c, const EngineRows& v, int64_t batch
         add(v.at(c[1], r), 0, c[5], false), add(v.at(c[2], r), lo, hi, true);
         param(c[3], c[5]), param(c[4], c[5]);
         break;
-      case kEngineLinear:
-        part.range(c[6], lo, hi);
-        add(v.at(c[1], r), 0, c[5], false), add(v.at(c[2], r), lo, hi, true);
+      case kEngineLinear: {
+        int64_t los[2], his[2];
+        const int ranges = linear_ranges(c, end, part, los, his);
+        add(v.at(c[1], r), 0, c[5], false);
+        for (int k = 0; k < ranges; ++k) add(v.at(c[2], r), los[k], his[k], true);
         param(c[3], c[5] * c[6]), param(c[4], c[6]);
         break;
+      }
       case kEngineGelu:
         part.range(c[2], lo, hi);
         add(v.at(c[1], r), lo, hi, true);
@@ -570,7 +593,7 @@ inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<ui
     int64_t prev = -1;
     for (int64_t i = p.program_start[k]; i < p.program_start[k + 1]; i += kEngineOpLength[p.code[i]]) {
       next.clear();
-      for (int64_t t = 0; t < parts; ++t) engine_accesses(p.code + i, v, p.batch, Part{t, parts}, next);
+      for (int64_t t = 0; t < parts; ++t) engine_accesses(p.code + i, p.code + p.program_start[k + 1], v, p.batch, Part{t, parts}, next);
       for (const auto& a : next)
         for (const auto& b : next)
           if (conflict(a, b)) return false;
