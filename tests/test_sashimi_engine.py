@@ -13,7 +13,7 @@ from accuracy import assert_close_2x
 from ssmkit import _C
 from ssmkit.models import SaShiMi
 from ssmkit.models.sashimi import START, sample_logits
-from ssmkit.models.sashimi_engine import Engine, supported
+from ssmkit.models.sashimi_engine import Engine, _eps_bits, supported
 from test_sashimi import run_steps, small, tokens, twins
 
 
@@ -330,6 +330,80 @@ def test_rows_do_not_depend_on_the_batch_or_the_threads():
     finally:
         ssmkit.set_num_threads(threads)
     assert torch.equal(one, two) and torch.equal(one[2:3], alone)
+
+
+@pytest.fixture
+def threads():
+    """ssmkit.set_num_threads, restored after the test."""
+    import ssmkit
+
+    saved = ssmkit.get_num_threads()
+    yield ssmkit.set_num_threads
+    ssmkit.set_num_threads(saved)
+
+
+SPLIT_CONFIGS = [
+    dict(mode="dplr", d_model=32, pool=(2, 2), ff=2),  # widths 32, 64, 128: linears feeding GLUs split by halves
+    dict(mode="diag", d_model=36, pool=(2, 2), ff=1, unet=False),  # 36, 72, 144: not multiples of 32
+    dict(mode="dplr", d_model=50, pool=(2,), ff=2, d_state=6),  # 50, 100: not multiples of 8
+    dict(mode="diag", d_model=12, pool=(2, 3)),  # narrower than one split unit: one thread works
+]
+
+
+@pytest.mark.parametrize("config", SPLIT_CONFIGS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_one_stream_split_over_threads_is_the_same_bits(config, threads):
+    """Batch 1 on 2 or 3 threads splits each instruction by columns (split mode): every
+    output element is computed as on one thread, so the logits, the draws and the state
+    are the same bits, teacher forced and sampled."""
+    m = small(config["mode"], l_max=64, **{k: v for k, v in config.items() if k != "mode"})
+    x = tokens(1, 3 * math.prod(config["pool"]) + 1)
+    u = torch.rand(x.shape[1], 1, dtype=torch.float64)
+    runs = []
+    for n in (1, 2, 3):
+        threads(n)
+        forced, state = engine_logits(m, x)
+        start = torch.tensor([START])
+        samples, sampled = Engine(m, m.default_state(1)).run(x.shape[1], token=start, uniforms=u, top_p=0.9, logits=True)
+        runs.append((forced, samples, sampled, state["down"][0][0].clone()))
+    for other in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(runs[0], other))
+
+
+def test_split_mode_steps_through_the_pooling_phases_and_chunks(threads):
+    """Chunks of a few steps each start at another pooling phase; on two threads
+    they give the one-thread logits, and a non-finite logit still stops the run."""
+    m = small("dplr", l_max=64, d_model=32, pool=(2, 2))
+    x = tokens(1, 13)
+    threads(1)
+    whole, _ = engine_logits(m, x)
+    threads(2)
+    state = m.default_state(1)
+    engine = Engine(m, state)
+    parts = [engine.run(k - j, tokens_in=x[:, j:k].T.contiguous(), logits=True)[1] for j, k in ((0, 5), (5, 6), (6, 13))]
+    assert torch.equal(torch.cat(parts).transpose(0, 1), whole)
+    with torch.no_grad():
+        m.decoder.bias[3] = float("nan")
+    with pytest.raises(FloatingPointError, match="logits at step 0 are not finite"):
+        m.generate(1, 10)
+
+
+def test_split_mode_in_place_layer_norm_runs_on_one_thread(threads):
+    """A layer norm in place reads all columns and writes them: no split of it can
+    match one thread, so the run falls back to one thread (the same bits)."""
+    width = 80
+    w, b = torch.randn(width), torch.randn(width)
+    eps = _eps_bits(1e-5)
+    x0 = torch.randn(1, 2 * width)
+    out = []
+    for n in (1, 2):
+        threads(n)
+        engine, x, _ = one_op_engine("layer_norm", [0, 0, 3, 4, width, eps], width, extra=(w, b))
+        x.copy_(x0)
+        run_once(engine)
+        out.append(x.clone())
+    assert torch.equal(out[0], out[1])
+    assert not torch.equal(out[0], x0)
+    torch.testing.assert_close(out[0][:, :width], F.layer_norm(x0[:, :width], (width,), w, b, 1e-5), rtol=1e-5, atol=1e-5)
 
 
 def test_step_time_breakdown_runs():
