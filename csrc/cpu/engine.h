@@ -264,40 +264,41 @@ inline void engine_glu(const float* x, float* out, int64_t n, int64_t lo, int64_
 // ---- split mode: the threads of one team divide each instruction ----
 
 // A barrier for a team that meets many thousand times a second (between instructions
-// of a step: microseconds apart). Sense reversal: the last thread to arrive resets the
-// count and flips the shared sense, the others wait for the flip. Waiters spin briefly
-// (the partner is normally microseconds away), then yield the core, so a partner
-// descheduled by other load costs little (OpenMP's barriers spin long, which is what
-// makes busy machines slow).
+// of a step: microseconds apart). Each thread counts its arrivals in its own cache
+// line and waits until every thread's count has reached its own: a meeting costs
+// each thread one line written and the others' read (a shared counter would add an
+// atomic read-modify-write and a second line). Counts only grow, so nothing is
+// reset. Waiters spin briefly (the partner is normally microseconds away), then
+// yield the core, so a partner descheduled by other load costs little (OpenMP's
+// barriers spin long, which is what makes busy machines slow).
 class SpinBarrier {
  public:
-  void set_team(int n) { n_ = n; }
-  // sense: the caller's own, starting at 0
-  void wait(int& sense) {
-    sense ^= 1;
-    // acq_rel: every thread's writes before the barrier reach the last arriver, and
-    // through its release store of the sense, every waiter
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
-      arrived_.store(0, std::memory_order_relaxed);
-      sense_.store(sense, std::memory_order_release);
-      return;
-    }
-    for (int spins = 0; sense_.load(std::memory_order_acquire) != sense; ++spins) {
-      if (spins < kSpins) {
+  explicit SpinBarrier(int64_t threads) : arrived_(threads) {}
+  void set_team(int64_t n) { n_ = n; }  // threads [0, n) take part, n <= the constructor's
+  // Thread tid's next meeting; round: its count of meetings so far (start at 0).
+  void wait(int64_t tid, int64_t& round) {
+    ++round;
+    // release: this thread's writes reach whoever sees the count (acquire below)
+    arrived_[tid].count.store(round, std::memory_order_release);
+    for (int64_t t = 0; t < n_; ++t)
+      for (int spins = 0; arrived_[t].count.load(std::memory_order_acquire) < round; ++spins) {
+        if (spins < kSpins) {
 #if defined(__x86_64__) || defined(__i386__)
-        _mm_pause();
+          _mm_pause();
 #endif
-      } else {
-        std::this_thread::yield();
+        } else {
+          std::this_thread::yield();
+        }
       }
-    }
   }
 
  private:
   static constexpr int kSpins = 4000;  // about 20-100 us of pause instructions
-  alignas(64) std::atomic<int> arrived_{0};
-  alignas(64) std::atomic<int> sense_{0};
-  int n_ = 1;
+  struct alignas(64) Slot {
+    std::atomic<int64_t> count{0};
+  };
+  std::vector<Slot> arrived_;
+  int64_t n_ = 1;
 };
 
 // Thread `part` of `parts`: its columns [lo, hi) of [0, n), in whole units of
@@ -338,7 +339,7 @@ inline int linear_ranges(const int64_t* c, const int64_t* end, const Part& part,
 // (sync[i] for the instruction at c + i; see engine_barriers).
 inline void engine_program(const int64_t* c, const int64_t* end, const EngineRows& v,
                            int64_t r0, int64_t r1, const int64_t* token, const Part& part,
-                           SpinBarrier* barrier, const uint8_t* sync, int& sense) {
+                           SpinBarrier* barrier, const uint8_t* sync, int64_t& round) {
   const int64_t* const begin = c;
   using S = Simd<float>;
   constexpr int W = S::W;
@@ -437,7 +438,7 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
       default:
         return;  // unreachable: the binding checks every opcode before a run
     }
-    if (barrier && sync[c - begin]) barrier->wait(sense);
+    if (barrier && sync[c - begin]) barrier->wait(part.part, round);
     c += kEngineOpLength[c[0]];
   }
 }
@@ -629,7 +630,7 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
   Scratch<int64_t> tokens(threads * batch);  // each thread's copy of the step's tokens
   if (!prob.ok() || !tokens.ok()) throw std::bad_alloc();
   std::vector<uint8_t> sync;
-  SpinBarrier barrier;
+  SpinBarrier barrier(threads);
   bool split = true;
   int64_t bad_step = -1;  // written by thread 0 before a barrier, read by all after it
 #pragma omp parallel num_threads(int(threads))
@@ -649,17 +650,17 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
       } catch (...) {  // out of memory: one thread needs no barriers
         split = false;
       }
-      barrier.set_team(int(nt));
+      barrier.set_team(nt);
     }
     const Part part = split ? Part{tid, nt} : Part{};
     SpinBarrier* const team = split ? &barrier : nullptr;
     int64_t* token = tokens.p + tid * batch;
-    int sense = 0;
+    int64_t round = 0;
     for (int64_t i = 0; i < p.steps && bad_step < 0 && (split || tid == 0); ++i) {
       for (int64_t r = 0; r < batch; ++r) token[r] = p.tokens_in ? p.tokens_in[i * batch + r] : p.token[r];
       const int64_t k = (p.phase + i) % p.cycle, start = p.program_start[k];
       engine_program(p.code + start, p.code + p.program_start[k + 1], views, 0, batch, token, part,
-                     team, split ? sync.data() + start : nullptr, sense);
+                     team, split ? sync.data() + start : nullptr, round);
       // After the last instruction's barrier: the logits are whole.
       if (tid == 0) {
         for (int64_t r = 0; r < batch; ++r) {
@@ -680,7 +681,7 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
       }
       // The token and the stop reach every thread before the next step reads them, and
       // thread 0 is done with the logits before anyone writes them again.
-      if (team) team->wait(sense);
+      if (team) team->wait(tid, round);
     }
   }
   if (p.bad_step) *p.bad_step = bad_step;
@@ -720,9 +721,9 @@ inline void engine_run_impl(const EngineParams& p) {
       for (int64_t i = 0; i < p.steps && r0 < r1 && my_bad < 0; ++i) {
         for (int64_t r = r0; r < r1; ++r) token.p[r] = p.tokens_in ? p.tokens_in[i * batch + r] : p.token[r];
         const int64_t k = (p.phase + i) % p.cycle;
-        int sense = 0;  // no barrier: rows are independent
+        int64_t round = 0;  // no barrier: rows are independent
         engine_program(p.code + p.program_start[k], p.code + p.program_start[k + 1], views, r0, r1,
-                       token.p, Part{}, nullptr, nullptr, sense);
+                       token.p, Part{}, nullptr, nullptr, round);
         for (int64_t r = r0; r < r1; ++r) {
           const float* logits = views.at(p.logits_view, r);
           if (p.logits_out)
