@@ -176,7 +176,9 @@ struct DplrStepParams {
 // between (SaShiMi generation: python/ssmkit/models/sashimi_engine.py builds the
 // programs). Operands are views: a base pointer and a row stride in floats (0 for
 // parameters, the same for every row). Each instruction runs over rows (batch streams)
-// independently, so rows can be split over threads with no synchronisation.
+// independently, so rows can be split over threads with no synchronisation; with fewer
+// rows than threads, the threads split each instruction's output columns instead
+// (csrc/cpu/engine.h, split mode), with the same results.
 // Instruction layouts (int64: the opcode, then these operands; views by index):
 enum EngineOp : int64_t {
   kEngineEmbed = 1,      // out, table, width, vocab:  out = table[token]
