@@ -504,8 +504,9 @@ inline int64_t draw_token(const float* logits, int64_t n, double temperature, do
 // address intervals (the ranges engine_program uses, for every row): a barrier goes
 // after instruction i when the next one has a thread touch memory that another thread
 // wrote, or write memory another thread read, since the last barrier. After the last
-// instruction of a program there is always one (thread 0 then reads the logits), and
-// one after the sampling (so each program starts with nothing pending). Exact addresses, so views
+// instruction of a program there is always one (then every thread reads the logits,
+// which counts as pending at the start of each program; step_end says when that needs
+// a barrier right after the sampling). Exact addresses, so views
 // that alias (the pooling slots) are covered. Returns false when one instruction has
 // such a conflict within itself (in place layer norm: its statistics read columns
 // another thread writes): no barrier helps, and the run takes one thread.
@@ -581,7 +582,7 @@ inline void engine_accesses(const int64_t* c, const int64_t* end, const EngineRo
     }
 }
 
-inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<uint8_t>& sync) {
+inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<uint8_t>& sync, bool& step_end) {
   const EngineRows v{p.view_ptr, p.view_stride};
   const int64_t code_end = p.program_start[p.cycle];
   sync.assign(code_end, 0);
@@ -589,8 +590,12 @@ inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<ui
   const auto conflict = [](const EngineAccess& a, const EngineAccess& b) {
     return a.part != b.part && (a.write || b.write) && a.lo < b.hi && b.lo < a.hi;
   };
+  step_end = false;
   for (int64_t k = 0; k < p.cycle; ++k) {
     since.clear();
+    for (int64_t t = 0; t < parts; ++t)  // every thread drew the last step's token from its logits
+      for (int64_t r = 0; r < p.batch; ++r)
+        since.push_back({v.at(p.logits_view, r), v.at(p.logits_view, r) + p.n_classes, t, false});
     int64_t prev = -1;
     for (int64_t i = p.program_start[k]; i < p.program_start[k + 1]; i += kEngineOpLength[p.code[i]]) {
       next.clear();
@@ -608,7 +613,8 @@ inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<ui
         if (wait) break;
       }
       if (wait) {
-        sync[prev] = 1;  // prev >= 0: nothing conflicts with an empty `since`
+        if (prev >= 0) sync[prev] = 1;
+        else step_end = true;  // the first instruction writes the logits: a barrier after each step
         since.clear();
       }
       since.insert(since.end(), next.begin(), next.end());
@@ -626,13 +632,13 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
   const int64_t batch = p.batch;
   // Allocated before the team starts: a throw inside would leave the others waiting
   // at the barrier.
-  Scratch<double> prob(3 * p.n_classes);
+  Scratch<double> prob(threads * 3 * p.n_classes);  // each thread's
   Scratch<int64_t> tokens(threads * batch);  // each thread's copy of the step's tokens
   if (!prob.ok() || !tokens.ok()) throw std::bad_alloc();
   std::vector<uint8_t> sync;
   SpinBarrier barrier(threads);
-  bool split = true;
-  int64_t bad_step = -1;  // written by thread 0 before a barrier, read by all after it
+  bool split = true, step_end = true;
+  int64_t bad_step = -1;  // written by thread 0
 #pragma omp parallel num_threads(int(threads))
   {
 #ifdef _OPENMP
@@ -641,12 +647,14 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
 #else
     const int64_t tid = 0, nt = 1;
 #endif
+    int64_t* token = tokens.p + tid * batch;
+    for (int64_t r = 0; r < batch; ++r) token[r] = p.token[r];  // before single's barrier: before thread 0 writes p.token
     // The barriers for the team there is (OpenMP may give fewer threads than asked);
     // single's own barrier publishes them. No split possible: thread 0 runs it all.
 #pragma omp single
     {
       try {
-        split = nt > 1 && engine_barriers(p, nt, sync);
+        split = nt > 1 && engine_barriers(p, nt, sync, step_end);
       } catch (...) {  // out of memory: one thread needs no barriers
         split = false;
       }
@@ -654,35 +662,34 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
     }
     const Part part = split ? Part{tid, nt} : Part{};
     SpinBarrier* const team = split ? &barrier : nullptr;
-    int64_t* token = tokens.p + tid * batch;
-    int64_t round = 0;
-    for (int64_t i = 0; i < p.steps && bad_step < 0 && (split || tid == 0); ++i) {
-      for (int64_t r = 0; r < batch; ++r) token[r] = p.tokens_in ? p.tokens_in[i * batch + r] : p.token[r];
+    double* work = prob.p + tid * 3 * p.n_classes;
+    int64_t round = 0, my_bad = -1;
+    for (int64_t i = 0; i < p.steps && my_bad < 0 && (split || tid == 0); ++i) {
+      if (p.tokens_in)
+        for (int64_t r = 0; r < batch; ++r) token[r] = p.tokens_in[i * batch + r];
       const int64_t k = (p.phase + i) % p.cycle, start = p.program_start[k];
       engine_program(p.code + start, p.code + p.program_start[k + 1], views, 0, batch, token, part,
                      team, split ? sync.data() + start : nullptr, round);
-      // After the last instruction's barrier: the logits are whole.
-      if (tid == 0) {
-        for (int64_t r = 0; r < batch; ++r) {
-          const float* logits = views.at(p.logits_view, r);
-          if (p.logits_out)
-            std::memcpy(p.logits_out + (i * batch + r) * p.n_classes, logits, sizeof(float) * p.n_classes);
-          if (p.uniforms) {
-            const int64_t s = draw_token(logits, p.n_classes, p.temperature, p.top_p,
-                                         p.uniforms[i * batch + r], prob.p);
-            if (s < 0) {
-              bad_step = i;
-              break;
-            }
-            p.samples[i * batch + r] = s;
-            p.token[r] = s;
+      // After the last instruction's barrier the logits are whole. Every thread draws
+      // the token itself (the same arithmetic on the same logits: the same token), so
+      // no thread waits for another's draw; thread 0 writes the results.
+      for (int64_t r = 0; r < batch; ++r) {
+        const float* logits = views.at(p.logits_view, r);
+        if (p.logits_out && tid == 0)
+          std::memcpy(p.logits_out + (i * batch + r) * p.n_classes, logits, sizeof(float) * p.n_classes);
+        if (p.uniforms) {
+          const int64_t s = draw_token(logits, p.n_classes, p.temperature, p.top_p, p.uniforms[i * batch + r], work);
+          if (s < 0) {  // every thread stops at this step
+            my_bad = i;
+            break;
           }
+          token[r] = s;
+          if (tid == 0) p.samples[i * batch + r] = s, p.token[r] = s;
         }
       }
-      // The token and the stop reach every thread before the next step reads them, and
-      // thread 0 is done with the logits before anyone writes them again.
-      if (team) team->wait(tid, round);
+      if (team && step_end) team->wait(tid, round);
     }
+    if (tid == 0) bad_step = my_bad;
   }
   if (p.bad_step) *p.bad_step = bad_step;
 }
@@ -713,7 +720,7 @@ inline void engine_run_impl(const EngineParams& p) {
     const int64_t tid = 0, nt = 1;
 #endif
     const int64_t r0 = batch * tid / nt, r1 = batch * (tid + 1) / nt;
-    Scratch<double> prob(3 * p.n_classes);
+    Scratch<double> prob(threads * 3 * p.n_classes);  // each thread's
     Scratch<int64_t> token(batch);
     int64_t my_bad = -1;
     try {
