@@ -626,7 +626,8 @@ inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<ui
 }
 
 // Split mode (batch < threads): one team for the whole run; every thread runs every
-// step over all rows, its part of each instruction's columns; thread 0 samples.
+// step over all rows, its part of each instruction's columns; every thread draws
+// each token itself, thread 0 writes the samples.
 inline void engine_run_split(const EngineParams& p, int64_t threads) {
   const EngineRows views{p.view_ptr, p.view_stride};
   const int64_t batch = p.batch;
