@@ -263,6 +263,11 @@ inline void engine_glu(const float* x, float* out, int64_t n, int64_t lo, int64_
 
 // ---- split mode: the threads of one team divide each instruction ----
 
+// Whether the team meets after an instruction (see engine_barriers). A type of this
+// per-ISA namespace, not uint8_t: std::vector<uint8_t>'s out-of-line code would be
+// one weak symbol shared by the per-ISA copies (the linker could pick the AVX-512 one).
+enum class BarrierMark : uint8_t { none, after };
+
 // A barrier for a team that meets many thousand times a second (between instructions
 // of a step: microseconds apart). Each thread counts its arrivals in its own cache
 // line and waits until every thread's count has reached its own: a meeting costs
@@ -339,7 +344,7 @@ inline int linear_ranges(const int64_t* c, const int64_t* end, const Part& part,
 // (sync[i] for the instruction at c + i; see engine_barriers).
 inline void engine_program(const int64_t* c, const int64_t* end, const EngineRows& v,
                            int64_t r0, int64_t r1, const int64_t* token, const Part& part,
-                           SpinBarrier* barrier, const uint8_t* sync, int64_t& round) {
+                           SpinBarrier* barrier, const BarrierMark* sync, int64_t& round) {
   const int64_t* const begin = c;
   using S = Simd<float>;
   constexpr int W = S::W;
@@ -438,7 +443,7 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
       default:
         return;  // unreachable: the binding checks every opcode before a run
     }
-    if (barrier && sync[c - begin]) barrier->wait(part.part, round);
+    if (barrier && sync[c - begin] == BarrierMark::after) barrier->wait(part.part, round);
     c += kEngineOpLength[c[0]];
   }
 }
@@ -582,10 +587,10 @@ inline void engine_accesses(const int64_t* c, const int64_t* end, const EngineRo
     }
 }
 
-inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<uint8_t>& sync, bool& step_end) {
+inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<BarrierMark>& sync, bool& step_end) {
   const EngineRows v{p.view_ptr, p.view_stride};
   const int64_t code_end = p.program_start[p.cycle];
-  sync.assign(code_end, 0);
+  sync.assign(code_end, BarrierMark::none);
   std::vector<EngineAccess> since, next;  // since the last barrier; the next instruction's
   const auto conflict = [](const EngineAccess& a, const EngineAccess& b) {
     return a.part != b.part && (a.write || b.write) && a.lo < b.hi && b.lo < a.hi;
@@ -613,14 +618,14 @@ inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<ui
         if (wait) break;
       }
       if (wait) {
-        if (prev >= 0) sync[prev] = 1;
+        if (prev >= 0) sync[prev] = BarrierMark::after;
         else step_end = true;  // the first instruction writes the logits: a barrier after each step
         since.clear();
       }
       since.insert(since.end(), next.begin(), next.end());
       prev = i;
     }
-    if (prev >= 0) sync[prev] = 1;
+    if (prev >= 0) sync[prev] = BarrierMark::after;
   }
   return true;
 }
@@ -636,7 +641,7 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
   Scratch<double> prob(threads * 3 * p.n_classes);  // each thread's
   Scratch<int64_t> tokens(threads * batch);  // each thread's copy of the step's tokens
   if (!prob.ok() || !tokens.ok()) throw std::bad_alloc();
-  std::vector<uint8_t> sync;
+  std::vector<BarrierMark> sync;
   SpinBarrier barrier(threads);
   bool split = true, step_end = true;
   int64_t bad_step = -1;  // written by thread 0
