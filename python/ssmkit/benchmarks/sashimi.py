@@ -90,7 +90,6 @@ def breakdown(batch: int, model=None, steps: int = 64, rounds: int = 7) -> dict[
     where the time of a generation step goes. Default model unless one is given."""
     import time
 
-    from ..models import SaShiMi
     from ..models.sashimi_engine import Engine
 
     model = model or SaShiMi_eval(l_max=8000, backend="compiled")
