@@ -263,10 +263,6 @@ inline void engine_glu(const float* x, float* out, int64_t n, int64_t lo, int64_
 
 // ---- split mode: the threads of one team divide each instruction ----
 
-// Whether the team meets after an instruction (see engine_barriers). A type of this
-// per-ISA namespace, not uint8_t: std::vector<uint8_t>'s out-of-line code would be
-// one weak symbol shared by the per-ISA copies (the linker could pick the AVX-512 one).
-enum class BarrierMark : uint8_t { none, after };
 
 // A barrier for a team that meets many thousand times a second (between instructions
 // of a step: microseconds apart). Each thread counts its arrivals in its own cache
@@ -338,13 +334,30 @@ inline int linear_ranges(const int64_t* c, const int64_t* end, const Part& part,
   return 1;
 }
 
+// An S4 step instruction (state c[1], u c[2], y c[3]) on channels [lo, hi) of rows
+// [r0, r1), p holding the parameters already offset to channel lo. Channels are
+// independent: channels [lo, hi) of a row are the sub-problem with H = hi - lo at
+// offset pointers (with a split, rows one at a time: their channel ranges are not
+// evenly spaced). Per channel the kernel's arithmetic is the same whatever H and the
+// rows, so the split gives the same bits.
+template <typename Params, typename Kernel>
+inline void engine_s4_step(Params& p, const EngineRows& v, const int64_t* c, int64_t r0, int64_t r1,
+                           bool whole, int64_t lo, int64_t hi, int64_t n2, Kernel kernel) {
+  p.batch = whole ? r1 - r0 : 1, p.H = hi - lo;
+  for (int64_t r = r0; r < r1 && lo < hi; r += p.batch) {
+    p.state = p.new_state = v.at(c[1], r) + lo * n2;
+    p.u = v.at(c[2], r) + lo, p.y = v.at(c[3], r) + lo;
+    kernel(p);
+  }
+}
+
 // One program over rows [r0, r1), this thread's part of each instruction's columns
 // (the whole of each when parts = 1). token: per row (absolute row index). With
 // parts > 1 the team meets at `barrier` after the instructions that sync marks
 // (sync[i] for the instruction at c + i; see engine_barriers).
 inline void engine_program(const int64_t* c, const int64_t* end, const EngineRows& v,
                            int64_t r0, int64_t r1, const int64_t* token, const Part& part,
-                           SpinBarrier* barrier, const BarrierMark* sync, int64_t& round) {
+                           SpinBarrier* barrier, const uint8_t* sync, int64_t& round) {
   const int64_t* const begin = c;
   using S = Simd<float>;
   constexpr int W = S::W;
@@ -399,13 +412,9 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
           std::memmove(v.at(c[2], r) + lo, v.at(c[1], r) + lo, sizeof(float) * (hi - lo));
         break;
       case kEngineDplrStep: {
-        // Channels are independent: channels [lo, hi) of a row are the sub-problem with
-        // H = hi - lo at offset pointers (rows then one at a time: their channel ranges
-        // are not evenly spaced). Per channel the kernel's arithmetic is the same
-        // whatever H and the rows, so the split gives the same bits.
         const int64_t H = c[11], N = c[12], rank = c[13], n2 = 2 * N;
         part.range(H, lo, hi);
-        const float *D = v.param(c[10]);
+        const float* D = v.param(c[10]);
         DplrStepParams p;
         p.dtype = DType::complex64;
         p.N = N, p.r = rank;
@@ -413,37 +422,25 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
         p.P = v.param(c[6]) + lo * rank * n2, p.Pd = v.param(c[7]) + lo * rank * n2;
         p.R = v.param(c[8]) + lo * rank * rank, p.C = v.param(c[9]) + lo * n2;
         p.D = D ? D + lo : nullptr;
-        const bool whole = part.parts == 1;
-        p.batch = whole ? r1 - r0 : 1, p.H = hi - lo;
-        for (int64_t r = r0; r < r1 && lo < hi; r += p.batch) {
-          p.state = p.new_state = v.at(c[1], r) + lo * n2;
-          p.u = v.at(c[2], r) + lo, p.y = v.at(c[3], r) + lo;
-          dplr_step_impl<float>(p);
-        }
+        engine_s4_step(p, v, c, r0, r1, part.parts == 1, lo, hi, n2, dplr_step_impl<float>);
         break;
       }
       case kEngineDiagStep: {  // as the DPLR step
         const int64_t H = c[8], N = c[9], n2 = 2 * N;
         part.range(H, lo, hi);
-        const float *D = v.param(c[7]);
+        const float* D = v.param(c[7]);
         StepParams p;
         p.dtype = DType::complex64;
         p.N = N;
         p.dA = v.param(c[4]) + lo * n2, p.dB = v.param(c[5]) + lo * n2, p.dC = v.param(c[6]) + lo * n2;
         p.D = D ? D + lo : nullptr;
-        const bool whole = part.parts == 1;
-        p.batch = whole ? r1 - r0 : 1, p.H = hi - lo;
-        for (int64_t r = r0; r < r1 && lo < hi; r += p.batch) {
-          p.state = p.new_state = v.at(c[1], r) + lo * n2;
-          p.u = v.at(c[2], r) + lo, p.y = v.at(c[3], r) + lo;
-          ssm_step_impl<float>(p);
-        }
+        engine_s4_step(p, v, c, r0, r1, part.parts == 1, lo, hi, n2, ssm_step_impl<float>);
         break;
       }
       default:
         return;  // unreachable: the binding checks every opcode before a run
     }
-    if (barrier && sync[c - begin] == BarrierMark::after) barrier->wait(part.part, round);
+    if (barrier && sync[c - begin]) barrier->wait(part.part, round);
     c += kEngineOpLength[c[0]];
   }
 }
@@ -587,15 +584,17 @@ inline void engine_accesses(const int64_t* c, const int64_t* end, const EngineRo
     }
 }
 
-inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<BarrierMark>& sync, bool& step_end) {
+// Fills sync (code words + 1 bytes, see EngineParams::split_marks); false when one
+// instruction's parts would touch the same memory (no split gives one thread's bits).
+inline bool engine_barriers(const EngineParams& p, int64_t parts, uint8_t* sync) {
   const EngineRows v{p.view_ptr, p.view_stride};
   const int64_t code_end = p.program_start[p.cycle];
-  sync.assign(code_end, BarrierMark::none);
+  std::memset(sync, 0, code_end + 1);
+  uint8_t& step_end = sync[code_end];
   std::vector<EngineAccess> since, next;  // since the last barrier; the next instruction's
   const auto conflict = [](const EngineAccess& a, const EngineAccess& b) {
     return a.part != b.part && (a.write || b.write) && a.lo < b.hi && b.lo < a.hi;
   };
-  step_end = false;
   for (int64_t k = 0; k < p.cycle; ++k) {
     since.clear();
     for (int64_t t = 0; t < parts; ++t)  // every thread drew the last step's token from its logits
@@ -618,14 +617,14 @@ inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<Ba
         if (wait) break;
       }
       if (wait) {
-        if (prev >= 0) sync[prev] = BarrierMark::after;
-        else step_end = true;  // the first instruction writes the logits: a barrier after each step
+        if (prev >= 0) sync[prev] = 1;
+        else step_end = 1;  // the first instruction writes the logits: a barrier after each step
         since.clear();
       }
       since.insert(since.end(), next.begin(), next.end());
       prev = i;
     }
-    if (prev >= 0) sync[prev] = BarrierMark::after;
+    if (prev >= 0) sync[prev] = 1;
   }
   return true;
 }
@@ -641,9 +640,8 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
   Scratch<double> prob(threads * 3 * p.n_classes);  // each thread's
   Scratch<int64_t> tokens(threads * batch);  // each thread's copy of the step's tokens
   if (!prob.ok() || !tokens.ok()) throw std::bad_alloc();
-  std::vector<BarrierMark> sync;
   SpinBarrier barrier(threads);
-  bool split = true, step_end = true;
+  bool split = true;
   int64_t bad_step = -1;  // written by thread 0
 #pragma omp parallel num_threads(int(threads))
   {
@@ -655,15 +653,19 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
 #endif
     int64_t* token = tokens.p + tid * batch;
     for (int64_t r = 0; r < batch; ++r) token[r] = p.token[r];  // before single's barrier: before thread 0 writes p.token
-    // The barriers for the team there is (OpenMP may give fewer threads than asked);
-    // single's own barrier publishes them. No split possible: thread 0 runs it all.
+    // The barrier plan for the team there is (OpenMP may give fewer threads than
+    // asked), made at the first run with that team; single's own barrier publishes it.
+    // No split possible: thread 0 runs it all.
 #pragma omp single
     {
-      try {
-        split = nt > 1 && engine_barriers(p, nt, sync, step_end);
-      } catch (...) {  // out of memory: one thread needs no barriers
-        split = false;
+      if (nt > 1 && *p.split_team != nt && *p.split_team != -nt) {
+        try {
+          *p.split_team = engine_barriers(p, nt, p.split_marks) ? nt : -nt;
+        } catch (...) {  // out of memory: one thread needs no barriers (and no plan is kept)
+          *p.split_team = 0;
+        }
       }
+      split = nt > 1 && *p.split_team == nt;
       barrier.set_team(nt);
     }
     const Part part = split ? Part{tid, nt} : Part{};
@@ -675,7 +677,7 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
         for (int64_t r = 0; r < batch; ++r) token[r] = p.tokens_in[i * batch + r];
       const int64_t k = (p.phase + i) % p.cycle, start = p.program_start[k];
       engine_program(p.code + start, p.code + p.program_start[k + 1], views, 0, batch, token, part,
-                     team, split ? sync.data() + start : nullptr, round);
+                     team, split ? p.split_marks + start : nullptr, round);
       // After the last instruction's barrier the logits are whole. Every thread draws
       // the token itself (the same arithmetic on the same logits: the same token), so
       // no thread waits for another's draw; thread 0 writes the results.
@@ -693,7 +695,7 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
           if (tid == 0) p.samples[i * batch + r] = s, p.token[r] = s;
         }
       }
-      if (team && step_end) team->wait(tid, round);
+      if (team && p.split_marks[p.program_start[p.cycle]]) team->wait(tid, round);  // see engine_barriers
     }
     if (tid == 0) bad_step = my_bad;
   }

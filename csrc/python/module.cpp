@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <mutex>
 
 #include "arrays.h"
 #include "ssmkit/ssmkit.h"
@@ -555,8 +556,12 @@ class StepEngine {
     p.temperature = temperature, p.top_p = top_p;
     int64_t bad = -1;
     p.bad_step = &bad;
+    p.split_marks = split_marks_.data(), p.split_team = &split_team_;
     {
       py::gil_scoped_release nogil;
+      // One run at a time: runs share the state arrays and the split plan. (Locked
+      // without the GIL: a waiting caller must not hold it while this run finishes.)
+      std::lock_guard<std::mutex> one_run(run_mutex_);
       engine_run_cpu(p);
     }
     return bad;
@@ -569,6 +574,9 @@ class StepEngine {
   std::vector<int64_t> stride_, view_buffer_, view_end_;
   int64_t batch_, logits_view_, n_classes_;
   int64_t vocab_ = std::numeric_limits<int64_t>::max();
+  std::vector<uint8_t> split_marks_ = std::vector<uint8_t>(code_.size() + 1);  // EngineParams::split_marks
+  int64_t split_team_ = 0;                                                      // EngineParams::split_team
+  std::mutex run_mutex_;
 
   void view_index(int64_t v, const std::string& what) const {
     if (v < 0 || v >= int64_t(ptr_.size()))

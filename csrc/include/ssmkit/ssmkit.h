@@ -215,6 +215,13 @@ struct EngineParams {
   float* logits_out = nullptr;             // (steps, batch, n_classes) out, or null
   double temperature = 1, top_p = 1;
   int64_t* bad_step = nullptr;             // out: the first step whose logits could not be sampled (NaN, Inf), or -1
+  // Split mode's barrier plan (batch < threads), worked out once from the fixed programs
+  // and kept by the caller between runs: split_marks, one byte per code word and one
+  // more (1: the team meets after the instruction starting there; the last byte: after
+  // each step's draw); split_team, the team size it was made for (0: none yet; minus
+  // the size: that team cannot split the programs).
+  uint8_t* split_marks = nullptr;
+  int64_t* split_team = nullptr;
 };
 
 // Draws one token from logits (n floats) as EngineParams describes; -1 when the
