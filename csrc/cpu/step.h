@@ -22,13 +22,7 @@ template <typename T>
 void discretize_impl(const DiscretizeParams& p) {
   const T* dt = static_cast<const T*>(p.dt);
   parallel_for(p.H, p.H * p.N * 16, [&](int64_t h) {  // 16: exp, sin, cos per element
-    for (int64_t n = 0; n < p.N; ++n) {
-      const int64_t i = h * p.N + n;
-      Cx<T> dA, dB;
-      discretize_element(p.method, dt[h], cx_load<T>(p.A, i), cx_load<T>(p.B, i), dA, dB);
-      cx_store(p.dA, i, dA);
-      cx_store(p.dB, i, dB);
-    }
+    for (int64_t n = 0; n < p.N; ++n) discretize_at(p, dt[h], h * p.N + n);
   });
 }
 
@@ -37,17 +31,7 @@ void discretize_backward_impl(const DiscretizeBackwardParams& p) {
   const T* dt = static_cast<const T*>(p.dt);
   parallel_for(p.H, p.H * p.N * 32, [&](int64_t h) {
     T gdt = 0;
-    for (int64_t n = 0; n < p.N; ++n) {
-      const int64_t i = h * p.N + n;
-      const Cx<T> ga = p.gdA ? cx_load<T>(p.gdA, i) : Cx<T>{0, 0};
-      const Cx<T> gb = p.gdB ? cx_load<T>(p.gdB, i) : Cx<T>{0, 0};
-      Cx<T> gA, gB;
-      T g;
-      discretize_element_backward(p.method, dt[h], cx_load<T>(p.A, i), cx_load<T>(p.B, i), ga, gb, gA, gB, g);
-      if (p.gA) cx_store(p.gA, i, gA);
-      if (p.gB) cx_store(p.gB, i, gB);
-      gdt += g;
-    }
+    for (int64_t n = 0; n < p.N; ++n) gdt += discretize_backward_at(p, dt[h], h * p.N + n);
     if (p.gdt) static_cast<T*>(p.gdt)[h] = gdt;
   });
 }

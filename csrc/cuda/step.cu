@@ -42,10 +42,7 @@ __global__ void discretize_kernel(DiscretizeParams p) {
   const T* dt = static_cast<const T*>(p.dt);
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.H * p.N;
        i += int64_t(gridDim.x) * blockDim.x) {
-    Cx<T> dA, dB;
-    discretize_element(p.method, step_size(dt, i / p.N), cx_load<T>(p.A, i), cx_load<T>(p.B, i), dA, dB);
-    cx_store(p.dA, i, dA);
-    cx_store(p.dB, i, dB);
+    discretize_at(p, step_size(dt, i / p.N), i);
   }
 }
 
@@ -57,17 +54,7 @@ __global__ void discretize_backward_kernel(DiscretizeBackwardParams p) {
        h += int64_t(gridDim.x) * blockDim.x) {
     const T s = step_size(dt, h);
     T gdt = 0;
-    for (int64_t n = 0; n < p.N; ++n) {
-      const int64_t i = h * p.N + n;
-      const Cx<T> ga = p.gdA ? cx_load<T>(p.gdA, i) : Cx<T>{0, 0};
-      const Cx<T> gb = p.gdB ? cx_load<T>(p.gdB, i) : Cx<T>{0, 0};
-      Cx<T> gA, gB;
-      T g;
-      discretize_element_backward(p.method, s, cx_load<T>(p.A, i), cx_load<T>(p.B, i), ga, gb, gA, gB, g);
-      if (p.gA) cx_store(p.gA, i, gA);
-      if (p.gB) cx_store(p.gB, i, gB);
-      gdt += g;
-    }
+    for (int64_t n = 0; n < p.N; ++n) gdt += discretize_backward_at(p, s, h * p.N + n);
     if (p.gdt) static_cast<T*>(p.gdt)[h] = gdt;
   }
 }

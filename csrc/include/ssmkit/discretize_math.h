@@ -76,3 +76,26 @@ SSMKIT_HD inline void discretize_element_backward(Discretization method, T s, Cx
   gB = conj(dB_dB) * gb;
   gdt = (conj(dA_ddt) * ga + conj(dB_ddt) * gb).re;
 }
+
+// Element i of discretize with step size s (dt[h] for i's channel h), read from and
+// written to the params' arrays: the loop body of the CPU and the CUDA kernels.
+template <typename T>
+SSMKIT_HD inline void discretize_at(const DiscretizeParams& p, T s, int64_t i) {
+  Cx<T> dA, dB;
+  discretize_element(p.method, s, cx_load<T>(p.A, i), cx_load<T>(p.B, i), dA, dB);
+  cx_store(p.dA, i, dA);
+  cx_store(p.dB, i, dB);
+}
+
+// Element i of the backward: stores gA, gB (where asked) and returns its share of gdt.
+template <typename T>
+SSMKIT_HD inline T discretize_backward_at(const DiscretizeBackwardParams& p, T s, int64_t i) {
+  const Cx<T> ga = p.gdA ? cx_load<T>(p.gdA, i) : Cx<T>{0, 0};
+  const Cx<T> gb = p.gdB ? cx_load<T>(p.gdB, i) : Cx<T>{0, 0};
+  Cx<T> gA, gB;
+  T gdt;
+  discretize_element_backward(p.method, s, cx_load<T>(p.A, i), cx_load<T>(p.B, i), ga, gb, gA, gB, gdt);
+  if (p.gA) cx_store(p.gA, i, gA);
+  if (p.gB) cx_store(p.gB, i, gB);
+  return gdt;
+}

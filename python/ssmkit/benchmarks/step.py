@@ -128,36 +128,27 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
     P = torch.randn(H, r, N, dtype=torch.complex64, device=device) / N**0.5
     f = ops.dplr_setup(dt, A, P, B)
     dense = torch.randn(H, N, N, dtype=torch.complex64, device=device) / N
-    xd = x.clone()
 
-    def dense_step():
-        xn = torch.einsum("hmn,bhn->bhm", dense, x) + f.dB * u.unsqueeze(-1)
-        return 2 * torch.einsum("hn,bhn->bh", C, xn).real + D * u, xn
+    def dplr_pair(xs, us):
+        """(ssmkit in place on its own copy of the state, S4's dense step) at xs, us."""
+        xd = xs.clone()
 
-    def dplr_inplace():
-        with torch.no_grad():
-            return ops.dplr_step(xd, u, f, C, D, out=xd)
+        def dplr_inplace():
+            with torch.no_grad():
+                return ops.dplr_step(xd, us, f, C, D, out=xd)
 
-    out.append(Case("step", "dplr_step r=1", shape, UNIT, {
-        "ssmkit": Impl(dplr_inplace, batch * H * N),
-        "dense S4 step": Impl(dense_step, batch * H * N),
-    }, note="S4's dense step: (H, N, N) complex matrix times the state, per batch element"))  # fmt: skip
+        def dense_step():
+            xn = torch.einsum("hmn,bhn->bhm", dense, xs) + f.dB * us.unsqueeze(-1)
+            return 2 * torch.einsum("hn,bhn->bh", C, xn).real + D * us, xn
 
+        work = xs.shape[0] * H * N
+        return {"ssmkit": Impl(dplr_inplace, work), "dense S4 step": Impl(dense_step, work)}
+
+    out.append(Case("step", "dplr_step r=1", shape, UNIT, dplr_pair(x, u),
+                    note="S4's dense step: (H, N, N) complex matrix times the state, per batch element"))
     # the same at batch 1, as autoregressive generation (SaShiMi) steps one sample
-    x1, u1 = x[:1].clone(), u[:1]
-
-    def dense_step1():
-        xn = torch.einsum("hmn,bhn->bhm", dense, x1) + f.dB * u1.unsqueeze(-1)
-        return 2 * torch.einsum("hn,bhn->bh", C, xn).real + D * u1, xn
-
-    def dplr_inplace1():
-        with torch.no_grad():
-            return ops.dplr_step(x1, u1, f, C, D, out=x1)
-
-    out.append(Case("step", "dplr_step r=1 (generation)", f"batch=1 H={H} N={N}", UNIT, {
-        "ssmkit": Impl(dplr_inplace1, H * N),
-        "dense S4 step": Impl(dense_step1, H * N),
-    }, note="one sample per step, as generation runs it; at this size the Python call overhead "
-            "(~15 us) is most of the time"))  # fmt: skip
+    out.append(Case("step", "dplr_step r=1 (generation)", f"batch=1 H={H} N={N}", UNIT, dplr_pair(x[:1], u[:1]),
+                    note="one sample per step, as generation runs it; at this size the Python call overhead "
+                    "(~15 us) is most of the time"))
     return out
 
