@@ -13,7 +13,7 @@ from accuracy import assert_close_2x
 from ssmkit import _C
 from ssmkit.models import SaShiMi
 from ssmkit.models.sashimi import START, sample_logits
-from ssmkit.models.sashimi_engine import Engine, _eps_bits, supported
+from ssmkit.models.sashimi_engine import Engine, _eps_bits, pack_linear, supported
 from test_sashimi import run_steps, small, tokens, twins
 
 
@@ -245,8 +245,7 @@ def test_engine_kernels_against_float64():
     and without bias) on random data, 2x rule against float64."""
     for n_in, n_out, batch in [(64, 128, 7), (13, 37, 5), (256, 512, 2), (5, 3, 1)]:
         lin = torch.nn.Linear(n_in, n_out, bias=n_out != 37)
-        Wt = lin.weight.detach().t()
-        packed = torch.cat([Wt[:, o : o + 32].reshape(-1) for o in range(0, n_out, 32)])
+        packed = pack_linear(lin.weight)
         x, y = torch.randn(batch, n_in), torch.zeros(batch, n_out)
         bias = lin.bias.detach() if lin.bias is not None else torch.zeros(1)
         views = [[0, 0, n_in], [1, 0, n_out], [2, 0, 0], [3, 0, 0], [4, 0, 1]]
@@ -259,8 +258,7 @@ def test_engine_kernels_against_float64():
     with torch.no_grad():
         norm.weight.normal_(), norm.bias.normal_()
     x, y = torch.randn(3, 37) * 5 + 3, torch.zeros(3, 37)
-    eps_bits = int.from_bytes(torch.tensor(norm.eps, dtype=torch.float64).numpy().tobytes(), "little", signed=True)
-    code = [_C.engine_ops["layer_norm"], 0, 1, 2, 3, 37, eps_bits]
+    code = [_C.engine_ops["layer_norm"], 0, 1, 2, 3, 37, _eps_bits(norm.eps)]
     views = [[0, 0, 37], [1, 0, 37], [2, 0, 0], [3, 0, 0], [4, 0, 1]]
     engine = _C.StepEngine([x, y, norm.weight.detach(), norm.bias.detach(), torch.zeros(3, 1)], code, [0, len(code)], views, 3, 4, 1)
     with torch.no_grad():

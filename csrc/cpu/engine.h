@@ -728,7 +728,7 @@ inline void engine_run_impl(const EngineParams& p) {
     const int64_t tid = 0, nt = 1;
 #endif
     const int64_t r0 = batch * tid / nt, r1 = batch * (tid + 1) / nt;
-    Scratch<double> prob(threads * 3 * p.n_classes);  // each thread's
+    Scratch<double> prob(3 * p.n_classes);  // this thread's draw scratch
     Scratch<int64_t> token(batch);
     int64_t my_bad = -1;
     try {

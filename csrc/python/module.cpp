@@ -468,6 +468,12 @@ void vandermonde_transpose_backward(py::handle grad_, py::handle u_, py::handle 
   launch(v, stream, vandermonde_transpose_backward_cpu, vandermonde_transpose_backward_cuda, p);
 }
 
+// The draw's options, as StepEngine.run and sample_tokens take them.
+void check_draw_options(double temperature, double top_p) {
+  if (!(temperature > 0) || !std::isfinite(temperature)) throw py::value_error("temperature: expected a positive number");
+  if (!(top_p > 0 && top_p <= 1)) throw py::value_error("top_p: expected a probability in (0, 1]");
+}
+
 // ---- the step engine (EngineParams) ----
 // Everything a program can touch is checked once here, when the engine is built: each
 // operand's rows (or parameter extent) lie inside its array, so a run cannot read or
@@ -522,8 +528,7 @@ class StepEngine {
     const int64_t cycle = int64_t(start_.size()) - 1;
     if (phase < 0 || phase >= cycle) throw py::value_error("phase: expected 0 <= phase < " + std::to_string(cycle) + ", got " + std::to_string(phase));
     if (steps < 0) throw py::value_error("steps: expected >= 0, got " + std::to_string(steps));
-    if (!(temperature > 0) || !std::isfinite(temperature)) throw py::value_error("temperature: expected a positive number");
-    if (!(top_p > 0 && top_p <= 1)) throw py::value_error("top_p: expected a probability in (0, 1]");
+    check_draw_options(temperature, top_p);
     const Array token = view(token_, "token");
     io(token, "int64", {batch_}, "(batch,)", true);
     check_tokens(static_cast<const int64_t*>(token.data), batch_, "token");
@@ -686,8 +691,7 @@ void sample_tokens(py::handle logits_, py::handle uniforms_, double temperature,
     throw py::value_error("uniforms: expected a contiguous CPU float64 array (rows,), got " + u.dtype + " " + u.shape_str());
   if (out.device_type != 1 || out.dtype != "int64" || out.shape != std::vector<int64_t>{rows} || !out.contiguous() || out.read_only)
     throw py::value_error("out: expected a writable contiguous CPU int64 array (rows,), got " + out.dtype + " " + out.shape_str());
-  if (!(temperature > 0) || !std::isfinite(temperature)) throw py::value_error("temperature: expected a positive number");
-  if (!(top_p > 0 && top_p <= 1)) throw py::value_error("top_p: expected a probability in (0, 1]");
+  check_draw_options(temperature, top_p);
   std::vector<double> work(3 * n);
   const float* l = static_cast<const float*>(logits.data);
   const double* uu = static_cast<const double*>(u.data);

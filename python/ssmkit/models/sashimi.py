@@ -309,7 +309,7 @@ class SaShiMi(nn.Module):
     @staticmethod
     def _step_stage(blocks, h, states, skips):
         for i, block in enumerate(blocks):
-            h, states[i] = block(h, states[i])
+            h, states[i] = block.step(h, states[i])
             if skips is not None:
                 skips.append(h)
         return h
@@ -328,7 +328,6 @@ class SaShiMi(nn.Module):
         """
         self._check_tokens(x, 1, "(batch,)", values=False)  # the embedding rejects bad ids
         self._check_state(state, x.shape[0])
-        down, center, up = [[b.step for b in s] for s in self.down], [b.step for b in self.center], [[b.step for b in s] for s in self.up]
         t = state["t"] + 1  # full-rate steps taken after this one
         P = len(self.pool)
         depth = 0  # the deepest stage that steps now
@@ -338,7 +337,7 @@ class SaShiMi(nn.Module):
         skips = []
         for k in range(min(depth + 1, P)):
             skips.append(h)
-            h = self._step_stage(down[k], h, state["down"][k], skips if self.unet else None)
+            h = self._step_stage(self.down[k], h, state["down"][k], skips if self.unet else None)
             if not self.unet:
                 skips.append(h)
             pending, slot = state["pending"][k], (t // self.rates[k] - 1) % self.pool[k]
@@ -347,15 +346,15 @@ class SaShiMi(nn.Module):
                 h = self.down_pools[k].linear(pending.reshape(pending.shape[0], -1))
         coarse = None  # this step's output of the stage below, if that stage stepped
         if depth == P:
-            coarse = self._step_stage(center, h, state["center"], None) + h
+            coarse = self._step_stage(self.center, h, state["center"], None) + h
         for k in reversed(range(min(depth + 1, P))):
             upcoming, slot = state["upcoming"][k], (t // self.rates[k] - 1) % self.pool[k]
             h = upcoming[:, slot] + skips.pop()
             if coarse is not None:  # the next block of this stage comes from the coarse step just made
                 state["upcoming"][k] = self.up_pools[k].blocks(coarse)
             start = h
-            for i, block in enumerate(up[k]):
-                h, state["up"][k][i] = block(h, state["up"][k][i])
+            for i, block in enumerate(self.up[k]):
+                h, state["up"][k][i] = block.step(h, state["up"][k][i])
                 if self.unet:
                     h = h + skips.pop()
             if not self.unet:

@@ -97,6 +97,14 @@ class _Program:
         self.code += [OPS[op], *map(int, operands)]
 
 
+def pack_linear(weight: torch.Tensor) -> torch.Tensor:
+    """A linear layer's weight (n_out, n_in) as the linear instruction reads it: W^T in
+    column blocks of LINEAR_BLOCK outputs, each (n_in, block width) contiguous
+    (ssmkit.h, kEngineLinear)."""
+    Wt = weight.detach().t()
+    return torch.cat([Wt[:, o : o + LINEAR_BLOCK].reshape(-1) for o in range(0, Wt.shape[1], LINEAR_BLOCK)])
+
+
 def _eps_bits(eps: float) -> int:
     return struct.unpack("<q", struct.pack("<d", float(eps)))[0]
 
@@ -110,9 +118,7 @@ class _Emitter:
 
     def linear(self, lin: nn.Linear, x: int, out: int):
         if id(lin) not in self.weights:
-            Wt = lin.weight.detach().t()  # packed in column blocks (ssmkit.h, kEngineLinear)
-            packed = torch.cat([Wt[:, o : o + LINEAR_BLOCK].reshape(-1) for o in range(0, Wt.shape[1], LINEAR_BLOCK)])
-            self.weights[id(lin)] = (self.p.param(packed), self.p.param(lin.bias))
+            self.weights[id(lin)] = (self.p.param(pack_linear(lin.weight)), self.p.param(lin.bias))
         Wt, b = self.weights[id(lin)]
         self.p.emit("linear", x, out, Wt, b, lin.in_features, lin.out_features)
 
