@@ -13,7 +13,8 @@ from accuracy import assert_close_2x
 from ssmkit import _C
 from ssmkit.models import SaShiMi
 from ssmkit.models.sashimi import START, sample_logits
-from ssmkit.models.sashimi_engine import Engine, _eps_bits, pack_linear, supported
+from ssmkit.models import sashimi_engine
+from ssmkit.models.sashimi_engine import Engine, _eps_bits, _huge_page_copies, pack_linear, supported
 from test_sashimi import run_steps, small, tokens, twins
 
 
@@ -194,6 +195,42 @@ def test_supported():
     relu = SaShiMi(**(dict(d_model=8, n_layers=1, pool=(2,), ff=0, d_state=8)))
     relu.down[0][0].layer.activation = torch.nn.ReLU()
     assert not supported(relu)
+
+
+def test_huge_page_copies():
+    """Equal copies in one mapping, each on its own cache line; the originals are not
+    touched; without MADV_HUGEPAGE (not Linux) the tensors themselves."""
+    tensors = [torch.randn(3, 5), torch.randn(17), torch.randn(64)]
+    copies = _huge_page_copies(tensors)
+    for t, c in zip(tensors, copies):
+        assert c.shape == t.shape and torch.equal(c, t) and c.data_ptr() != t.data_ptr()
+        assert c.data_ptr() % 64 == 0
+    copies[0].zero_()
+    assert tensors[0].abs().sum() > 0
+    spans = sorted((c.data_ptr(), c.data_ptr() + 4 * c.numel()) for c in copies)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # no overlap
+    assert _huge_page_copies([]) == []
+
+
+def test_huge_page_copies_fallback(monkeypatch):
+    monkeypatch.delattr(sashimi_engine.mmap, "MADV_HUGEPAGE", raising=False)
+    tensors = [torch.randn(4)]
+    assert _huge_page_copies(tensors)[0] is tensors[0]
+
+
+def test_engine_reads_its_own_copy_of_the_parameters():
+    """The engine's parameters are copies made at build (on huge pages): changing the
+    model afterwards does not change a built engine's logits until it is built again."""
+    m = small("dplr", l_max=64, pool=(2,), n_layers=1)
+    x = tokens(2, 4)
+    before, _ = engine_logits(m, x)
+    engine = Engine(m, m.default_state(2))
+    with torch.no_grad():
+        m.decoder.bias += 1
+    _, same = engine.run(4, tokens_in=x.T.contiguous(), logits=True)
+    after, _ = engine_logits(m, x)
+    assert torch.equal(same.transpose(0, 1), before)
+    assert torch.allclose(after, before + 1, atol=1e-5)
 
 
 def one_op_engine(op, operands, width, batch=1, extra=()):
