@@ -17,6 +17,8 @@ from ssmkit.models import sashimi_engine
 from ssmkit.models.sashimi_engine import Engine, _eps_bits, _huge_page_copies, pack_linear, supported
 from test_sashimi import run_steps, small, tokens, twins
 
+OPS = _C.engine_ops
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -302,6 +304,33 @@ def test_engine_kernels_against_float64():
         ref = norm(x)
         run_once(engine, 3)
         assert_close_2x("layer norm", y, norm.double()(x.double()), ref)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_norm_linear_is_layer_norm_then_linear(n_threads, threads):
+    """The fused instruction against float64 (2x rule), and bit for bit the layer norm
+    and linear instructions it stands for, in row mode (batch 7: the 4-, 2- and 1-row
+    paths) and split over threads (batch 1)."""
+    for n_in, n_out, batch, bias in [(64, 128, 7, True), (37, 13, 5, False), (256, 96, 1, True)]:
+        norm, lin = torch.nn.LayerNorm(n_in), torch.nn.Linear(n_in, n_out, bias=bias)
+        with torch.no_grad():
+            norm.weight.normal_(), norm.bias.normal_()
+        x = torch.randn(batch, n_in) * 3 + 1
+        fused, apart, u = torch.zeros(batch, n_out), torch.zeros(batch, n_out), torch.zeros(batch, n_in)
+        b = lin.bias.detach() if bias else torch.zeros(1)
+        buffers = [x, fused, pack_linear(lin.weight), b, norm.weight.detach(), norm.bias.detach(), torch.zeros(batch, 1), u, apart]
+        views = [[0, 0, n_in], [1, 0, n_out], [2, 0, 0], [3, 0, 0], [4, 0, 0], [5, 0, 0], [6, 0, 1], [7, 0, n_in], [8, 0, n_out]]
+        eps, bias_view = _eps_bits(norm.eps), 3 if bias else -1
+        code = [OPS["norm_linear"], 0, 1, 2, bias_view, n_in, n_out, 4, 5, eps]
+        code += [OPS["layer_norm"], 0, 7, 4, 5, n_in, eps, OPS["linear"], 7, 8, 2, bias_view, n_in, n_out]
+        engine = _C.StepEngine(buffers, code, [0, len(code)], views, batch, 6, 1)
+        threads(n_threads)
+        run_once(engine, batch)
+        assert torch.equal(fused, apart)
+        with torch.no_grad():
+            assert_close_2x(f"norm_linear {n_in}x{n_out}", fused, lin.double()(norm.double()(x.double())), lin.float()(norm.float()(x)))
+    with pytest.raises(ValueError, match="do not fit"):  # the norm's weight shorter than n_in
+        _C.StepEngine(buffers[:4] + [torch.zeros(3)] + buffers[5:], code[:10], [0, 10], views, batch, 6, 1)
 
 
 def test_bad_programs_and_inputs():

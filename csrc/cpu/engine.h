@@ -208,27 +208,29 @@ inline void engine_linear_block(const float* const* x, float* const* out, const 
     }
 }
 
-// Rows [r0, r1), outputs [lo, hi) (lo a multiple of kLinearBlock, hi one or n_out):
-// block by block, all rows per block, so that a block's weights come from L3 once per
-// call and from L1/L2 for the other rows.
-inline void engine_linear(const EngineRows& v, int64_t xv, int64_t ov, const float* Wt,
-                          const float* bias, int64_t n_in, int64_t n_out, int64_t r0, int64_t r1,
+// `rows` rows, x row k at x + k xs, out row k at o + k os; outputs [lo, hi) (lo a
+// multiple of kLinearBlock, hi one or n_out): block by block, all rows per block, so
+// that a block's weights come from L3 once per call and from L1/L2 for the other rows.
+inline void engine_linear(const float* x0, int64_t xs, float* o0_, int64_t os, const float* Wt,
+                          const float* bias, int64_t n_in, int64_t n_out, int64_t rows,
                           int64_t lo, int64_t hi) {
+  const auto X = [&](int64_t r) { return x0 + r * xs; };
+  const auto O = [&](int64_t r) { return o0_ + r * os; };
   for (int64_t o0 = lo; o0 < hi; o0 += kLinearBlock) {
-    int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) {
-      const float* x[4] = {v.at(xv, r), v.at(xv, r + 1), v.at(xv, r + 2), v.at(xv, r + 3)};
-      float* o[4] = {v.at(ov, r), v.at(ov, r + 1), v.at(ov, r + 2), v.at(ov, r + 3)};
+    int64_t r = 0;
+    for (; r + 4 <= rows; r += 4) {
+      const float* x[4] = {X(r), X(r + 1), X(r + 2), X(r + 3)};
+      float* o[4] = {O(r), O(r + 1), O(r + 2), O(r + 3)};
       engine_linear_block<4>(x, o, Wt, bias, n_in, n_out, o0);
     }
-    for (; r + 2 <= r1; r += 2) {
-      const float* x[2] = {v.at(xv, r), v.at(xv, r + 1)};
-      float* o[2] = {v.at(ov, r), v.at(ov, r + 1)};
+    for (; r + 2 <= rows; r += 2) {
+      const float* x[2] = {X(r), X(r + 1)};
+      float* o[2] = {O(r), O(r + 1)};
       engine_linear_block<2>(x, o, Wt, bias, n_in, n_out, o0);
     }
-    for (; r < r1; ++r) {
-      const float* x[1] = {v.at(xv, r)};
-      float* o[1] = {v.at(ov, r)};
+    for (; r < rows; ++r) {
+      const float* x[1] = {X(r)};
+      float* o[1] = {O(r)};
       engine_linear_block<1>(x, o, Wt, bias, n_in, n_out, o0);
     }
   }
@@ -323,7 +325,7 @@ struct Part {
 // halves, so the GLU reads only what its own thread wrote and needs no barrier
 // before it. Returns the number of column ranges (1 or 2) put in lo, hi.
 inline int linear_ranges(const int64_t* c, const int64_t* end, const Part& part, int64_t lo[2], int64_t hi[2]) {
-  const int64_t* next = c + kEngineOpLength[kEngineLinear];
+  const int64_t* next = c + kEngineOpLength[c[0]];  // kEngineLinear or kEngineNormLinear
   const int64_t half = c[6] / 2;
   if (next < end && next[0] == kEngineGlu && next[1] == c[2] && next[3] == half && half % kLinearBlock == 0) {
     part.range(half, lo[0], hi[0]);
@@ -351,13 +353,23 @@ inline void engine_s4_step(Params& p, const EngineRows& v, const int64_t* c, int
   }
 }
 
+// The widest input of a norm_linear instruction in code [c, end) (0: none): the
+// floats per row of the thread's scratch for its normalised rows.
+inline int64_t engine_norm_width(const int64_t* c, const int64_t* end) {
+  int64_t width = 0;
+  for (; c < end; c += kEngineOpLength[c[0]])
+    if (c[0] == kEngineNormLinear) width = width > c[5] ? width : c[5];
+  return width;
+}
+
 // One program over rows [r0, r1), this thread's part of each instruction's columns
-// (the whole of each when parts = 1). token: per row (absolute row index). With
-// parts > 1 the team meets at `barrier` after the instructions that sync marks
-// (sync[i] for the instruction at c + i; see engine_barriers).
+// (the whole of each when parts = 1). token: per row (absolute row index). normed:
+// this thread's scratch, (r1 - r0) rows of engine_norm_width floats. With parts > 1
+// the team meets at `barrier` after the instructions that sync marks (sync[i] for
+// the instruction at c + i; see engine_barriers).
 inline void engine_program(const int64_t* c, const int64_t* end, const EngineRows& v,
                            int64_t r0, int64_t r1, const int64_t* token, const Part& part,
-                           SpinBarrier* barrier, const uint8_t* sync, int64_t& round) {
+                           float* normed, SpinBarrier* barrier, const uint8_t* sync, int64_t& round) {
   const int64_t* const begin = c;
   using S = Simd<float>;
   constexpr int W = S::W;
@@ -384,7 +396,21 @@ inline void engine_program(const int64_t* c, const int64_t* end, const EngineRow
         int64_t los[2], his[2];
         const int ranges = linear_ranges(c, end, part, los, his);
         for (int k = 0; k < ranges; ++k)
-          engine_linear(v, c[1], c[2], v.param(c[3]), v.param(c[4]), c[5], c[6], r0, r1, los[k], his[k]);
+          engine_linear(v.at(c[1], r0), v.stride[c[1]], v.at(c[2], r0), v.stride[c[2]], v.param(c[3]),
+                        v.param(c[4]), c[5], c[6], r1 - r0, los[k], his[k]);
+        break;
+      }
+      case kEngineNormLinear: {  // every thread normalises whole rows (as one would), then its columns
+        double eps;
+        std::memcpy(&eps, &c[9], sizeof eps);
+        const int64_t n_in = c[5];
+        for (int64_t r = r0; r < r1; ++r)
+          engine_layer_norm(v.at(c[1], r), normed + (r - r0) * n_in, v.param(c[7]), v.param(c[8]), n_in, float(eps), 0, n_in);
+        int64_t los[2], his[2];
+        const int ranges = linear_ranges(c, end, part, los, his);
+        for (int k = 0; k < ranges; ++k)
+          engine_linear(normed, n_in, v.at(c[2], r0), v.stride[c[2]], v.param(c[3]), v.param(c[4]), n_in,
+                        c[6], r1 - r0, los[k], his[k]);
         break;
       }
       case kEngineGelu:
@@ -538,12 +564,14 @@ inline void engine_accesses(const int64_t* c, const int64_t* end, const EngineRo
         add(v.at(c[1], r), 0, c[5], false), add(v.at(c[2], r), lo, hi, true);
         param(c[3], c[5]), param(c[4], c[5]);
         break;
-      case kEngineLinear: {
+      case kEngineLinear:
+      case kEngineNormLinear: {  // (the normalised rows are the thread's own scratch)
         int64_t los[2], his[2];
         const int ranges = linear_ranges(c, end, part, los, his);
         add(v.at(c[1], r), 0, c[5], false);
         for (int k = 0; k < ranges; ++k) add(v.at(c[2], r), los[k], his[k], true);
         param(c[3], c[5] * c[6]), param(c[4], c[6]);
+        if (c[0] == kEngineNormLinear) param(c[7], c[5]), param(c[8], c[5]);
         break;
       }
       case kEngineGelu:
@@ -639,7 +667,10 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
   // at the barrier.
   Scratch<double> prob(threads * 3 * p.n_classes);  // each thread's
   Scratch<int64_t> tokens(threads * batch);  // each thread's copy of the step's tokens
-  if (!prob.ok() || !tokens.ok()) throw std::bad_alloc();
+  // (whole cache lines each: no line shared between threads)
+  const int64_t norm_floats = round_up(batch * engine_norm_width(p.code, p.code + p.program_start[p.cycle]), 16);
+  Scratch<float> normed(threads * norm_floats);  // each thread's normalised rows (norm_linear)
+  if (!prob.ok() || !tokens.ok() || !normed.ok()) throw std::bad_alloc();
   SpinBarrier barrier(threads);
   bool split = true;
   int64_t bad_step = -1;  // written by thread 0
@@ -677,7 +708,7 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
         for (int64_t r = 0; r < batch; ++r) token[r] = p.tokens_in[i * batch + r];
       const int64_t k = (p.phase + i) % p.cycle, start = p.program_start[k];
       engine_program(p.code + start, p.code + p.program_start[k + 1], views, 0, batch, token, part,
-                     team, split ? p.split_marks + start : nullptr, round);
+                     normed.p + tid * norm_floats, team, split ? p.split_marks + start : nullptr, round);
       // After the last instruction's barrier the logits are whole. Every thread draws
       // the token itself (the same arithmetic on the same logits: the same token), so
       // no thread waits for another's draw; thread 0 writes the results.
@@ -730,15 +761,16 @@ inline void engine_run_impl(const EngineParams& p) {
     const int64_t r0 = batch * tid / nt, r1 = batch * (tid + 1) / nt;
     Scratch<double> prob(3 * p.n_classes);  // this thread's draw scratch
     Scratch<int64_t> token(batch);
+    Scratch<float> normed((r1 - r0) * engine_norm_width(p.code, p.code + p.program_start[p.cycle]));
     int64_t my_bad = -1;
     try {
-      if (!prob.ok() || !token.ok()) throw std::bad_alloc();
+      if (!prob.ok() || !token.ok() || !normed.ok()) throw std::bad_alloc();
       for (int64_t i = 0; i < p.steps && r0 < r1 && my_bad < 0; ++i) {
         for (int64_t r = r0; r < r1; ++r) token.p[r] = p.tokens_in ? p.tokens_in[i * batch + r] : p.token[r];
         const int64_t k = (p.phase + i) % p.cycle;
         int64_t round = 0;  // no barrier: rows are independent
         engine_program(p.code + p.program_start[k], p.code + p.program_start[k + 1], views, r0, r1,
-                       token.p, Part{}, nullptr, nullptr, round);
+                       token.p, Part{}, normed.p, nullptr, nullptr, round);
         for (int64_t r = r0; r < r1; ++r) {
           const float* logits = views.at(p.logits_view, r);
           if (p.logits_out)

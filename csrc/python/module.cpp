@@ -612,7 +612,7 @@ class StepEngine {
     for (int64_t i = start_[k]; i < start_[k + 1];) {
       const int64_t op = code_[i];
       const std::string at = "program " + std::to_string(k) + ", instruction at " + std::to_string(i);
-      if (op < kEngineEmbed || op > kEngineDiagStep) throw py::value_error(at + ": unknown opcode " + std::to_string(op));
+      if (op < kEngineEmbed || op > kEngineNormLinear) throw py::value_error(at + ": unknown opcode " + std::to_string(op));
       if (i + kEngineOpLength[op] > start_[k + 1]) throw py::value_error(at + ": truncated instruction");
       const int64_t* c = code_.data() + i;
       switch (op) {
@@ -626,8 +626,10 @@ class StepEngine {
           rows(c[1], c[5], at), rows(c[2], c[5], at), param(c[3], c[5], at), param(c[4], c[5], at);
           break;
         case kEngineLinear:
+        case kEngineNormLinear:
           rows(c[1], c[5], at), rows(c[2], c[6], at), distinct(c[1], c[2], at);
           param(c[3], c[5] * c[6], at), param(c[4], c[6], at, true);
+          if (op == kEngineNormLinear) param(c[7], c[5], at), param(c[8], c[5], at);
           break;
         case kEngineGelu:
           rows(c[1], c[2], at);
@@ -783,7 +785,7 @@ PYBIND11_MODULE(_C, m) {
       py::arg("linear") = int64_t(kEngineLinear), py::arg("gelu") = int64_t(kEngineGelu),
       py::arg("glu") = int64_t(kEngineGlu), py::arg("add") = int64_t(kEngineAdd),
       py::arg("copy") = int64_t(kEngineCopy), py::arg("dplr_step") = int64_t(kEngineDplrStep),
-      py::arg("diag_step") = int64_t(kEngineDiagStep));
+      py::arg("diag_step") = int64_t(kEngineDiagStep), py::arg("norm_linear") = int64_t(kEngineNormLinear));
   m.attr("engine_op_lengths") = py::tuple(py::cast(std::vector<int64_t>(std::begin(kEngineOpLength), std::end(kEngineOpLength))));
   m.def("sample_tokens", &sample_tokens, py::arg("logits"), py::arg("uniforms"),
         py::arg("temperature"), py::arg("top_p"), py::arg("out"),

@@ -192,8 +192,12 @@ enum EngineOp : int64_t {
   kEngineCopy = 7,       // x, out, width
   kEngineDplrStep = 8,   // state, u, y, a, b, P, Pd, R, C, D (-1: none), H, N, r (DplrStepParams)
   kEngineDiagStep = 9,   // state, u, y, dA, dB, dC, D (-1: none), H, N (StepParams)
+  kEngineNormLinear = 10,  // x, out, Wt, bias (-1: none), n_in, n_out, weight, bias, eps: the
+                           // linear of the layer norm of x (as kEngineLayerNorm then kEngineLinear,
+                           // the same bits, with no array in between: split mode needs no
+                           // barrier between the two)
 };
-constexpr int64_t kEngineOpLength[] = {0, 5, 7, 7, 3, 4, 5, 4, 14, 10};  // opcode included
+constexpr int64_t kEngineOpLength[] = {0, 5, 7, 7, 3, 4, 5, 4, 14, 10, 10};  // opcode included
 
 // One run of `steps` steps. Step i runs program (phase + i) % cycle on the token of
 // each row: tokens_in[i, row] when given (teacher forcing), else token[row]. After

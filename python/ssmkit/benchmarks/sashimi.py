@@ -97,7 +97,7 @@ def breakdown(batch: int, model=None, steps: int = 64, rounds: int = 7) -> dict[
     full = engine._engine
     code, starts, views, buffers, logits = engine.program
     names = {v: k for k, v in _C.engine_ops.items()}
-    kinds = {"S4 steps": {"dplr_step", "diag_step"}, "linears": {"linear"}, "GELU": {"gelu"},
+    kinds = {"S4 steps": {"dplr_step", "diag_step"}, "linears": {"linear", "norm_linear"}, "GELU": {"gelu"},
              "layer norms": {"layer_norm"}, "GLU": {"glu"}, "add, copy, embed": {"add", "copy", "embed"}}  # fmt: skip
 
     def only(keep):

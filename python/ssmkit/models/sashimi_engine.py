@@ -3,8 +3,8 @@
 The model's step logic stays here, in Python: :func:`build` walks the model exactly as
 :meth:`SaShiMi.step` does and writes, for each phase ``t mod prod(pool)`` (which stages
 step and which pooling slot is used depend only on that), a straight-line program of
-primitive instructions (embedding, layer norm, linear, GELU, GLU, add, copy, S4 step)
-over float32 arrays. The engine then runs many steps per call in C++, with no Python
+primitive instructions (embedding, layer norm, linear, layer norm and linear in one,
+GELU, GLU, add, copy, S4 step) over float32 arrays. The engine then runs many steps per call in C++, with no Python
 per sample, and samples each token from uniforms drawn in torch. The recurrent state
 is the model's own state dict, updated in place, so ``prime``, the engine and ``step``
 interoperate.
@@ -145,21 +145,28 @@ class _Emitter:
         self.m, self.state, self.p = model, state, _Program(batch)
         self.weights = {}  # id(linear) -> (Wt view, bias view), transposed once
 
-    def linear(self, lin: nn.Linear, x: int, out: int):
+    def _weights(self, lin: nn.Linear):
         if id(lin) not in self.weights:
             self.weights[id(lin)] = (self.p.param(pack_linear(lin.weight)), self.p.param(lin.bias))
-        Wt, b = self.weights[id(lin)]
-        self.p.emit("linear", x, out, Wt, b, lin.in_features, lin.out_features)
+        return self.weights[id(lin)]
+
+    def linear(self, lin: nn.Linear, x: int, out: int):
+        self.p.emit("linear", x, out, *self._weights(lin), lin.in_features, lin.out_features)
 
     def layer_norm(self, norm: nn.LayerNorm, x: int, out: int, width: int):
         self.p.emit("layer_norm", x, out, self.p.param(norm.weight), self.p.param(norm.bias), width, _eps_bits(norm.eps))
 
+    def norm_linear(self, norm: nn.LayerNorm, lin: nn.Linear, x: int, out: int):
+        """lin(norm(x)) as one instruction (split over threads, it needs no barrier inside)."""
+        p = self.p
+        p.emit("norm_linear", x, out, *self._weights(lin), lin.in_features, lin.out_features, p.param(norm.weight), p.param(norm.bias), _eps_bits(norm.eps))
+
     def block(self, block, s4_state, h: int, width: int):
         """One residual block on h (in place)."""
         p, layer = self.p, block.layer
-        u = p.scratch("u", width)
-        self.layer_norm(block.norm, h, u, width)
         if isinstance(layer, S4):
+            u = p.scratch("u", width)
+            self.layer_norm(block.norm, h, u, width)
             y = p.scratch("y", width)
             tensors = layer._step_tensors(COMPILED)
             N = layer.d_state // 2
@@ -177,10 +184,10 @@ class _Emitter:
             self.linear(layer.output_linear, y, v)
             g = p.scratch("g", width)
             p.emit("glu", v, g, width)
-        else:  # FeedForward: linear, GELU, linear
+        else:  # FeedForward: (norm and) linear, GELU, linear
             first, second = layer.net[0], layer.net[3]
             a = p.scratch("a", first.out_features)
-            self.linear(first, u, a)
+            self.norm_linear(block.norm, first, h, a)
             p.emit("gelu", a, first.out_features)
             g = p.scratch("g", width)
             self.linear(second, a, g)
@@ -243,10 +250,8 @@ class _Emitter:
                 p.emit("add", hs[k], start, hs[k], widths[k])
                 skips.pop()
             coarse = hs[k]
-        u = p.scratch("u", widths[0])
-        self.layer_norm(m.norm, hs[0], u, widths[0])
         logits = p.scratch("logits", m.n_classes)
-        self.linear(m.decoder, u, logits)
+        self.norm_linear(m.norm, m.decoder, hs[0], logits)
         return logits
 
 
