@@ -11,9 +11,8 @@ import torch.nn.functional as F
 
 from accuracy import assert_close_2x
 from ssmkit import _C
-from ssmkit.models import SaShiMi
+from ssmkit.models import SaShiMi, sashimi_engine
 from ssmkit.models.sashimi import START, sample_logits
-from ssmkit.models import sashimi_engine
 from ssmkit.models.sashimi_engine import Engine, _eps_bits, _huge_page_copies, pack_linear, supported
 from test_sashimi import run_steps, small, tokens, twins
 

@@ -211,11 +211,11 @@ inline void engine_linear_block(const float* const* x, float* const* out, const 
 // `rows` rows, x row k at x + k xs, out row k at o + k os; outputs [lo, hi) (lo a
 // multiple of kLinearBlock, hi one or n_out): block by block, all rows per block, so
 // that a block's weights come from L3 once per call and from L1/L2 for the other rows.
-inline void engine_linear(const float* x0, int64_t xs, float* o0_, int64_t os, const float* Wt,
+inline void engine_linear(const float* x0, int64_t xs, float* out0, int64_t os, const float* Wt,
                           const float* bias, int64_t n_in, int64_t n_out, int64_t rows,
                           int64_t lo, int64_t hi) {
   const auto X = [&](int64_t r) { return x0 + r * xs; };
-  const auto O = [&](int64_t r) { return o0_ + r * os; };
+  const auto O = [&](int64_t r) { return out0 + r * os; };
   for (int64_t o0 = lo; o0 < hi; o0 += kLinearBlock) {
     int64_t r = 0;
     for (; r + 4 <= rows; r += 4) {
