@@ -450,6 +450,67 @@ def test_split_mode_steps_through_the_pooling_phases_and_chunks(threads):
         m.generate(1, 10)
 
 
+def state_tensors(state):
+    """Every array of a SaShiMi state dict, in a fixed order."""
+    stages = (*state["down"], state["center"], *state["up"], state["pending"], state["upcoming"])
+    return [s for stage in stages for s in stage if s is not None]
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_centre_section_on_its_own_thread_gives_the_one_thread_bits(n_threads, threads):
+    """Split mode runs the centre stage and its up-pooling (the program's section) on
+    thread 1 while thread 0 goes on alone until something needs the result. Chunks of
+    1-4 steps end and start at every point of that window: the logits and every state
+    array are the one-thread bits after each chunk."""
+    m = small("dplr", l_max=64, d_model=32, pool=(2, 2), ff=2)
+    chunks = [1, 2, 3, 1, 4, 2, 1, 1, 3, 4, 2]
+    x = tokens(1, sum(chunks))
+    runs = []
+    for n in (1, n_threads):
+        threads(n)
+        state = m.default_state(1)
+        engine = Engine(m, state)
+        logits, states, j = [], [], 0
+        for size in chunks:
+            logits.append(engine.run(size, tokens_in=x[:, j : j + size].T.contiguous(), logits=True)[1])
+            states.append([s.clone() for s in state_tensors(state)])
+            j += size
+        runs.append((torch.cat(logits), states))
+    assert torch.equal(runs[0][0], runs[1][0])
+    for one, split in zip(runs[0][1], runs[1][1]):
+        assert all(torch.equal(a, b) for a, b in zip(one, split))
+
+
+def test_non_finite_logits_while_the_section_runs(threads):
+    """Teacher forcing a token whose embedding is NaN at each step of a cycle: the run
+    stops there (thread 0 may be running alone then) on one and on two threads, with
+    the same state."""
+    m = small("dplr", l_max=64, d_model=32, pool=(2, 2))
+    with torch.no_grad():
+        m.encoder.weight[200] = float("nan")
+    for j in range(6):
+        x = torch.full((1, 8), 5, dtype=torch.int64)
+        x[0, j] = 200
+        states = []
+        for n in (1, 2):
+            threads(n)
+            state = m.default_state(1)
+            with pytest.raises(FloatingPointError, match=f"logits at step {j} are not finite"):
+                Engine(m, state).run(8, tokens_in=x.T.contiguous(), uniforms=torch.rand(8, 1, dtype=torch.float64))
+            states.append([s.numpy().tobytes() for s in state_tensors(state)])
+        assert states[0] == states[1]  # bytes: NaN != NaN
+
+
+def test_bad_sections():
+    x = torch.zeros(2, 8)
+    gelu = _C.engine_ops["gelu"]
+    code = [gelu, 0, 8, gelu, 0, 8]
+    _C.StepEngine([x], code, [0, 6], [[0, 0, 8]], 2, 0, 1, [3, 6])  # the second instruction
+    for bad in ([0, 4], [1, 3], [3, 3], [0, 7], [0]):
+        with pytest.raises(ValueError, match="sections"):
+            _C.StepEngine([x], code, [0, 6], [[0, 0, 8]], 2, 0, 1, bad)
+
+
 def test_split_mode_in_place_layer_norm_runs_on_one_thread(threads):
     """A layer norm in place reads all columns and writes them: no split of it can
     match one thread, so the run falls back to one thread (the same bits)."""

@@ -362,19 +362,20 @@ inline int64_t engine_norm_width(const int64_t* c, const int64_t* end) {
   return width;
 }
 
-// One program over rows [r0, r1), this thread's part of each instruction's columns
-// (the whole of each when parts = 1). token: per row (absolute row index). normed:
+// The instructions [c, stop) of a program that ends at `end` (linears look at the
+// instruction after them), over rows [r0, r1), this thread's part of each instruction's
+// columns (the whole of each when parts = 1). token: per row (absolute row index). normed:
 // this thread's scratch, (r1 - r0) rows of engine_norm_width floats. With parts > 1
 // the team meets at `barrier` after the instructions that sync marks (sync[i] for
-// the instruction at c + i; see engine_barriers).
-inline void engine_program(const int64_t* c, const int64_t* end, const EngineRows& v,
+// the instruction at c + i, c the first one run; see engine_barriers).
+inline void engine_program(const int64_t* c, const int64_t* stop, const int64_t* end, const EngineRows& v,
                            int64_t r0, int64_t r1, const int64_t* token, const Part& part,
                            float* normed, SpinBarrier* barrier, const uint8_t* sync, int64_t& round) {
   const int64_t* const begin = c;
   using S = Simd<float>;
   constexpr int W = S::W;
   int64_t lo, hi;  // this thread's columns (channels) of the instruction
-  while (c < end) {
+  while (c < stop) {
     switch (c[0]) {
       case kEngineEmbed: {
         const int64_t width = c[3];
@@ -657,9 +658,34 @@ inline bool engine_barriers(const EngineParams& p, int64_t parts, uint8_t* sync)
   return true;
 }
 
+// Fills async_joins (code words bytes, EngineParams::async_joins): 1 at the
+// instructions that touch what a section writes or write what it reads, taken whole.
+inline void engine_joins(const EngineParams& p, uint8_t* joins) {
+  const EngineRows v{p.view_ptr, p.view_stride};
+  std::memset(joins, 0, p.program_start[p.cycle]);
+  std::vector<EngineAccess> section, mine;
+  for (int64_t k = 0; k < p.cycle; ++k)
+    for (int64_t i = p.section[2 * k]; i >= 0 && i < p.section[2 * k + 1]; i += kEngineOpLength[p.code[i]])
+      engine_accesses(p.code + i, p.code + p.program_start[k + 1], v, p.batch, Part{}, section);
+  for (auto& a : section) a.part = 1;  // the section's thread; the others' accesses are part 0
+  for (int64_t k = 0; k < p.cycle; ++k)
+    for (int64_t i = p.program_start[k]; i < p.program_start[k + 1]; i += kEngineOpLength[p.code[i]]) {
+      mine.clear();
+      engine_accesses(p.code + i, p.code + p.program_start[k + 1], v, p.batch, Part{}, mine);
+      for (const auto& a : mine)
+        for (const auto& b : section)
+          if ((a.write || b.write) && a.lo < b.hi && b.lo < a.hi) joins[i] = 1;
+    }
+}
+
 // Split mode (batch < threads): one team for the whole run; every thread runs every
 // step over all rows, its part of each instruction's columns; every thread draws
-// each token itself, thread 0 writes the samples.
+// each token itself, thread 0 writes the samples. A program's section (EngineParams::
+// section) runs whole on thread 1 while thread 0 runs the instructions after it whole,
+// step after step, up to the first one async_joins marks; there the team meets and
+// goes on split from that instruction (the plan's barriers after it still hold: the
+// meeting is one for everybody). Every instruction is computed whole or by columns,
+// as always, so the bits are those of one thread.
 inline void engine_run_split(const EngineParams& p, int64_t threads) {
   const EngineRows views{p.view_ptr, p.view_stride};
   const int64_t batch = p.batch;
@@ -674,6 +700,8 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
   SpinBarrier barrier(threads);
   bool split = true;
   int64_t bad_step = -1;  // written by thread 0
+  int64_t rejoin_step = 0, rejoin_at = -1;  // see meet() below
+  std::atomic<bool> section_done{false};     // thread 1 has run the section and waits to meet
 #pragma omp parallel num_threads(int(threads))
   {
 #ifdef _OPENMP
@@ -692,6 +720,7 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
       if (nt > 1 && *p.split_team != nt && *p.split_team != -nt) {
         try {
           *p.split_team = engine_barriers(p, nt, p.split_marks) ? nt : -nt;
+          if (p.section && *p.split_team == nt) engine_joins(p, p.async_joins);
         } catch (...) {  // out of memory: one thread needs no barriers (and no plan is kept)
           *p.split_team = 0;
         }
@@ -701,14 +730,67 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
     }
     const Part part = split ? Part{tid, nt} : Part{};
     SpinBarrier* const team = split ? &barrier : nullptr;
+    const bool sections = split && p.section;  // sections run on thread 1 (see EngineParams)
     double* work = prob.p + tid * 3 * p.n_classes;
     int64_t round = 0, my_bad = -1;
-    for (int64_t i = 0; i < p.steps && my_bad < 0 && (split || tid == 0); ++i) {
-      if (p.tokens_in)
-        for (int64_t r = 0; r < batch; ++r) token[r] = p.tokens_in[i * batch + r];
-      const int64_t k = (p.phase + i) % p.cycle, start = p.program_start[k];
-      engine_program(p.code + start, p.code + p.program_start[k + 1], views, 0, batch, token, part,
-                     normed.p + tid * norm_floats, team, split ? p.split_marks + start : nullptr, round);
+    // Where thread 0 met the others after running alone: the step, the instruction
+    // (-1: the run is over) and its tokens (token row 0 of `tokens`). Written before
+    // the meeting, read after it.
+    const auto meet = [&](int64_t& i, const int64_t*& c, int64_t& k) {
+      team->wait(tid, round);
+      i = rejoin_step, k = (p.phase + i) % p.cycle;
+      c = rejoin_at < 0 ? nullptr : p.code + rejoin_at;
+      for (int64_t r = 0; r < batch; ++r) token[r] = tokens.p[r];
+    };
+    bool alone = false;  // thread 0, while a section runs
+    const int64_t* c = nullptr;  // the next instruction of step i (null: the step's first)
+    int64_t k = 0;
+    for (int64_t i = 0; i < p.steps && my_bad < 0 && (split || tid == 0);) {
+      if (!c) {
+        if (p.tokens_in)
+          for (int64_t r = 0; r < batch; ++r) token[r] = p.tokens_in[i * batch + r];
+        k = (p.phase + i) % p.cycle;
+        c = p.code + p.program_start[k];
+      }
+      const int64_t* const end = p.code + p.program_start[k + 1];
+      if (alone) {
+        // Whole instructions, no barriers, up to the first that must wait for the
+        // section, or until the section is done (then the team splits again at once).
+        while (c < end && !p.async_joins[c - p.code] && !section_done.load(std::memory_order_acquire)) {
+          const int64_t* next = c + kEngineOpLength[c[0]];
+          engine_program(c, next, end, views, 0, batch, token, Part{}, normed.p, nullptr, nullptr, round);
+          c = next;
+        }
+        if (c < end) {
+          rejoin_step = i, rejoin_at = c - p.code;
+          alone = false;
+          meet(i, c, k);
+          continue;
+        }
+      } else {
+        const int64_t* section = sections && p.section[2 * k] >= 0 ? p.code + p.section[2 * k] : nullptr;
+        const int64_t* stop = section && section >= c ? section : end;
+        engine_program(c, stop, end, views, 0, batch, token, part, normed.p + tid * norm_floats, team,
+                       split ? p.split_marks + (c - p.code) : nullptr, round);
+        c = stop;
+        if (c == section) {
+          if (tid == 0) section_done.store(false, std::memory_order_relaxed);  // (published by the wait)
+          team->wait(tid, round);  // the section's inputs are whole
+          const int64_t* section_end = p.code + p.section[2 * k + 1];
+          if (tid == 0) {
+            alone = true, c = section_end;
+          } else {
+            if (tid == 1) {
+              engine_program(section, section_end, end, views, 0, batch, token, Part{}, normed.p + tid * norm_floats,
+                             nullptr, nullptr, round);
+              section_done.store(true, std::memory_order_release);
+            }
+            meet(i, c, k);
+            if (!c) break;  // thread 0 finished the run alone
+          }
+          continue;
+        }
+      }
       // After the last instruction's barrier the logits are whole. Every thread draws
       // the token itself (the same arithmetic on the same logits: the same token), so
       // no thread waits for another's draw; thread 0 writes the results.
@@ -726,7 +808,12 @@ inline void engine_run_split(const EngineParams& p, int64_t threads) {
           if (tid == 0) p.samples[i * batch + r] = s, p.token[r] = s;
         }
       }
-      if (team && p.split_marks[p.program_start[p.cycle]]) team->wait(tid, round);  // see engine_barriers
+      if (!alone && team && p.split_marks[p.program_start[p.cycle]]) team->wait(tid, round);  // see engine_barriers
+      ++i, c = nullptr;
+    }
+    if (alone) {  // thread 0: the run is over (or stopped at a bad step); the others are waiting
+      rejoin_at = -1;
+      team->wait(tid, round);
     }
     if (tid == 0) bad_step = my_bad;
   }
@@ -769,8 +856,9 @@ inline void engine_run_impl(const EngineParams& p) {
         for (int64_t r = r0; r < r1; ++r) token.p[r] = p.tokens_in ? p.tokens_in[i * batch + r] : p.token[r];
         const int64_t k = (p.phase + i) % p.cycle;
         int64_t round = 0;  // no barrier: rows are independent
-        engine_program(p.code + p.program_start[k], p.code + p.program_start[k + 1], views, r0, r1,
-                       token.p, Part{}, normed.p, nullptr, nullptr, round);
+        const int64_t* end = p.code + p.program_start[k + 1];
+        engine_program(p.code + p.program_start[k], end, end, views, r0, r1, token.p, Part{}, normed.p, nullptr,
+                       nullptr, round);
         for (int64_t r = r0; r < r1; ++r) {
           const float* logits = views.at(p.logits_view, r);
           if (p.logits_out)

@@ -482,9 +482,9 @@ class StepEngine {
  public:
   StepEngine(py::list buffers, std::vector<int64_t> code, std::vector<int64_t> program_start,
              std::vector<std::vector<int64_t>> views, int64_t batch, int64_t logits_view,
-             int64_t n_classes)
+             int64_t n_classes, std::vector<int64_t> sections)
       : code_(std::move(code)), start_(std::move(program_start)), batch_(batch),
-        logits_view_(logits_view), n_classes_(n_classes) {
+        logits_view_(logits_view), n_classes_(n_classes), section_(std::move(sections)) {
     if (batch < 1) throw py::value_error("batch: expected a positive integer, got " + std::to_string(batch));
     std::vector<int64_t> numel;
     for (size_t i = 0; i < buffers.size(); ++i) {
@@ -516,6 +516,7 @@ class StepEngine {
       if (start_[k + 1] < start_[k]) throw py::value_error("program_start: expected non-decreasing offsets");
       check_program(k);
     }
+    check_sections(cycle);
     rows(logits_view, n_classes, "logits_view");
     if (n_classes > vocab_) throw py::value_error("n_classes: sampled tokens would pass the embedding's " + std::to_string(vocab_) + " rows");
   }
@@ -562,6 +563,7 @@ class StepEngine {
     int64_t bad = -1;
     p.bad_step = &bad;
     p.split_marks = split_marks_.data(), p.split_team = &split_team_;
+    if (!section_.empty()) p.section = section_.data(), p.async_joins = async_joins_.data();
     {
       py::gil_scoped_release nogil;
       // One run at a time: runs share the state arrays and the split plan. (Locked
@@ -581,6 +583,8 @@ class StepEngine {
   int64_t vocab_ = std::numeric_limits<int64_t>::max();
   std::vector<uint8_t> split_marks_ = std::vector<uint8_t>(code_.size() + 1);  // EngineParams::split_marks
   int64_t split_team_ = 0;                                                      // EngineParams::split_team
+  std::vector<int64_t> section_;                                                // EngineParams::section (empty: none)
+  std::vector<uint8_t> async_joins_ = std::vector<uint8_t>(code_.size() + 1);   // EngineParams::async_joins
   std::mutex run_mutex_;
 
   void view_index(int64_t v, const std::string& what) const {
@@ -607,6 +611,23 @@ class StepEngine {
   }
   void distinct(int64_t a, int64_t b, const std::string& what) const {
     if (view_buffer_[a] == view_buffer_[b]) throw py::value_error(what + ": the input and the output must be different buffers");
+  }
+  // sections: none, or (begin, end) per program, each -1, -1 or a run of whole
+  // instructions of that program.
+  void check_sections(int64_t cycle) const {
+    if (section_.empty()) return;
+    if (int64_t(section_.size()) != 2 * cycle)
+      throw py::value_error("sections: expected none or 2 offsets per program (" + std::to_string(2 * cycle) + "), got " +
+                            std::to_string(section_.size()));
+    for (int64_t k = 0; k < cycle; ++k) {
+      const int64_t b = section_[2 * k], e = section_[2 * k + 1];
+      const std::string at = "sections of program " + std::to_string(k);
+      if (b == -1 && e == -1) continue;
+      bool begins = false, ends = false;
+      for (int64_t i = start_[k]; i <= start_[k + 1]; i += i < start_[k + 1] ? kEngineOpLength[code_[i]] : 1)
+        begins = begins || i == b, ends = ends || i == e;
+      if (!(begins && ends && b < e)) throw py::value_error(at + ": expected instruction boundaries begin < end within the program, or -1, -1");
+    }
   }
   void check_program(int64_t k) {
     for (int64_t i = start_[k]; i < start_[k + 1];) {
@@ -773,9 +794,9 @@ PYBIND11_MODULE(_C, m) {
   py::class_<StepEngine>(m, "StepEngine",
                          "Straight-line step programs run many steps per call (EngineParams in ssmkit.h)")
       .def(py::init<py::list, std::vector<int64_t>, std::vector<int64_t>, std::vector<std::vector<int64_t>>,
-                    int64_t, int64_t, int64_t>(),
+                    int64_t, int64_t, int64_t, std::vector<int64_t>>(),
            py::arg("buffers"), py::arg("code"), py::arg("program_start"), py::arg("views"),
-           py::arg("batch"), py::arg("logits_view"), py::arg("n_classes"))
+           py::arg("batch"), py::arg("logits_view"), py::arg("n_classes"), py::arg("sections") = std::vector<int64_t>())
       .def("run", &StepEngine::run, py::arg("phase"), py::arg("steps"), py::arg("token"),
            py::arg("tokens_in"), py::arg("uniforms"), py::arg("samples"), py::arg("logits"),
            py::arg("temperature") = 1.0, py::arg("top_p") = 1.0,

@@ -226,6 +226,14 @@ struct EngineParams {
   // the size: that team cannot split the programs).
   uint8_t* split_marks = nullptr;
   int64_t* split_team = nullptr;
+  // Optional, per program: [section[2k], section[2k+1]), code offsets of a run of
+  // instructions that nothing else in the program after it needs soon (SaShiMi: the
+  // innermost stage and its up-pooling, first read a few steps later); -1, -1: none.
+  // In split mode one thread runs the section on its own while thread 0 runs on, alone,
+  // until an instruction that touches what the section touches (async_joins, one byte
+  // per code word, made with the barrier plan), where the team meets and splits again.
+  const int64_t* section = nullptr;
+  uint8_t* async_joins = nullptr;
 };
 
 // Draws one token from logits (n floats) as EngineParams describes; -1 when the

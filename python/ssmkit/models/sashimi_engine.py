@@ -7,7 +7,9 @@ primitive instructions (embedding, layer norm, linear, layer norm and linear in 
 GELU, GLU, add, copy, S4 step) over float32 arrays. The engine then runs many steps
 per call in C++, with no Python per sample, and samples each token from uniforms drawn
 in torch. The recurrent state is the model's own state dict, updated in place, so
-``prime``, the engine and ``step`` interoperate.
+``prime``, the engine and ``step`` interoperate. In the program of the step where every
+stage steps, the centre stage and its up-pooling form a section (the same instructions,
+marked) that a second thread may run while the first goes on with the next samples.
 
 Covers float32 CPU models whose S4 layers run on the compiled kernels with the GELU or
 identity activation; :func:`supported` says whether a model qualifies.
@@ -144,6 +146,10 @@ class _Emitter:
     def __init__(self, model, state, batch):
         self.m, self.state, self.p = model, state, _Program(batch)
         self.weights = {}  # id(linear) -> (Wt view, bias view), transposed once
+        self.tag = None  # set while writing the section: its work arrays are its own
+
+    def scratch(self, name, width: int) -> int:
+        return self.p.scratch(name if self.tag is None else (self.tag, name), width)
 
     def _weights(self, lin: nn.Linear):
         if id(lin) not in self.weights:
@@ -165,9 +171,9 @@ class _Emitter:
         """One residual block on h (in place)."""
         p, layer = self.p, block.layer
         if isinstance(layer, S4):
-            u = p.scratch("u", width)
+            u = self.scratch("u", width)
             self.layer_norm(block.norm, h, u, width)
-            y = p.scratch("y", width)
+            y = self.scratch("y", width)
             tensors = layer._step_tensors(COMPILED)
             N = layer.d_state // 2
             if layer.mode == "diag":
@@ -180,16 +186,16 @@ class _Emitter:
                 p.emit("dplr_step", p.rows(s4_state), u, y, *ops, width, N, r)
             if isinstance(layer.activation, nn.GELU):
                 p.emit("gelu", y, width)
-            v = p.scratch("v", 2 * width)
+            v = self.scratch("v", 2 * width)
             self.linear(layer.output_linear, y, v)
-            g = p.scratch("g", width)
+            g = self.scratch("g", width)
             p.emit("glu", v, g, width)
         else:  # FeedForward: (norm and) linear, GELU, linear
             first, second = layer.net[0], layer.net[3]
-            a = p.scratch("a", first.out_features)
+            a = self.scratch("a", first.out_features)
             self.norm_linear(block.norm, first, h, a)
             p.emit("gelu", a, first.out_features)
-            g = p.scratch("g", width)
+            g = self.scratch("g", width)
             self.linear(second, a, g)
         p.emit("add", h, g, h, width)
 
@@ -226,18 +232,34 @@ class _Emitter:
             p.emit("copy", hs[k], p.rows(pending, slot * widths[k]), widths[k])
             if k < depth:
                 self.linear(m.down_pools[k].linear, p.rows(pending), hs[k + 1])
-        coarse = None
-        if depth == P:
+        coarse, section = None, None
+        if depth == P and P > 0:
+            # The up path's first read of upcoming[P - 1] (the last centre step's output)
+            # goes first. Then the centre stage and its up-pooling are one run of
+            # instructions that nothing reads before the next stage P - 1 step: the
+            # section one thread runs on its own while another goes on (ssmkit.h,
+            # EngineParams::section), with work arrays of its own.
+            k = P - 1
+            upcoming, slot = state["upcoming"][k], (t // m.rates[k] - 1) % m.pool[k]
+            p.emit("add", p.rows(upcoming, slot * widths[k]), skips.pop(), hs[k], widths[k])
+            begin, self.tag = len(p.code), "section"
+            c = self.scratch("center", widths[P])
+            p.emit("copy", hs[P], c, widths[P])
+            self.stage(m.center, state["center"], c, widths[P], None)
+            p.emit("add", c, hs[P], c, widths[P])
+            self.linear(m.up_pools[k].linear, c, p.rows(upcoming))
+            section, self.tag = (begin, len(p.code)), None
+        elif depth == P:  # no pooling: the centre is the whole model
             c = p.scratch("center", widths[P])
             p.emit("copy", hs[P], c, widths[P])
             self.stage(m.center, state["center"], c, widths[P], None)
             p.emit("add", c, hs[P], c, widths[P])
-            coarse = c
         for k in reversed(range(min(depth + 1, P))):
-            upcoming, slot = state["upcoming"][k], (t // m.rates[k] - 1) % m.pool[k]
-            p.emit("add", p.rows(upcoming, slot * widths[k]), skips.pop(), hs[k], widths[k])
-            if coarse is not None:
-                self.linear(m.up_pools[k].linear, coarse, p.rows(upcoming))
+            if section is None or k < P - 1:  # (the section's stage had its first add above)
+                upcoming, slot = state["upcoming"][k], (t // m.rates[k] - 1) % m.pool[k]
+                p.emit("add", p.rows(upcoming, slot * widths[k]), skips.pop(), hs[k], widths[k])
+                if coarse is not None:
+                    self.linear(m.up_pools[k].linear, coarse, p.rows(upcoming))
             start = None
             if not m.unet:
                 start = p.scratch("start", widths[k])
@@ -252,7 +274,7 @@ class _Emitter:
             coarse = hs[k]
         logits = p.scratch("logits", m.n_classes)
         self.norm_linear(m.norm, m.decoder, hs[0], logits)
-        return logits
+        return logits, section
 
 
 class Engine:
@@ -272,17 +294,18 @@ class Engine:
     def _bind(self):
         _make_state_contiguous(self.state)
         e = _Emitter(self.model, self.state, self.batch)
-        starts = [0]
+        starts, sections = [0], []
         for phase in range(self.cycle):  # program k runs when state["t"] % cycle == k
-            logits = e.program(phase + 1)
+            logits, section = e.program(phase + 1)
             starts.append(len(e.p.code))
+            sections += section or (-1, -1)
         views = [list(v) for v in e.p.views]
         # the parameters, read by every step, on huge pages (the state stays the dict's own)
         buffers = list(e.p.buffers)
         params = sorted(e.p.params)
         for i, copy in zip(params, _huge_page_copies([buffers[i] for i in params])):
             buffers[i] = copy
-        self._engine = _C.StepEngine(buffers, e.p.code, starts, views, self.batch, logits, self.n_classes)
+        self._engine = _C.StepEngine(buffers, e.p.code, starts, views, self.batch, logits, self.n_classes, sections)
         self.program = (e.p.code, starts, views, buffers, logits)  # for inspection (benchmarks.sashimi.breakdown)
         self._keep = buffers  # the arrays the engine points into
         self._bound = _state_arrays(self.state)
