@@ -79,6 +79,27 @@ def test_teacher_forced_steps_equal_convolution_4096(mode, unet):
 
 
 @pytest.mark.parametrize("mode", ["dplr", "diag"])
+def test_no_pooling_steps_and_generates(mode):
+    """pool=(): the centre stage is the whole model. Teacher-forced steps (module and
+    engine) give the convolution's logits (2x rule against float64), and generation
+    runs, the same on the engine and through step."""
+    from ssmkit.models.sashimi_engine import Engine
+
+    m = small(mode, pool=(), l_max=64)
+    ref, m64 = twins(m)
+    x = tokens(2, 64)
+    with torch.no_grad():
+        truth = m64(x)
+    steps, _ = run_steps(m, x)
+    assert_close_2x(f"{mode} steps", steps, truth, run_steps(ref, x)[0])
+    _, engine = Engine(m, m.default_state(2)).run(64, tokens_in=x.T.contiguous(), logits=True)
+    assert_close_2x(f"{mode} engine", engine.transpose(0, 1), truth, run_steps(ref, x)[0])
+    fast = m.generate(2, 20, generator=torch.Generator().manual_seed(1))
+    slow = m.generate(2, 20, fast=False, generator=torch.Generator().manual_seed(1))
+    assert fast.shape == (2, 20) and torch.equal(fast, slow)
+
+
+@pytest.mark.parametrize("mode", ["dplr", "diag"])
 @pytest.mark.parametrize("split", [1, 16, 37, 64])  # prefix ends inside and at block ends of both stages
 def test_prime_then_steps_equal_convolution(mode, split):
     L = 100

@@ -65,6 +65,12 @@ class FeedForward(nn.Module):
         return None
 
 
+def state_batch(state: dict):
+    """The batch size of a SaShiMi state dict (None: it holds no array to tell)."""
+    stages = (state["pending"], state["upcoming"], state["center"], *state["down"], *state["up"])
+    return next((s.shape[0] for stage in stages for s in stage if s is not None), None)
+
+
 class Residual(nn.Module):
     """``x + dropout(layer(norm(x)))`` around an S4 or feed-forward layer."""
 
@@ -303,7 +309,7 @@ class SaShiMi(nn.Module):
 
     def _check_state(self, state, batch):
         ok = isinstance(state, dict) and {"t", "down", "center", "up", "pending", "upcoming"} <= set(state)
-        if not ok or state["pending"][0].shape[0] != batch:
+        if not ok or state_batch(state) not in (None, batch):
             raise ValueError(f"state: expected the dict of SaShiMi.default_state({batch}) or prime/step, got {type(state).__name__}")
 
     @staticmethod
@@ -347,6 +353,8 @@ class SaShiMi(nn.Module):
         coarse = None  # this step's output of the stage below, if that stage stepped
         if depth == P:
             coarse = self._step_stage(self.center, h, state["center"], None) + h
+            if P == 0:  # no pooling: the centre is the whole model
+                h = coarse
         for k in reversed(range(min(depth + 1, P))):
             upcoming, slot = state["upcoming"][k], (t // self.rates[k] - 1) % self.pool[k]
             h = upcoming[:, slot] + skips.pop()

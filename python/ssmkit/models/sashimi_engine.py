@@ -27,6 +27,7 @@ from torch import nn
 from .. import _C
 from ..nn import S4
 from ..nn.backend import COMPILED, kernels
+from .sashimi import state_batch
 
 OPS = _C.engine_ops
 LINEAR_BLOCK = 32  # output columns per packed weight block (kLinearBlock in csrc/cpu/engine.h)
@@ -254,6 +255,7 @@ class _Emitter:
             p.emit("copy", hs[P], c, widths[P])
             self.stage(m.center, state["center"], c, widths[P], None)
             p.emit("add", c, hs[P], c, widths[P])
+            p.emit("copy", c, hs[0], widths[0])
         for k in reversed(range(min(depth + 1, P))):
             if section is None or k < P - 1:  # (the section's stage had its first add above)
                 upcoming, slot = state["upcoming"][k], (t // m.rates[k] - 1) % m.pool[k]
@@ -287,7 +289,7 @@ class Engine:
 
     def __init__(self, model, state: dict):
         self.model, self.state = model, state
-        self.batch = state["pending"][0].shape[0]
+        self.batch = state_batch(state)
         self.cycle, self.n_classes = math.prod(model.pool), model.n_classes
         self._bind()
 
