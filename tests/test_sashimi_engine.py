@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from accuracy import assert_close_2x
 from ssmkit import _C
 from ssmkit.models import SaShiMi, sashimi_engine
-from ssmkit.models.sashimi import START, sample_logits
+from ssmkit.models.sashimi import START, sample_logits, state_arrays
 from ssmkit.models.sashimi_engine import Engine, _eps_bits, _huge_page_copies, pack_linear, supported
 from test_sashimi import run_steps, small, tokens, twins
 
@@ -450,12 +450,6 @@ def test_split_mode_steps_through_the_pooling_phases_and_chunks(threads):
         m.generate(1, 10)
 
 
-def state_tensors(state):
-    """Every array of a SaShiMi state dict, in a fixed order."""
-    stages = (*state["down"], state["center"], *state["up"], state["pending"], state["upcoming"])
-    return [s for stage in stages for s in stage if s is not None]
-
-
 @pytest.mark.parametrize("n_threads", [2, 3])
 def test_centre_section_on_its_own_thread_gives_the_one_thread_bits(n_threads, threads):
     """Split mode runs the centre stage and its up-pooling (the program's section) on
@@ -473,7 +467,7 @@ def test_centre_section_on_its_own_thread_gives_the_one_thread_bits(n_threads, t
         logits, states, j = [], [], 0
         for size in chunks:
             logits.append(engine.run(size, tokens_in=x[:, j : j + size].T.contiguous(), logits=True)[1])
-            states.append([s.clone() for s in state_tensors(state)])
+            states.append([s.clone() for s in state_arrays(state)])
             j += size
         runs.append((torch.cat(logits), states))
     assert torch.equal(runs[0][0], runs[1][0])
@@ -497,7 +491,7 @@ def test_non_finite_logits_while_the_section_runs(threads):
             state = m.default_state(1)
             with pytest.raises(FloatingPointError, match=f"logits at step {j} are not finite"):
                 Engine(m, state).run(8, tokens_in=x.T.contiguous(), uniforms=torch.rand(8, 1, dtype=torch.float64))
-            states.append([s.numpy().tobytes() for s in state_tensors(state)])
+            states.append([s.numpy().tobytes() for s in state_arrays(state)])
         assert states[0] == states[1]  # bytes: NaN != NaN
 
 

@@ -65,10 +65,15 @@ class FeedForward(nn.Module):
         return None
 
 
+def state_arrays(state: dict) -> list[torch.Tensor]:
+    """Every array of a SaShiMi state dict, in a fixed order."""
+    stages = (*state["down"], state["center"], *state["up"], state["pending"], state["upcoming"])
+    return [s for stage in stages for s in stage if s is not None]
+
+
 def state_batch(state: dict):
     """The batch size of a SaShiMi state dict (None: it holds no array to tell)."""
-    stages = (state["pending"], state["upcoming"], state["center"], *state["down"], *state["up"])
-    return next((s.shape[0] for stage in stages for s in stage if s is not None), None)
+    return next((s.shape[0] for s in state_arrays(state)), None)
 
 
 class Residual(nn.Module):
@@ -353,8 +358,6 @@ class SaShiMi(nn.Module):
         coarse = None  # this step's output of the stage below, if that stage stepped
         if depth == P:
             coarse = self._step_stage(self.center, h, state["center"], None) + h
-            if P == 0:  # no pooling: the centre is the whole model
-                h = coarse
         for k in reversed(range(min(depth + 1, P))):
             upcoming, slot = state["upcoming"][k], (t // self.rates[k] - 1) % self.pool[k]
             h = upcoming[:, slot] + skips.pop()
@@ -370,7 +373,7 @@ class SaShiMi(nn.Module):
                 skips.pop()
             coarse = h
         state["t"] = t
-        return self.decoder(self.norm(h)), state
+        return self.decoder(self.norm(coarse)), state  # the full-rate stage's output (the centre's with no pooling)
 
     def _ensure_kernel_lengths(self, length: int):
         """DPLR layers whose kernel length is unset get the one a forward of `length` would set."""

@@ -27,7 +27,7 @@ from torch import nn
 from .. import _C
 from ..nn import S4
 from ..nn.backend import COMPILED, kernels
-from .sashimi import state_batch
+from .sashimi import state_arrays, state_batch
 
 OPS = _C.engine_ops
 LINEAR_BLOCK = 32  # output columns per packed weight block (kLinearBlock in csrc/cpu/engine.h)
@@ -234,28 +234,24 @@ class _Emitter:
             if k < depth:
                 self.linear(m.down_pools[k].linear, p.rows(pending), hs[k + 1])
         coarse, section = None, None
-        if depth == P and P > 0:
-            # The up path's first read of upcoming[P - 1] (the last centre step's output)
-            # goes first. Then the centre stage and its up-pooling are one run of
-            # instructions that nothing reads before the next stage P - 1 step: the
-            # section one thread runs on its own while another goes on (ssmkit.h,
-            # EngineParams::section), with work arrays of its own.
-            k = P - 1
-            upcoming, slot = state["upcoming"][k], (t // m.rates[k] - 1) % m.pool[k]
-            p.emit("add", p.rows(upcoming, slot * widths[k]), skips.pop(), hs[k], widths[k])
-            begin, self.tag = len(p.code), "section"
+        if depth == P:
+            if P > 0:
+                # The up path's first read of upcoming[P - 1] (the last centre step's
+                # output) goes first. Then the centre stage and its up-pooling are one run
+                # of instructions that nothing reads before the next stage P - 1 step: the
+                # section one thread runs on its own while another goes on (ssmkit.h,
+                # EngineParams::section), with work arrays of its own.
+                upcoming, slot = state["upcoming"][P - 1], (t // m.rates[P - 1] - 1) % m.pool[P - 1]
+                p.emit("add", p.rows(upcoming, slot * widths[P - 1]), skips.pop(), hs[P - 1], widths[P - 1])
+                begin, self.tag = len(p.code), "section"
             c = self.scratch("center", widths[P])
             p.emit("copy", hs[P], c, widths[P])
             self.stage(m.center, state["center"], c, widths[P], None)
             p.emit("add", c, hs[P], c, widths[P])
-            self.linear(m.up_pools[k].linear, c, p.rows(upcoming))
-            section, self.tag = (begin, len(p.code)), None
-        elif depth == P:  # no pooling: the centre is the whole model
-            c = p.scratch("center", widths[P])
-            p.emit("copy", hs[P], c, widths[P])
-            self.stage(m.center, state["center"], c, widths[P], None)
-            p.emit("add", c, hs[P], c, widths[P])
-            p.emit("copy", c, hs[0], widths[0])
+            coarse = c
+            if P > 0:
+                self.linear(m.up_pools[P - 1].linear, c, p.rows(upcoming))
+                section, self.tag = (begin, len(p.code)), None
         for k in reversed(range(min(depth + 1, P))):
             if section is None or k < P - 1:  # (the section's stage had its first add above)
                 upcoming, slot = state["upcoming"][k], (t // m.rates[k] - 1) % m.pool[k]
@@ -275,7 +271,7 @@ class _Emitter:
                 skips.pop()
             coarse = hs[k]
         logits = p.scratch("logits", m.n_classes)
-        self.norm_linear(m.norm, m.decoder, hs[0], logits)
+        self.norm_linear(m.norm, m.decoder, coarse, logits)  # the full-rate stage's output, as in step
         return logits, section
 
 
@@ -336,8 +332,7 @@ class Engine:
 
 def _state_arrays(state: dict):
     """The identity of every array of a state dict (the engine's pointers)."""
-    stages = (*state["down"], state["center"], *state["up"], state["pending"], state["upcoming"])
-    return [None if s is None else (s.data_ptr(), s.shape) for stage in stages for s in stage]
+    return [(s.data_ptr(), s.shape) for s in state_arrays(state)]
 
 
 def _make_state_contiguous(state: dict):
