@@ -9,11 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import ssmkit.engine
 from accuracy import assert_close_2x
 from ssmkit import _C
+from ssmkit.engine import eps_bits as _eps_bits, huge_page_copies as _huge_page_copies, pack_linear
 from ssmkit.models import SaShiMi, sashimi_engine
 from ssmkit.models.sashimi import START, sample_logits, state_arrays
-from ssmkit.models.sashimi_engine import Engine, _eps_bits, _huge_page_copies, pack_linear, supported
+from ssmkit.models.sashimi_engine import Engine, supported
 from test_sashimi import run_steps, small, tokens, twins
 
 OPS = _C.engine_ops
@@ -214,7 +216,7 @@ def test_huge_page_copies():
 
 
 def test_huge_page_copies_fallback(monkeypatch):
-    monkeypatch.delattr(sashimi_engine.mmap, "MADV_HUGEPAGE", raising=False)
+    monkeypatch.delattr(ssmkit.engine.mmap, "MADV_HUGEPAGE", raising=False)
     tensors = [torch.randn(4)]
     assert _huge_page_copies(tensors)[0] is tensors[0]
 

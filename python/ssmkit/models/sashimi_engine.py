@@ -18,20 +18,15 @@ identity activation; :func:`supported` says whether a model qualifies.
 from __future__ import annotations
 
 import math
-import mmap
-import struct
 
 import torch
 from torch import nn
 
 from .. import _C
+from ..engine import Program, huge_page_copies, pack_linear
 from ..nn import S4
 from ..nn.backend import COMPILED, kernels
 from .sashimi import state_arrays, state_batch
-
-OPS = _C.engine_ops
-LINEAR_BLOCK = 32  # output columns per packed weight block (kLinearBlock in csrc/cpu/engine.h)
-
 
 def supported(model) -> bool:
     """True when the engine can run this model (CPU, float32, compiled S4 kernels,
@@ -50,102 +45,11 @@ def supported(model) -> bool:
     return model.norm.weight is not None
 
 
-class _Program:
-    """Arrays (float32, registered once), views into them and the instruction list."""
-
-    def __init__(self, batch: int):
-        self.batch = batch
-        self.buffers: list[torch.Tensor] = []
-        self._buffer_ids: dict[int, int] = {}
-        self.views: list[tuple[int, int, int]] = []
-        self._view_ids: dict[tuple[int, int, int], int] = {}
-        self.code: list[int] = []
-        self._scratch: dict[tuple, int] = {}
-        self.params: set[int] = set()  # indices of the buffers that hold parameters (read only)
-
-    def _buffer(self, t: torch.Tensor) -> int:
-        assert t.dtype == torch.float32 and t.is_contiguous(), (t.dtype, t.stride())
-        key = (t.data_ptr(), t.numel())
-        if key not in self._buffer_ids:
-            self._buffer_ids[key] = len(self.buffers)
-            self.buffers.append(t)
-        return self._buffer_ids[key]
-
-    def _view(self, t: torch.Tensor, offset: int, stride: int) -> int:
-        key = (self._buffer(t), offset, stride)
-        if key not in self._view_ids:
-            self._view_ids[key] = len(self.views)
-            self.views.append(key)
-        return self._view_ids[key]
-
-    def param(self, t) -> int:
-        """A parameter: the same floats for every row (complex tensors as (re, im) pairs)."""
-        if t is None:
-            return -1
-        t = t.detach()
-        t = torch.view_as_real(t.resolve_conj()) if t.is_complex() else t
-        view = self._view(t.contiguous(), 0, 0)
-        self.params.add(self.views[view][0])
-        return view
-
-    def rows(self, t: torch.Tensor, offset: int = 0) -> int:
-        """Per-row view of a (batch, ...) tensor: row b starts at t[b] + offset floats."""
-        t = torch.view_as_real(t) if t.is_complex() else t
-        return self._view(t, offset, t[0].numel())
-
-    def scratch(self, name, width: int) -> int:
-        """A (batch, width) work array, shared by every instruction that asks for `name`."""
-        key = (name, width)
-        if key not in self._scratch:
-            self._scratch[key] = self.rows(torch.zeros(self.batch, width))
-        return self._scratch[key]
-
-    def emit(self, op: str, *operands):
-        self.code += [OPS[op], *map(int, operands)]
-
-
-def pack_linear(weight: torch.Tensor) -> torch.Tensor:
-    """A linear layer's weight (n_out, n_in) as the linear instruction reads it: W^T in
-    column blocks of LINEAR_BLOCK outputs, each (n_in, block width) contiguous
-    (ssmkit.h, kEngineLinear)."""
-    Wt = weight.detach().t()
-    return torch.cat([Wt[:, o : o + LINEAR_BLOCK].reshape(-1) for o in range(0, Wt.shape[1], LINEAR_BLOCK)])
-
-
-def _huge_page_copies(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Copies of float32 tensors in one anonymous mapping that the OS is asked to back
-    with transparent huge pages (Linux; elsewhere, or when that fails, the tensors
-    themselves). A generation step streams up to ~30 MB of weights: with 4 KiB pages
-    that is ~7,000 pages, several times what the TLB covers, so pages keep costing
-    table walks; 2 MiB pages make it ~15 (measured: 6-11% less time per sample at batch 1)."""
-    advice = getattr(mmap, "MADV_HUGEPAGE", None)
-    if advice is None or not tensors:
-        return list(tensors)
-    line, huge = 16, 2 << 20  # each copy starts a cache line (16 floats); the mapping's alignment
-    offsets, total = [], 0
-    for t in tensors:
-        offsets.append(total)
-        total += -(-t.numel() // line) * line
-    try:
-        region = mmap.mmap(-1, 4 * total + huge, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        region.madvise(advice)
-    except (OSError, ValueError):
-        return list(tensors)
-    raw = torch.frombuffer(region, dtype=torch.uint8)  # keeps the mapping alive
-    start = -raw.data_ptr() % huge
-    arena = raw[start : start + 4 * total].view(torch.float32)
-    return [arena[o : o + t.numel()].view(t.shape).copy_(t) for o, t in zip(offsets, tensors)]
-
-
-def _eps_bits(eps: float) -> int:
-    return struct.unpack("<q", struct.pack("<d", float(eps)))[0]
-
-
 class _Emitter:
     """Writes the instructions of one model; h values live in per-stage arrays updated in place."""
 
     def __init__(self, model, state, batch):
-        self.m, self.state, self.p = model, state, _Program(batch)
+        self.m, self.state, self.p = model, state, Program(batch)
         self.weights = {}  # id(linear) -> (Wt view, bias view), transposed once
         self.tag = None  # set while writing the section: its work arrays are its own
 
@@ -158,15 +62,18 @@ class _Emitter:
         return self.weights[id(lin)]
 
     def linear(self, lin: nn.Linear, x: int, out: int):
-        self.p.emit("linear", x, out, *self._weights(lin), lin.in_features, lin.out_features)
+        Wt, bias = self._weights(lin)
+        self.p.emit("linear", x=x, out=out, Wt=Wt, bias=bias, n_in=lin.in_features, n_out=lin.out_features)
 
     def layer_norm(self, norm: nn.LayerNorm, x: int, out: int, width: int):
-        self.p.emit("layer_norm", x, out, self.p.param(norm.weight), self.p.param(norm.bias), width, _eps_bits(norm.eps))
+        self.p.emit("layer_norm", x=x, out=out, weight=self.p.param(norm.weight), bias=self.p.param(norm.bias), width=width, eps=norm.eps)
 
     def norm_linear(self, norm: nn.LayerNorm, lin: nn.Linear, x: int, out: int):
         """lin(norm(x)) as one instruction (split over threads, it needs no barrier inside)."""
         p = self.p
-        p.emit("norm_linear", x, out, *self._weights(lin), lin.in_features, lin.out_features, p.param(norm.weight), p.param(norm.bias), _eps_bits(norm.eps))
+        Wt, bias = self._weights(lin)
+        p.emit("norm_linear", x=x, out=out, Wt=Wt, bias=bias, n_in=lin.in_features, n_out=lin.out_features,
+               norm_weight=p.param(norm.weight), norm_bias=p.param(norm.bias), eps=norm.eps)
 
     def block(self, block, s4_state, h: int, width: int):
         """One residual block on h (in place)."""
@@ -179,26 +86,26 @@ class _Emitter:
             N = layer.d_state // 2
             if layer.mode == "diag":
                 dA, dB, C = tensors
-                p.emit("diag_step", p.rows(s4_state), u, y, p.param(dA), p.param(dB), p.param(C), p.param(layer.D), width, N)
+                p.emit("diag_step", state=p.rows(s4_state), u=u, y=y, dA=p.param(dA), dB=p.param(dB), dC=p.param(C), D=p.param(layer.D), H=width, N=N)
             else:
                 f, C = tensors
                 r = f.P.shape[1]
-                ops = [p.param(t) for t in (f.dA, f.dB, f.P, f.Pd, f.R, C, layer.D)]
-                p.emit("dplr_step", p.rows(s4_state), u, y, *ops, width, N, r)
+                p.emit("dplr_step", state=p.rows(s4_state), u=u, y=y, a=p.param(f.dA), b=p.param(f.dB), P=p.param(f.P), Pd=p.param(f.Pd),
+                       R=p.param(f.R), C=p.param(C), D=p.param(layer.D), H=width, N=N, r=r)
             if isinstance(layer.activation, nn.GELU):
-                p.emit("gelu", y, width)
+                p.emit("gelu", x=y, width=width)
             v = self.scratch("v", 2 * width)
             self.linear(layer.output_linear, y, v)
             g = self.scratch("g", width)
-            p.emit("glu", v, g, width)
+            p.emit("glu", x=v, out=g, width=width)
         else:  # FeedForward: (norm and) linear, GELU, linear
             first, second = layer.net[0], layer.net[3]
             a = self.scratch("a", first.out_features)
             self.norm_linear(block.norm, first, h, a)
-            p.emit("gelu", a, first.out_features)
+            p.emit("gelu", x=a, width=first.out_features)
             g = self.scratch("g", width)
             self.linear(second, a, g)
-        p.emit("add", h, g, h, width)
+        p.emit("add", a=h, b=g, out=h, width=width)
 
     def stage(self, blocks, states, h, width, skips):
         for block, s in zip(blocks, states):
@@ -208,7 +115,7 @@ class _Emitter:
 
     def push(self, skips, h, width):
         keep = self.p.scratch(("skip", len(skips)), width)
-        self.p.emit("copy", h, keep, width)
+        self.p.emit("copy", x=h, out=keep, width=width)
         skips.append(keep)
 
     def program(self, t: int):
@@ -222,7 +129,7 @@ class _Emitter:
         depth = 0
         while depth < P and t % m.rates[depth + 1] == 0:
             depth += 1
-        p.emit("embed", hs[0], p.param(m.encoder.weight), widths[0], m.encoder.num_embeddings)
+        p.emit("embed", out=hs[0], table=p.param(m.encoder.weight), width=widths[0], vocab=m.encoder.num_embeddings)
         skips = []
         for k in range(min(depth + 1, P)):
             self.push(skips, hs[k], widths[k])
@@ -230,7 +137,7 @@ class _Emitter:
             if not m.unet:
                 self.push(skips, hs[k], widths[k])
             pending, slot = state["pending"][k], (t // m.rates[k] - 1) % m.pool[k]
-            p.emit("copy", hs[k], p.rows(pending, slot * widths[k]), widths[k])
+            p.emit("copy", x=hs[k], out=p.rows(pending, slot * widths[k]), width=widths[k])
             if k < depth:
                 self.linear(m.down_pools[k].linear, p.rows(pending), hs[k + 1])
         coarse, section = None, None
@@ -242,12 +149,12 @@ class _Emitter:
                 # section one thread runs on its own while another goes on (ssmkit.h,
                 # EngineParams::section), with work arrays of its own.
                 upcoming, slot = state["upcoming"][P - 1], (t // m.rates[P - 1] - 1) % m.pool[P - 1]
-                p.emit("add", p.rows(upcoming, slot * widths[P - 1]), skips.pop(), hs[P - 1], widths[P - 1])
+                p.emit("add", a=p.rows(upcoming, slot * widths[P - 1]), b=skips.pop(), out=hs[P - 1], width=widths[P - 1])
                 begin, self.tag = len(p.code), "section"
             c = self.scratch("center", widths[P])
-            p.emit("copy", hs[P], c, widths[P])
+            p.emit("copy", x=hs[P], out=c, width=widths[P])
             self.stage(m.center, state["center"], c, widths[P], None)
-            p.emit("add", c, hs[P], c, widths[P])
+            p.emit("add", a=c, b=hs[P], out=c, width=widths[P])
             coarse = c
             if P > 0:
                 self.linear(m.up_pools[P - 1].linear, c, p.rows(upcoming))
@@ -255,19 +162,19 @@ class _Emitter:
         for k in reversed(range(min(depth + 1, P))):
             if section is None or k < P - 1:  # (the section's stage had its first add above)
                 upcoming, slot = state["upcoming"][k], (t // m.rates[k] - 1) % m.pool[k]
-                p.emit("add", p.rows(upcoming, slot * widths[k]), skips.pop(), hs[k], widths[k])
+                p.emit("add", a=p.rows(upcoming, slot * widths[k]), b=skips.pop(), out=hs[k], width=widths[k])
                 if coarse is not None:
                     self.linear(m.up_pools[k].linear, coarse, p.rows(upcoming))
             start = None
             if not m.unet:
                 start = p.scratch("start", widths[k])
-                p.emit("copy", hs[k], start, widths[k])
+                p.emit("copy", x=hs[k], out=start, width=widths[k])
             for block, s in zip(m.up[k], state["up"][k]):
                 self.block(block, s, hs[k], widths[k])
                 if m.unet:
-                    p.emit("add", hs[k], skips.pop(), hs[k], widths[k])
+                    p.emit("add", a=hs[k], b=skips.pop(), out=hs[k], width=widths[k])
             if not m.unet:
-                p.emit("add", hs[k], start, hs[k], widths[k])
+                p.emit("add", a=hs[k], b=start, out=hs[k], width=widths[k])
                 skips.pop()
             coarse = hs[k]
         logits = p.scratch("logits", m.n_classes)
@@ -301,7 +208,7 @@ class Engine:
         # the parameters, read by every step, on huge pages (the state stays the dict's own)
         buffers = list(e.p.buffers)
         params = sorted(e.p.params)
-        for i, copy in zip(params, _huge_page_copies([buffers[i] for i in params])):
+        for i, copy in zip(params, huge_page_copies([buffers[i] for i in params])):
             buffers[i] = copy
         self._engine = _C.StepEngine(buffers, e.p.code, starts, views, self.batch, logits, self.n_classes, sections)
         self.program = (e.p.code, starts, views, buffers, logits)  # for inspection (benchmarks.sashimi.breakdown)
