@@ -13,20 +13,15 @@ import ssmkit.engine
 from accuracy import assert_close_2x
 from ssmkit import _C
 from ssmkit.engine import eps_bits as _eps_bits, huge_page_copies as _huge_page_copies, pack_linear
-from ssmkit.models import SaShiMi, sashimi_engine
-from ssmkit.models.sashimi import START, sample_logits, state_arrays
+from conftest import run_steps, small, tokens, twins, with_truth
+from ssmkit.models import SaShiMi
+from ssmkit.models.generate import sample_logits
+from ssmkit.models.sashimi import START
 from ssmkit.models.sashimi_engine import Engine, supported
-from test_sashimi import run_steps, small, tokens, twins
 
 OPS = _C.engine_ops
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def engine_logits(m, x, state=None):
@@ -68,11 +63,7 @@ def test_engine_equals_convolution_4096(mode):
     """The existing teacher-forcing test, on the engine: 4096 samples against the float64
     convolution, the float32 reference-backend steps as the yardstick."""
     L = 4096
-    m = small(mode, l_max=L)
-    ref, m64 = twins(m)
-    x = tokens(2, L)
-    with torch.no_grad():
-        truth = m64(x)
+    m, ref, m64, x, truth = with_truth(mode, 2, L)
     out, _ = engine_logits(m, x)
     steps_ref, _ = run_steps(ref, x)
     assert_close_2x(f"{mode} engine", out, truth, steps_ref)
@@ -84,11 +75,8 @@ def test_prime_engine_step_share_the_state(split):
     place, read by the next; held to float64 with prime -> step (the per-token API all
     the way) as the yardstick."""
     L = 45
-    m = small("dplr", l_max=L, pool=(2, 3))
-    _, m64 = twins(m)
-    x = tokens(3, L)
+    m, _, m64, x, truth = with_truth("dplr", 3, L, pool=(2, 3))
     with torch.no_grad():
-        truth = m64(x)
         _, state = m.prime(x[:, :split])
         _, state_ref = m.prime(x[:, :split])
     ref, _ = run_steps(m, x[:, split:], state_ref)
@@ -101,7 +89,7 @@ def test_prime_engine_step_share_the_state(split):
         else:
             parts.append(run_steps(m, chunk, state)[0])
         t += n
-        assert state["t"] == t
+        assert state.t == t
     parts.append(run_steps(m, x[:, t:], state)[0])
     assert_close_2x("prime, step, engine, step, engine, step", torch.cat(parts, 1), truth[:, split:], ref)
 
@@ -367,7 +355,7 @@ def test_bad_programs_and_inputs():
         _C.sample_tokens(torch.zeros(2, 4, dtype=torch.float64), torch.rand(2, dtype=torch.float64), 1.0, 1.0, torch.zeros(2, dtype=torch.int64))
     with pytest.raises(ValueError, match="not finite"):
         _C.sample_tokens(torch.tensor([[0.0, float("nan")]]), torch.rand(1, dtype=torch.float64), 1.0, 1.0, torch.zeros(1, dtype=torch.int64))
-    assert engine.state["t"] == 0  # nothing ran
+    assert engine.state.t == 0  # nothing ran
 
 
 def test_non_finite_logits_stop_generation():
@@ -429,7 +417,7 @@ def test_one_stream_split_over_threads_is_the_same_bits(config, threads):
         forced, state = engine_logits(m, x)
         start = torch.tensor([START])
         samples, sampled = Engine(m, m.default_state(1)).run(x.shape[1], token=start, uniforms=u, top_p=0.9, logits=True)
-        runs.append((forced, samples, sampled, state["down"][0][0].clone()))
+        runs.append((forced, samples, sampled, state.down[0][0].clone()))
     for other in runs[1:]:
         assert all(torch.equal(a, b) for a, b in zip(runs[0], other))
 
@@ -469,7 +457,7 @@ def test_centre_section_on_its_own_thread_gives_the_one_thread_bits(n_threads, t
         logits, states, j = [], [], 0
         for size in chunks:
             logits.append(engine.run(size, tokens_in=x[:, j : j + size].T.contiguous(), logits=True)[1])
-            states.append([s.clone() for s in state_arrays(state)])
+            states.append([s.clone() for s in state.arrays()])
             j += size
         runs.append((torch.cat(logits), states))
     assert torch.equal(runs[0][0], runs[1][0])
@@ -493,7 +481,7 @@ def test_non_finite_logits_while_the_section_runs(threads):
             state = m.default_state(1)
             with pytest.raises(FloatingPointError, match=f"logits at step {j} are not finite"):
                 Engine(m, state).run(8, tokens_in=x.T.contiguous(), uniforms=torch.rand(8, 1, dtype=torch.float64))
-            states.append([s.numpy().tobytes() for s in state_arrays(state)])
+            states.append([s.numpy().tobytes() for s in state.arrays()])
         assert states[0] == states[1]  # bytes: NaN != NaN
 
 
