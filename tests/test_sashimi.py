@@ -8,7 +8,7 @@ import torch
 
 from accuracy import assert_close_2x
 from conftest import run_steps, small, tokens, with_truth
-from ssmkit.models import SaShiMi, sashimi_engine
+from ssmkit.models import SaShiMi, SaShiMiState, sashimi_engine
 from ssmkit.models.generate import sample_logits
 from ssmkit.models.sashimi import START, shift_right
 from ssmkit.nn import S4
@@ -185,6 +185,62 @@ def briefly_trained(mode):
         loss.backward()
         opt.step()
     return m.eval()
+
+
+def test_state_type():
+    """default_state, prime and step give a SaShiMiState (step updates it in place); its
+    stages follow the model's, its arrays and batch, contiguous copies of its arrays; a
+    dict, or a state of another batch or model, is refused."""
+    m = small("diag", pool=(2, 3), l_max=32)
+    state = m.default_state(3)
+    assert isinstance(state, SaShiMiState) and state.t == 0 and state.batch == 3
+    assert [len(s) for s in state.stages()] == [len(blocks) for blocks, _ in m.stages()]
+    n_s4 = sum(isinstance(block.layer, S4) for blocks, _ in m.stages() for block in blocks)
+    assert len(state.arrays()) == n_s4 + 2 * len(m.pool)  # S4 states, pending and upcoming blocks
+    logits, same = m.step(tokens(3, 1)[:, 0], state)
+    assert same is state and state.t == 1 and logits.shape == (3, 256)
+    _, primed = m.prime(tokens(3, 7))
+    assert primed.t == 7 and primed.batch == 3 and not all(a.is_contiguous() for a in primed.arrays())
+    before = [a.clone() for a in primed.arrays()]
+    primed.make_contiguous()
+    assert all(a.is_contiguous() for a in primed.arrays()) and all(torch.equal(a, b) for a, b in zip(primed.arrays(), before))
+    for bad in ({"t": 0}, m.default_state(2), small("diag", pool=(2,)).default_state(3), small("diag", pool=(2, 3), n_layers=2).default_state(3)):
+        with pytest.raises(ValueError, match="state: expected the SaShiMiState"):
+            m.step(torch.zeros(3, dtype=torch.int64), bad)
+
+
+def test_models_import_one_way():
+    """The modules of ssmkit.models import each other without a cycle, at module level
+    or inside functions: the step and its state, then the engine's recorder, generation,
+    the model."""
+    import ast
+    import pathlib
+
+    import ssmkit.models
+
+    folder = pathlib.Path(ssmkit.models.__file__).parent
+    modules = {path.stem: path for path in folder.glob("*.py") if path.stem != "__init__"}
+    graph = {}
+    for name, path in modules.items():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        graph[name] = imported & set(modules)
+    assert graph["sashimi_step"] == set() and "sashimi" not in graph["sashimi_engine"] | graph["generate"]
+    done, path = set(), []
+
+    def visit(name):
+        assert name not in path, f"import cycle: {' -> '.join(path + [name])}"
+        if name not in done:
+            path.append(name)
+            for dep in graph[name]:
+                visit(dep)
+            path.pop()
+            done.add(name)
+
+    for name in graph:
+        visit(name)
 
 
 @pytest.mark.parametrize("mode", ["dplr", "diag"])

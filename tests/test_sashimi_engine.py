@@ -17,7 +17,8 @@ from conftest import run_steps, small, tokens, twins, with_truth
 from ssmkit.models import SaShiMi
 from ssmkit.models.generate import sample_logits
 from ssmkit.models.sashimi import START
-from ssmkit.models.sashimi_engine import Engine, supported
+from ssmkit.models.sashimi_engine import Engine, Recorder, supported
+from ssmkit.nn import S4
 
 OPS = _C.engine_ops
 
@@ -56,6 +57,67 @@ def test_engine_equals_step(config):
     truth, _ = run_steps(m64, x)
     assert_close_2x("engine", out, truth, steps)
     assert (out - steps).abs().max() <= 1e-5 * steps.abs().max()
+
+
+LAYOUTS = [
+    dict(mode=mode, unet=unet, pool=pool, ff=ff)
+    for mode in ("dplr", "diag")
+    for unet in (True, False)
+    for pool, ff in (((), 1), ((4,), 0), ((4, 4), 2))
+]
+
+
+@pytest.mark.parametrize("config", LAYOUTS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_engine_equals_step_on_every_layout(config):
+    """U-Net or not, no pooling, one or two poolings, with and without feed-forward
+    blocks, from a primed state (arrays that are views, made contiguous by the engine):
+    over two cycles of the pooling phases and a step, the engine's logits are the module
+    step's, both held to float64 by the 2x rule."""
+    m = small(config["mode"], l_max=64, **{k: v for k, v in config.items() if k != "mode"})
+    _, m64 = twins(m)
+    x = tokens(3, 6 + 2 * math.prod(config["pool"]) + 1)
+    with torch.no_grad():
+        primed = [model.prime(x[:, :6])[1] for model in (m, m, m64)]
+    out, state = engine_logits(m, x[:, 6:], primed[0])
+    steps, stepped = run_steps(m, x[:, 6:], primed[1])
+    truth, _ = run_steps(m64, x[:, 6:], primed[2])
+    assert state.t == stepped.t == x.shape[1]
+    assert_close_2x("engine", out, truth, steps)
+    assert (out - steps).abs().max() <= 1e-5 * steps.abs().max()
+
+
+def instructions(code, begin, end):
+    """(op name, operand words) of each instruction in code[begin:end]."""
+    names = {v: k for k, v in OPS.items()}
+    out = []
+    while begin < end:
+        n = _C.engine_op_lengths[code[begin]]
+        out.append((names[code[begin]], code[begin + 1 : begin + n]))
+        begin += n
+    return out
+
+
+@pytest.mark.parametrize("pool", [(), (2,), (2, 3)])
+def test_the_centre_section_is_marked_in_the_full_cycle_step(pool):
+    """Only the program of the step where every stage steps has a section (none without
+    pooling): it copies the centre's input first and ends with the up-pooling linear that
+    writes upcoming[P - 1], after the up path's first read of it."""
+    m = small("diag", pool=pool, n_layers=2)
+    state = m.default_state(2)
+    rec = Recorder(2)
+    cycle = math.prod(pool)
+    for t in range(1, cycle + 1):
+        begin = len(rec.p.code)
+        _, span = rec.program(m, state, t)
+        if not pool or t < cycle:
+            assert span is None
+            continue
+        upcoming = rec.rows(state.upcoming[-1]).view
+        before, section = instructions(rec.p.code, begin, span[0]), instructions(rec.p.code, *span)
+        assert before[-1][0] == "add" and before[-1][1][0] == rec.rows(state.upcoming[-1], (t - 1) % pool[-1]).view
+        assert section[0][0] == "copy" and section[-1][0] == "linear" and section[-1][1][1] == upcoming
+        assert sum(op == "diag_step" for op, _ in section) == sum(isinstance(block.layer, S4) for block in m.center)
+    assert (span is None) == (not pool)
 
 
 @pytest.mark.parametrize("mode", ["dplr", "diag"])

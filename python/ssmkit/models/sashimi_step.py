@@ -16,8 +16,8 @@ engine runs the same step. An executor provides
 - ``s4_step(layer, state, u)`` -> (y, next state) and ``feed_forward(norm, layer, x)``
   -> y: an S4 layer's step, and a feed-forward layer on norm(x).
 
-The recorder writes every result into ``out`` and reads its operands from where they
-were written, so :func:`step` never reads a handle after its rows were written again.
+On the recorder every result is written into ``out`` (work arrays are reused in
+place), so :func:`step` never reads a value after its rows were written again.
 """
 
 from __future__ import annotations
