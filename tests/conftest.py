@@ -1,3 +1,7 @@
+"""Seeds, fuzzing profiles, and the models and helpers that several test modules share
+(import them with ``from conftest import ...``; test modules never import each other)."""
+
+import copy
 import os
 import sys
 
@@ -7,10 +11,78 @@ from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests/accuracy.py
 
+from ssmkit.models import SaShiMi  # noqa: E402
+from ssmkit.models.sashimi import START, shift_right  # noqa: E402
+from ssmkit.nn import S4  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: steps work on tiny tensors, where torch's thread pool only
+    adds wake-up latency (and on a loaded machine a lot of it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_steps(m, x, state=None):
+    """m.step over x[:, t] (an S4 layer's inputs or SaShiMi's tokens) from `state`
+    (default: m.default_state(batch)): the outputs stacked on dim 1, and the state."""
+    state = m.default_state(x.shape[0]) if state is None else state
+    ys = []
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            y, state = m.step(x[:, t], state)
+            ys.append(y)
+    return torch.stack(ys, 1), state
+
+
+# ---- SaShiMi -------------------------------------------------------------------------
+
+SMALL = dict(d_model=8, n_layers=1, pool=(4, 4), expand=2, ff=1, d_state=8)
+
+
+def small(mode, **kw):
+    """A small float32 SaShiMi on the compiled kernels (its biases randomised so that no
+    path is trivially zero)."""
+    m = SaShiMi(**(SMALL | dict(mode=mode, backend="compiled") | kw))
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0, 0.1)
+    return m.eval()
+
+
+def twins(m):
+    """The float32 reference-backend twin and the float64 copy (ground truth) of a model."""
+    ref = copy.deepcopy(m)
+    for layer in ref.modules():
+        if isinstance(layer, S4):
+            layer.backend = "reference"
+    return ref, copy.deepcopy(m).double()
+
+
+def tokens(batch, L):
+    """A smooth random walk in mu-law codes, like audio, after the start token."""
+    walk = torch.cumsum(torch.randint(-3, 4, (batch, L)), 1) + START
+    return shift_right(walk.clamp(0, 255))
+
+
+def with_truth(mode, batch, L, **kw):
+    """A small SaShiMi (l_max=L), its twins, tokens (batch, L) and the float64
+    convolution's logits of them: (m, ref, m64, x, truth)."""
+    m = small(mode, l_max=L, **kw)
+    ref, m64 = twins(m)
+    x = tokens(batch, L)
+    with torch.no_grad():
+        truth = m64(x)
+    return m, ref, m64, x, truth
 
 
 # Fuzzing budgets of tests/test_fuzz.py (pytest --hypothesis-profile=NAME): "dev" for

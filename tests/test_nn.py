@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 from accuracy import assert_close_2x
+from conftest import run_steps
 
 from ssmkit.nn import S4, backend, hippo, param_groups
 from ssmkit.nn.kernels import diag_kernel, dplr_kernel, dplr_state_sum, full
@@ -156,15 +157,6 @@ def layers(mode, H=4, d_state=32, **kw):
     m_ref = copy.deepcopy(m)
     m_ref.backend = "reference"
     return m, m_ref, copy.deepcopy(m).double()
-
-
-def run_steps(m, x, state):
-    ys = []
-    with torch.no_grad():
-        for t in range(x.shape[1]):
-            y, state = m.step(x[:, t], state)
-            ys.append(y)
-    return torch.stack(ys, 1), state
 
 
 def check_modes(mode, L, step_L):

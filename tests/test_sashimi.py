@@ -1,77 +1,28 @@
 """SaShiMi: convolution, primed and recurrent modes agree (2x rule against float64),
 causality, generation (stability with a proven state bound, reproducibility, sampling)."""
 
-import copy
 import math
 
 import pytest
 import torch
 
 from accuracy import assert_close_2x
-from ssmkit.models import SaShiMi
-from ssmkit.models import sashimi_engine
-from ssmkit.models.sashimi import START, sample_logits, shift_right
+from conftest import run_steps, small, tokens, with_truth
+from ssmkit.models import SaShiMi, SaShiMiState, sashimi_engine
+from ssmkit.models.generate import sample_logits
+from ssmkit.models.sashimi import START, shift_right
 from ssmkit.nn import S4
 from ssmkit.ops import reference
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Steps work on tiny tensors: torch's thread pool only adds wake-up latency (and on a
-    loaded machine a lot of it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-SMALL = dict(d_model=8, n_layers=1, pool=(4, 4), expand=2, ff=1, d_state=8)
-
-
-def small(mode, **kw):
-    """A small float32 model on the compiled kernels (its biases randomised so that no
-    path is trivially zero)."""
-    m = SaShiMi(**(SMALL | dict(mode=mode, backend="compiled") | kw))
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if name.endswith("bias"):
-                p.normal_(0, 0.1)
-    return m.eval()
-
-
-def twins(m):
-    """The float32 reference-backend twin and the float64 copy (ground truth) of a model."""
-    ref = copy.deepcopy(m)
-    for layer in ref.modules():
-        if isinstance(layer, S4):
-            layer.backend = "reference"
-    return ref, copy.deepcopy(m).double()
-
-
-def run_steps(m, tokens, state=None):
-    state = state or m.default_state(tokens.shape[0])
-    out = []
-    with torch.no_grad():
-        for t in range(tokens.shape[1]):
-            logits, state = m.step(tokens[:, t], state)
-            out.append(logits)
-    return torch.stack(out, 1), state
-
-
-def tokens(batch, L):
-    # a smooth random walk in mu-law codes, like audio, plus the start token
-    walk = torch.cumsum(torch.randint(-3, 4, (batch, L)), 1) + START
-    return shift_right(walk.clamp(0, 255))
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("mode", ["dplr", "diag"])
 @pytest.mark.parametrize("unet", [True, False])
 def test_teacher_forced_steps_equal_convolution_4096(mode, unet):
     L = 4096
-    m = small(mode, unet=unet, l_max=L)
-    ref, m64 = twins(m)
-    x = tokens(2, L)
+    m, ref, m64, x, truth = with_truth(mode, 2, L, unet=unet)
     with torch.no_grad():
-        truth = m64(x)
         assert_close_2x(f"{mode} conv", m(x), truth, ref(x))
     steps, _ = run_steps(m, x)
     steps_ref, _ = run_steps(ref, x)
@@ -85,11 +36,7 @@ def test_no_pooling_steps_and_generates(mode):
     runs, the same on the engine and through step."""
     from ssmkit.models.sashimi_engine import Engine
 
-    m = small(mode, pool=(), l_max=64)
-    ref, m64 = twins(m)
-    x = tokens(2, 64)
-    with torch.no_grad():
-        truth = m64(x)
+    m, ref, m64, x, truth = with_truth(mode, 2, 64, pool=())
     steps, _ = run_steps(m, x)
     steps_ref, _ = run_steps(ref, x)
     assert_close_2x(f"{mode} steps", steps, truth, steps_ref)
@@ -104,15 +51,12 @@ def test_no_pooling_steps_and_generates(mode):
 @pytest.mark.parametrize("split", [1, 16, 37, 64])  # prefix ends inside and at block ends of both stages
 def test_prime_then_steps_equal_convolution(mode, split):
     L = 100
-    m = small(mode, l_max=L)
-    ref, m64 = twins(m)
-    x = tokens(3, L)
+    m, ref, m64, x, truth = with_truth(mode, 3, L)
     with torch.no_grad():
-        truth = m64(x)
         prime_logits, state = m.prime(x[:, :split])
         prime_ref, state_ref = ref.prime(x[:, :split])
         _, state64 = m64.prime(x[:, :split])
-    assert state["t"] == split
+    assert state.t == split
     assert_close_2x(f"{mode} prime", prime_logits, truth[:, :split], prime_ref)
     rest, _ = run_steps(m, x[:, split:], state)
     rest_ref, _ = run_steps(ref, x[:, split:], state_ref)
@@ -179,7 +123,7 @@ def state_bounds(m):
     ||x_t|| <= ||dB|| max|u| / (1 - ||dA||_2) since the bilinear (DPLR) and ZOH (diag)
     discretizations of S4's A (A + A^* negative definite) are contractions."""
     bounds = []
-    for block in [b for stage in (*m.down, m.center, *m.up) for b in stage]:
+    for block in [b for blocks, _ in m.stages() for b in blocks]:
         layer = block.layer
         if not isinstance(layer, S4):
             bounds.append(None)
@@ -203,7 +147,7 @@ def state_bounds(m):
 
 def s4_states(state):
     """The per-block states in module order (down stages, center, up stages); None for feed-forward blocks."""
-    return [s for stage in state["down"] for s in stage] + state["center"] + [s for stage in state["up"] for s in stage]
+    return [s for stage in state.stages() for s in stage]
 
 
 def generate_and_check(m, n_streams, length, chunk):
@@ -227,7 +171,7 @@ def generate_and_check(m, n_streams, length, chunk):
             norm = torch.linalg.vector_norm(s.to(torch.complex128), dim=-1)  # (batch, H)
             assert (norm <= bound).all(), (t0, (norm / bound).max().item())
             biggest = max(biggest, (norm / bound).max().item())
-    assert state["t"] == length
+    assert state.t == length
     return biggest
 
 
@@ -241,6 +185,62 @@ def briefly_trained(mode):
         loss.backward()
         opt.step()
     return m.eval()
+
+
+def test_state_type():
+    """default_state, prime and step give a SaShiMiState (step updates it in place); its
+    stages follow the model's, its arrays and batch, contiguous copies of its arrays; a
+    dict, or a state of another batch or model, is refused."""
+    m = small("diag", pool=(2, 3), l_max=32)
+    state = m.default_state(3)
+    assert isinstance(state, SaShiMiState) and state.t == 0 and state.batch == 3
+    assert [len(s) for s in state.stages()] == [len(blocks) for blocks, _ in m.stages()]
+    n_s4 = sum(isinstance(block.layer, S4) for blocks, _ in m.stages() for block in blocks)
+    assert len(state.arrays()) == n_s4 + 2 * len(m.pool)  # S4 states, pending and upcoming blocks
+    logits, same = m.step(tokens(3, 1)[:, 0], state)
+    assert same is state and state.t == 1 and logits.shape == (3, 256)
+    _, primed = m.prime(tokens(3, 7))
+    assert primed.t == 7 and primed.batch == 3 and not all(a.is_contiguous() for a in primed.arrays())
+    before = [a.clone() for a in primed.arrays()]
+    primed.make_contiguous()
+    assert all(a.is_contiguous() for a in primed.arrays()) and all(torch.equal(a, b) for a, b in zip(primed.arrays(), before))
+    for bad in ({"t": 0}, m.default_state(2), small("diag", pool=(2,)).default_state(3), small("diag", pool=(2, 3), n_layers=2).default_state(3)):
+        with pytest.raises(ValueError, match="state: expected the SaShiMiState"):
+            m.step(torch.zeros(3, dtype=torch.int64), bad)
+
+
+def test_models_import_one_way():
+    """The modules of ssmkit.models import each other without a cycle, at module level
+    or inside functions: the step and its state, then the engine's recorder, generation,
+    the model."""
+    import ast
+    import pathlib
+
+    import ssmkit.models
+
+    folder = pathlib.Path(ssmkit.models.__file__).parent
+    modules = {path.stem: path for path in folder.glob("*.py") if path.stem != "__init__"}
+    graph = {}
+    for name, path in modules.items():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        graph[name] = imported & set(modules)
+    assert graph["sashimi_step"] == set() and "sashimi" not in graph["sashimi_engine"] | graph["generate"]
+    done, path = set(), []
+
+    def visit(name):
+        assert name not in path, f"import cycle: {' -> '.join(path + [name])}"
+        if name not in done:
+            path.append(name)
+            for dep in graph[name]:
+                visit(dep)
+            path.pop()
+            done.add(name)
+
+    for name in graph:
+        visit(name)
 
 
 @pytest.mark.parametrize("mode", ["dplr", "diag"])

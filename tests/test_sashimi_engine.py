@@ -13,20 +13,16 @@ import ssmkit.engine
 from accuracy import assert_close_2x
 from ssmkit import _C
 from ssmkit.engine import eps_bits as _eps_bits, huge_page_copies as _huge_page_copies, pack_linear
-from ssmkit.models import SaShiMi, sashimi_engine
-from ssmkit.models.sashimi import START, sample_logits, state_arrays
-from ssmkit.models.sashimi_engine import Engine, supported
-from test_sashimi import run_steps, small, tokens, twins
+from conftest import run_steps, small, tokens, twins, with_truth
+from ssmkit.models import SaShiMi
+from ssmkit.models.generate import sample_logits
+from ssmkit.models.sashimi import START
+from ssmkit.models.sashimi_engine import Engine, Recorder, supported
+from ssmkit.nn import S4
 
 OPS = _C.engine_ops
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def engine_logits(m, x, state=None):
@@ -63,16 +59,73 @@ def test_engine_equals_step(config):
     assert (out - steps).abs().max() <= 1e-5 * steps.abs().max()
 
 
+LAYOUTS = [
+    dict(mode=mode, unet=unet, pool=pool, ff=ff)
+    for mode in ("dplr", "diag")
+    for unet in (True, False)
+    for pool, ff in (((), 1), ((4,), 0), ((4, 4), 2))
+]
+
+
+@pytest.mark.parametrize("config", LAYOUTS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_engine_equals_step_on_every_layout(config):
+    """U-Net or not, no pooling, one or two poolings, with and without feed-forward
+    blocks, from a primed state (arrays that are views, made contiguous by the engine):
+    over two cycles of the pooling phases and a step, the engine's logits are the module
+    step's, both held to float64 by the 2x rule."""
+    m = small(config["mode"], l_max=64, **{k: v for k, v in config.items() if k != "mode"})
+    _, m64 = twins(m)
+    x = tokens(3, 6 + 2 * math.prod(config["pool"]) + 1)
+    with torch.no_grad():
+        primed = [model.prime(x[:, :6])[1] for model in (m, m, m64)]
+    out, state = engine_logits(m, x[:, 6:], primed[0])
+    steps, stepped = run_steps(m, x[:, 6:], primed[1])
+    truth, _ = run_steps(m64, x[:, 6:], primed[2])
+    assert state.t == stepped.t == x.shape[1]
+    assert_close_2x("engine", out, truth, steps)
+    assert (out - steps).abs().max() <= 1e-5 * steps.abs().max()
+
+
+def instructions(code, begin, end):
+    """(op name, operand words) of each instruction in code[begin:end]."""
+    names = {v: k for k, v in OPS.items()}
+    out = []
+    while begin < end:
+        n = _C.engine_op_lengths[code[begin]]
+        out.append((names[code[begin]], code[begin + 1 : begin + n]))
+        begin += n
+    return out
+
+
+@pytest.mark.parametrize("pool", [(), (2,), (2, 3)])
+def test_the_centre_section_is_marked_in_the_full_cycle_step(pool):
+    """Only the program of the step where every stage steps has a section (none without
+    pooling): it copies the centre's input first and ends with the up-pooling linear that
+    writes upcoming[P - 1], after the up path's first read of it."""
+    m = small("diag", pool=pool, n_layers=2)
+    state = m.default_state(2)
+    rec = Recorder(2)
+    cycle = math.prod(pool)
+    for t in range(1, cycle + 1):
+        begin = len(rec.p.code)
+        _, span = rec.program(m, state, t)
+        if not pool or t < cycle:
+            assert span is None
+            continue
+        upcoming = rec.rows(state.upcoming[-1]).view
+        before, section = instructions(rec.p.code, begin, span[0]), instructions(rec.p.code, *span)
+        assert before[-1][0] == "add" and before[-1][1][0] == rec.rows(state.upcoming[-1], (t - 1) % pool[-1]).view
+        assert section[0][0] == "copy" and section[-1][0] == "linear" and section[-1][1][1] == upcoming
+        assert sum(op == "diag_step" for op, _ in section) == sum(isinstance(block.layer, S4) for block in m.center)
+    assert (span is None) == (not pool)
+
+
 @pytest.mark.parametrize("mode", ["dplr", "diag"])
 def test_engine_equals_convolution_4096(mode):
     """The existing teacher-forcing test, on the engine: 4096 samples against the float64
     convolution, the float32 reference-backend steps as the yardstick."""
     L = 4096
-    m = small(mode, l_max=L)
-    ref, m64 = twins(m)
-    x = tokens(2, L)
-    with torch.no_grad():
-        truth = m64(x)
+    m, ref, m64, x, truth = with_truth(mode, 2, L)
     out, _ = engine_logits(m, x)
     steps_ref, _ = run_steps(ref, x)
     assert_close_2x(f"{mode} engine", out, truth, steps_ref)
@@ -84,11 +137,8 @@ def test_prime_engine_step_share_the_state(split):
     place, read by the next; held to float64 with prime -> step (the per-token API all
     the way) as the yardstick."""
     L = 45
-    m = small("dplr", l_max=L, pool=(2, 3))
-    _, m64 = twins(m)
-    x = tokens(3, L)
+    m, _, m64, x, truth = with_truth("dplr", 3, L, pool=(2, 3))
     with torch.no_grad():
-        truth = m64(x)
         _, state = m.prime(x[:, :split])
         _, state_ref = m.prime(x[:, :split])
     ref, _ = run_steps(m, x[:, split:], state_ref)
@@ -101,7 +151,7 @@ def test_prime_engine_step_share_the_state(split):
         else:
             parts.append(run_steps(m, chunk, state)[0])
         t += n
-        assert state["t"] == t
+        assert state.t == t
     parts.append(run_steps(m, x[:, t:], state)[0])
     assert_close_2x("prime, step, engine, step, engine, step", torch.cat(parts, 1), truth[:, split:], ref)
 
@@ -367,7 +417,7 @@ def test_bad_programs_and_inputs():
         _C.sample_tokens(torch.zeros(2, 4, dtype=torch.float64), torch.rand(2, dtype=torch.float64), 1.0, 1.0, torch.zeros(2, dtype=torch.int64))
     with pytest.raises(ValueError, match="not finite"):
         _C.sample_tokens(torch.tensor([[0.0, float("nan")]]), torch.rand(1, dtype=torch.float64), 1.0, 1.0, torch.zeros(1, dtype=torch.int64))
-    assert engine.state["t"] == 0  # nothing ran
+    assert engine.state.t == 0  # nothing ran
 
 
 def test_non_finite_logits_stop_generation():
@@ -429,7 +479,7 @@ def test_one_stream_split_over_threads_is_the_same_bits(config, threads):
         forced, state = engine_logits(m, x)
         start = torch.tensor([START])
         samples, sampled = Engine(m, m.default_state(1)).run(x.shape[1], token=start, uniforms=u, top_p=0.9, logits=True)
-        runs.append((forced, samples, sampled, state["down"][0][0].clone()))
+        runs.append((forced, samples, sampled, state.down[0][0].clone()))
     for other in runs[1:]:
         assert all(torch.equal(a, b) for a, b in zip(runs[0], other))
 
@@ -469,7 +519,7 @@ def test_centre_section_on_its_own_thread_gives_the_one_thread_bits(n_threads, t
         logits, states, j = [], [], 0
         for size in chunks:
             logits.append(engine.run(size, tokens_in=x[:, j : j + size].T.contiguous(), logits=True)[1])
-            states.append([s.clone() for s in state_arrays(state)])
+            states.append([s.clone() for s in state.arrays()])
             j += size
         runs.append((torch.cat(logits), states))
     assert torch.equal(runs[0][0], runs[1][0])
@@ -493,7 +543,7 @@ def test_non_finite_logits_while_the_section_runs(threads):
             state = m.default_state(1)
             with pytest.raises(FloatingPointError, match=f"logits at step {j} are not finite"):
                 Engine(m, state).run(8, tokens_in=x.T.contiguous(), uniforms=torch.rand(8, 1, dtype=torch.float64))
-            states.append([s.numpy().tobytes() for s in state_arrays(state)])
+            states.append([s.numpy().tobytes() for s in state.arrays()])
         assert states[0] == states[1]  # bytes: NaN != NaN
 
 

@@ -2,5 +2,6 @@
 
 from .classifier import SequenceClassifier
 from .sashimi import SaShiMi
+from .sashimi_step import SaShiMiState
 
-__all__ = ["SaShiMi", "SequenceClassifier"]
+__all__ = ["SaShiMi", "SaShiMiState", "SequenceClassifier"]

@@ -21,9 +21,11 @@ Three ways to run the same function: ``forward(tokens)`` (convolutions; training
 ``prime(tokens)`` (the same, plus the recurrent state after the sequence: each S4 layer's
 state-returning forward, i.e. ``ops.ssm_scan`` for S4D) and ``step(token, state)``
 (recurrent; every stage steps at its own rate through ``S4.step``, i.e.
-``ops.ssm_step`` / ``ops.dplr_step``). ``generate`` samples after ``prime`` has read
-the prefix, on the compiled step engine (:mod:`ssmkit.models.sashimi_engine`: the same
-steps as ``step``, whole chunks of them in C++) or with ``step``.
+``ops.ssm_step`` / ``ops.dplr_step``; the step is written once, in
+:mod:`ssmkit.models.sashimi_step`, with the state :class:`SaShiMiState`). ``generate``
+samples after ``prime`` has read the prefix (:mod:`ssmkit.models.generate`), on the
+compiled step engine (the same step recorded as instructions, whole chunks of steps in
+C++) or with ``step``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import S4
+from . import sashimi_step
+from .generate import sample
+from .sashimi_step import SaShiMiState
 
 START = 128  # the 8-bit mu-law code of 0.0 (silence)
 
@@ -65,17 +70,6 @@ class FeedForward(nn.Module):
         return None
 
 
-def state_arrays(state: dict) -> list[torch.Tensor]:
-    """Every array of a SaShiMi state dict, in a fixed order."""
-    stages = (*state["down"], state["center"], *state["up"], state["pending"], state["upcoming"])
-    return [s for stage in stages for s in stage if s is not None]
-
-
-def state_batch(state: dict):
-    """The batch size of a SaShiMi state dict (None: it holds no array to tell)."""
-    return next((s.shape[0] for s in state_arrays(state)), None)
-
-
 class Residual(nn.Module):
     """``x + dropout(layer(norm(x)))`` around an S4 or feed-forward layer."""
 
@@ -86,10 +80,6 @@ class Residual(nn.Module):
     def forward(self, x, state=None):
         y, next_state = self.layer(self.norm(x), state)
         return x + self.dropout(y), next_state
-
-    def step(self, x, state):
-        y, next_state = self.layer.step(self.norm(x), state)
-        return x + y, next_state
 
     def default_state(self, batch, device=None):
         return self.layer.default_state(batch, device)
@@ -191,7 +181,7 @@ class SaShiMi(nn.Module):
         )  # fmt: skip
         self.pool, self.unet, self.n_classes = pool, bool(unet), n_classes
         self.rates = [math.prod(pool[:k]) for k in range(len(pool) + 1)]  # full-rate steps per step of stage k
-        widths = [d_model * expand**k for k in range(len(pool) + 1)]
+        self.widths = widths = [d_model * expand**k for k in range(len(pool) + 1)]  # channels of stage k
 
         def stage(k):
             blocks = []
@@ -236,7 +226,7 @@ class SaShiMi(nn.Module):
         B = x.shape[0]
         P = len(self.pool)
         h = self.encoder(x)
-        state = {"t": x.shape[1], "down": [], "center": None, "up": [None] * P, "pending": [], "upcoming": [None] * P}
+        down, pending, up, upcoming = [], [], [None] * P, [None] * P
         skips, lengths = [], []
         for k in range(P):
             skips.append(h)  # the input of stage k
@@ -244,14 +234,14 @@ class SaShiMi(nn.Module):
             h, s = self._stage(self.down[k], h, skips if self.unet else None, with_state)
             if not self.unet:
                 skips.append(h)  # what enters the down-pooling
-            state["down"].append(s)
-            h, pending = self.down_pools[k](h)
-            state["pending"].append(pending)
+            down.append(s)
+            h, p = self.down_pools[k](h)
+            pending.append(p)
         skip = h
-        h, state["center"] = self._stage(self.center, h, None, with_state)
+        h, center = self._stage(self.center, h, None, with_state)
         h = h + skip
         for k in reversed(range(P)):
-            h, state["upcoming"][k] = self.up_pools[k](h, lengths[k])
+            h, upcoming[k] = self.up_pools[k](h, lengths[k])
             h = h + skips.pop()
             start, states = h, []
             for block in self.up[k]:
@@ -262,8 +252,8 @@ class SaShiMi(nn.Module):
             if not self.unet:
                 h = h + start
                 skips.pop()  # the stage input: only the U-Net uses it
-            state["up"][k] = states
-        return self.decoder(self.norm(h)), state
+            up[k] = states
+        return self.decoder(self.norm(h)), SaShiMiState(x.shape[1], down, center, up, pending, upcoming)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: tokens (batch, L) -> logits (batch, L, n_classes); step t predicts token t+1."""
@@ -291,96 +281,36 @@ class SaShiMi(nn.Module):
 
     # ---- recurrent mode -----------------------------------------------------------
 
-    def default_state(self, batch: int, device=None) -> dict:
+    def stages(self) -> list[tuple[nn.ModuleList, int]]:
+        """Each stage's residual blocks and its rate (full-rate steps per step), in the
+        order of the state's stages: down stages, centre, up stages."""
+        P = len(self.pool)
+        return [(self.down[k], self.rates[k]) for k in range(P)] + [(self.center, self.rates[P])] + [
+            (self.up[k], self.rates[k]) for k in range(P)
+        ]
+
+    def default_state(self, batch: int, device=None) -> SaShiMiState:
         """The state before the first token: zero S4 states and zero pooling buffers."""
         _positive_int("batch", batch)
-        device = device or self.decoder.weight.device
-        dtype = self.decoder.weight.dtype
-
-        def states(blocks):
-            return [b.default_state(batch, device) for b in blocks]
-
-        def buffers(pools, width):
-            return [torch.zeros(batch, p.pool, width(p), dtype=dtype, device=device) for p in pools]
-
-        return {
-            "t": 0,
-            "down": [states(b) for b in self.down],
-            "center": states(self.center),
-            "up": [states(b) for b in self.up],
-            "pending": buffers(self.down_pools, lambda p: p.linear.in_features // p.pool),
-            "upcoming": buffers(self.up_pools, lambda p: p.d_out),
-        }
-
-    def _check_state(self, state, batch):
-        ok = isinstance(state, dict) and {"t", "down", "center", "up", "pending", "upcoming"} <= set(state)
-        if not ok or state_batch(state) not in (None, batch):
-            raise ValueError(f"state: expected the dict of SaShiMi.default_state({batch}) or prime/step, got {type(state).__name__}")
-
-    @staticmethod
-    def _step_stage(blocks, h, states, skips):
-        for i, block in enumerate(blocks):
-            h, states[i] = block.step(h, states[i])
-            if skips is not None:
-                skips.append(h)
-        return h
-
-    def _blocks(self):
-        """Every residual block, stage by stage (down stages, center, up stages)."""
-        return [b for stage in (*self.down, self.center, *self.up) for b in stage]
+        return SaShiMiState.zeros(self, batch, device)
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor, state: dict):
+    def step(self, x: torch.Tensor, state: SaShiMiState):
         """One token per stream: x (batch,) -> (logits (batch, n_classes), state).
 
-        Stage k steps every ``rates[k]``-th call. ``state`` is updated in place and
-        returned. Inference only. (The compiled engine of :meth:`generate` runs the same
-        steps; see :mod:`ssmkit.models.sashimi_engine`.)
+        Stage k steps every ``rates[k]``-th call (:func:`ssmkit.models.sashimi_step.step`).
+        ``state`` is updated in place and returned. Inference only. (The compiled engine
+        of :meth:`generate` runs the same step.)
         """
         self._check_tokens(x, 1, "(batch,)", values=False)  # the embedding rejects bad ids
-        self._check_state(state, x.shape[0])
-        t = state["t"] + 1  # full-rate steps taken after this one
-        P = len(self.pool)
-        depth = 0  # the deepest stage that steps now
-        while depth < P and t % self.rates[depth + 1] == 0:
-            depth += 1
-        h = self.encoder(x)
-        skips = []
-        for k in range(min(depth + 1, P)):
-            skips.append(h)
-            h = self._step_stage(self.down[k], h, state["down"][k], skips if self.unet else None)
-            if not self.unet:
-                skips.append(h)
-            pending, slot = state["pending"][k], (t // self.rates[k] - 1) % self.pool[k]
-            pending[:, slot] = h
-            if k < depth:
-                h = self.down_pools[k].linear(pending.reshape(pending.shape[0], -1))
-        coarse = None  # this step's output of the stage below, if that stage stepped
-        if depth == P:
-            coarse = self._step_stage(self.center, h, state["center"], None) + h
-        for k in reversed(range(min(depth + 1, P))):
-            upcoming, slot = state["upcoming"][k], (t // self.rates[k] - 1) % self.pool[k]
-            h = upcoming[:, slot] + skips.pop()
-            if coarse is not None:  # the next block of this stage comes from the coarse step just made
-                state["upcoming"][k] = self.up_pools[k].blocks(coarse)
-            start = h
-            for i, block in enumerate(self.up[k]):
-                h, state["up"][k][i] = block.step(h, state["up"][k][i])
-                if self.unet:
-                    h = h + skips.pop()
-            if not self.unet:
-                h = h + start
-                skips.pop()
-            coarse = h
-        state["t"] = t
-        return self.decoder(self.norm(coarse)), state  # the full-rate stage's output (the centre's with no pooling)
+        SaShiMiState.check(state, self, x.shape[0])
+        logits = sashimi_step.step(self, state, state.t + 1, sashimi_step.Eager(x))
+        state.t += 1
+        return logits, state
 
     def _ensure_kernel_lengths(self, length: int):
         """DPLR layers whose kernel length is unset get the one a forward of `length` would set."""
-        P = len(self.pool)
-        stages = [(self.down[k], self.rates[k]) for k in range(P)] + [(self.center, self.rates[P])]
-        stages += [(self.up[k], self.rates[k]) for k in range(P)]
-        for blocks, rate in stages:
+        for blocks, rate in self.stages():
             for block in blocks:
                 layer = block.layer
                 if isinstance(layer, S4) and layer.mode == "dplr" and layer.l_kernel is None:
@@ -406,92 +336,30 @@ class SaShiMi(nn.Module):
         (n, P) or (P,) (same for all streams) that the samples continue; read with
         :meth:`prime` in one pass, not token by token. generator: a torch.Generator for
         the draws (default: torch's global one): one uniform per token, drawn up front,
-        each token taken by inverse CDF (:func:`sample_logits`). progress: a tqdm bar
-        over the steps. fast: run the steps on the compiled step engine
-        (:mod:`ssmkit.models.sashimi_engine`) when the model qualifies (float32 on the
-        CPU with compiled S4 kernels); otherwise, or with ``fast=False``, :meth:`step`.
+        each token taken by inverse CDF (:func:`ssmkit.models.generate.sample_logits`).
+        progress: a tqdm bar over the steps. fast: run the steps on the compiled step
+        engine (:mod:`ssmkit.models.sashimi_engine`) when the model qualifies (float32 on
+        the CPU with compiled S4 kernels); otherwise, or with ``fast=False``, :meth:`step`.
+        See :func:`ssmkit.models.generate.sample`.
         """
-        from . import sashimi_engine
-
         _positive_int("n", n)
         _positive_int("length", length)
         if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
             raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
         if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
             raise ValueError(f"top_p: expected a probability in (0, 1], got {top_p!r}")
-        device = self.decoder.weight.device
-        was_training = self.training
-        self.eval()
-        try:
-            start = torch.full((n, 1), START, dtype=torch.int64, device=device)
-            if prefix is not None:
-                if isinstance(prefix, torch.Tensor) and prefix.dim() == 1:
-                    prefix = prefix.unsqueeze(0).expand(n, -1)
-                self._check_tokens(prefix, 2, f"({n}, P) or (P,)")
-                if prefix.shape[0] != n:
-                    raise ValueError(f"prefix: expected {n} rows (one per stream) or a 1-d prefix, got {tuple(prefix.shape)}")
-                start = torch.cat([start, prefix.to(device, torch.int64)], 1)
-            self._ensure_kernel_lengths(start.shape[1] + length)
-            uniforms = torch.rand(length, n, generator=generator, dtype=torch.float64)
-            if start.shape[1] > 1:
-                _, state = self.prime(start[:, :-1])
-            else:
-                state = self.default_state(n, device)
-            token = start[:, -1].contiguous()
-            bar = None
-            if progress:
-                from tqdm import tqdm
-
-                bar = tqdm(total=length, desc="generating", unit="sample", mininterval=1.0, dynamic_ncols=True)
-            out = torch.empty(n, length, dtype=torch.int64, device=device)
-            if fast and sashimi_engine.supported(self):
-                engine = sashimi_engine.Engine(self, state)
-                token = token.clone()
-                for i in range(0, length, GENERATE_CHUNK):
-                    c = min(GENERATE_CHUNK, length - i)
-                    samples, _ = engine.run(c, token=token, uniforms=uniforms[i : i + c], temperature=temperature, top_p=top_p)
-                    out[:, i : i + c] = samples.T
-                    if bar is not None:
-                        bar.update(c)
-            else:
-                for i in range(length):
-                    logits, state = self.step(token, state)
-                    token = sample_logits(logits, temperature, top_p, uniforms=uniforms[i].to(device))
-                    out[:, i] = token
-                    if bar is not None:
-                        bar.update(1)
-            if bar is not None:
-                bar.close()
-            return out
-        finally:
-            self.train(was_training)
-
-
-GENERATE_CHUNK = 256  # engine steps per call: the progress bar's granularity
+        tokens = torch.full((n, 1), START, dtype=torch.int64, device=self.decoder.weight.device)
+        if prefix is not None:
+            if isinstance(prefix, torch.Tensor) and prefix.dim() == 1:
+                prefix = prefix.unsqueeze(0).expand(n, -1)
+            self._check_tokens(prefix, 2, f"({n}, P) or (P,)")
+            if prefix.shape[0] != n:
+                raise ValueError(f"prefix: expected {n} rows (one per stream) or a 1-d prefix, got {tuple(prefix.shape)}")
+            tokens = torch.cat([tokens, prefix.to(tokens.device, torch.int64)], 1)
+        self._ensure_kernel_lengths(tokens.shape[1] + length)
+        return sample(self, tokens, length, temperature, top_p, generator=generator, progress=progress, fast=fast)
 
 
 def shift_right(samples: torch.Tensor) -> torch.Tensor:
     """[START, s_0, .., s_{L-2}]: the model input that predicts ``samples``."""
     return F.pad(samples[:, :-1], (1, 0), value=START)
-
-
-def sample_logits(
-    logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0, generator=None, uniforms: Optional[torch.Tensor] = None
-) -> torch.Tensor:
-    """One draw per row of logits (batch, classes) from softmax(logits / temperature)
-    restricted to the top_p nucleus (the most likely tokens, most likely first, while
-    the mass before them is below top_p: the most likely always stays), by inverse CDF
-    in float64 at ``uniforms`` (batch,) in [0, 1) (drawn with ``generator`` when None).
-    The compiled engine draws the same way (``_C.sample_tokens``)."""
-    if uniforms is None:
-        uniforms = torch.rand(logits.shape[0], generator=generator, dtype=torch.float64, device=logits.device)
-    probs = torch.softmax(logits.double() / temperature, -1)
-    if top_p < 1:
-        sorted_probs, order = probs.sort(stable=True, dim=-1, descending=True)
-        before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the more likely tokens
-        probs = probs.scatter(-1, order, sorted_probs.masked_fill(before >= top_p, 0.0))
-    cdf = probs.cumsum(-1)
-    target = uniforms.to(cdf) * cdf[:, -1]
-    token = torch.searchsorted(cdf, target.unsqueeze(-1), right=True).squeeze(-1)
-    last_kept = probs.shape[-1] - 1 - (probs > 0).flip(-1).int().argmax(-1)  # target rounded up to the whole mass
-    return torch.minimum(token, last_kept)

@@ -133,7 +133,7 @@ class S4(nn.Module):
         self.activation = ACTIVATIONS[activation]()
         self.dropout = nn.Dropout(dropout)
         self.output_linear = nn.Linear(H, 2 * H)  # followed by a GLU back to H
-        self._step_cache = None  # (key, tensors); see _step_tensors
+        self._step_cache = None  # (key, tensors); see step_tensors
 
     # ---- parameters -------------------------------------------------------------
 
@@ -291,8 +291,10 @@ class S4(nn.Module):
         return (self.l_kernel, self.backend, tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in params))
 
     @torch.no_grad()
-    def _step_tensors(self, kern):
-        """What one step needs, rebuilt whenever a parameter changed (in place or replaced)."""
+    def step_tensors(self, kern):
+        """What one step needs on the primitives `kern` (diag: (dA, dB, C); DPLR: (the
+        ``dplr_setup`` factors, C)), cached; rebuilt whenever a parameter changed (in place
+        or replaced)."""
         key = self._step_key() + (kern.name,)
         if self._step_cache is not None and self._step_cache[0] == key:
             return self._step_cache[1]
@@ -322,7 +324,7 @@ class S4(nn.Module):
         self._check_input(x, "(batch, d_model)", 2)
         self._check_state(state, x.shape[0])
         kern = kernels(self.backend, x.device)
-        tensors = self._step_tensors(kern)
+        tensors = self.step_tensors(kern)
         if self.mode == "diag":
             dA, dB, C = tensors
             y, next_state = kern.ssm_step(state, x, dA, dB, C, self.D)
