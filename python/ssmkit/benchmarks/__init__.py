@@ -22,9 +22,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import _C
-from .._accuracy import Verdict
+
+if TYPE_CHECKING:  # _accuracy imports torch; the command line does not
+    from .._accuracy import Verdict
 
 
 @dataclass
