@@ -61,3 +61,46 @@ def test_bad_input_exits_2_with_a_message(argv, message, capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_command_line_loads_without_torch():
+    """Every command's options are declared without importing torch (it loads when a command runs)."""
+    code = "import sys; from ssmkit.cli import parser; parser(); print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    done = run(sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_one_module_per_command():
+    from ssmkit import cli
+
+    assert list(cli.COMMANDS) == ["info", "bench", "train", "generate", "eval", "compare"]
+    for name, command in cli.COMMANDS.items():
+        module = getattr(cli, "evaluate" if name == "eval" else name)
+        assert module.COMMAND is command and module.__name__ == f"ssmkit.cli.{name}"
+    assert list(cli.COMMANDS["train"].subcommands) == ["classify", "sashimi"]
+    assert list(cli.COMMANDS["eval"].subcommands) == ["samples", "robustness"]
+
+
+def _imported_modules(path: Path, package: str) -> set:
+    """The absolute names of the modules a source file imports (relative imports resolved)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            names |= {module} | {f"{module}.{alias.name}" for alias in node.names}
+    return names
+
+
+@pytest.mark.parametrize("area", ["eval", "models"])
+def test_evaluation_and_models_do_not_import_the_trainers(area):
+    root = Path(ssmkit.__file__).parent
+    for path in (root / area).rglob("*.py"):
+        package = ".".join(("ssmkit",) + path.parent.relative_to(root).parts)
+        trainers = {m for m in _imported_modules(path, package) if m == "ssmkit.train" or m.startswith("ssmkit.train.")}
+        assert not trainers, f"{path.relative_to(root)} imports {trainers}"

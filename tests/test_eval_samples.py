@@ -71,15 +71,9 @@ class _Classifier(torch.nn.Module):
 
 
 def test_eval_samples_command(tmp_path, monkeypatch, capsys):
-    import sys
-    import types
+    from ssmkit.models import checkpoint
 
-    import ssmkit.train as train_pkg
-
-    fake = types.ModuleType("ssmkit.train.classify")
-    fake.load_classifier = lambda path, device="cpu": _Classifier()
-    monkeypatch.setitem(sys.modules, "ssmkit.train.classify", fake)
-    monkeypatch.setattr(train_pkg, "classify", fake, raising=False)
+    monkeypatch.setattr(checkpoint, "load_classifier", lambda path, device="cpu": _Classifier())
     t = np.arange(800) / 8000
     waves = np.stack([a * np.sqrt(2) * np.sin(2 * np.pi * 440 * t) for a in (0.1, 0.3, 0.5, 0.5)]).astype(np.float32)
     samples.write_samples(waves, 8000, tmp_path / "gen")

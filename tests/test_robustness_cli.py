@@ -32,7 +32,8 @@ def fsdd_like(folder):
 
 
 def checkpoint(path, task="fsdd"):
-    from ssmkit.train.classify import build_model, save_checkpoint
+    from ssmkit.models.checkpoint import build_classifier
+    from ssmkit.train.common import save_checkpoint
 
     config = {
         "d_input": 8,
@@ -51,7 +52,7 @@ def checkpoint(path, task="fsdd"):
         "classes": ["0", "1", "2"],
     }
     torch.manual_seed(0)
-    save_checkpoint(path, {"model_config": config, "model": build_model(config).state_dict()})
+    save_checkpoint(path, {"model_config": config, "model": build_classifier(config).state_dict()})
     return path
 
 

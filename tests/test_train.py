@@ -12,9 +12,10 @@ import torch
 
 from ssmkit.data.audio import write_wav
 from ssmkit.models import SequenceClassifier
+from ssmkit.models.checkpoint import build_classifier, load_classifier
 from ssmkit.models.waveform import PatchClassifier
 from ssmkit.train import classify
-from ssmkit.train.classify import ShardedBatchSampler, load_classifier, train
+from ssmkit.train.classify import ShardedBatchSampler, train
 from ssmkit.train.config import Config
 
 TINY = ["--d-model", "8", "--n-layers", "2", "--d-state", "4", "--threads", "1", "--no-progress"]
@@ -158,7 +159,7 @@ def test_ddp_two_processes_match_one(tmp_path):
     one = torch.load(tmp_path / "one" / "last.pt", weights_only=False)
     two = torch.load(tmp_path / "two" / "last.pt", weights_only=False)
     torch.manual_seed(0)  # the trainer's seed: its initial parameters
-    start = classify.build_model(one["model_config"]).state_dict()
+    start = build_classifier(one["model_config"]).state_dict()
     moved = 0
     for name, tensor in one["model"].items():
         if not torch.is_tensor(tensor):
@@ -174,7 +175,7 @@ def test_listops_batches_drop_trailing_padding_without_changing_outputs():
     cfg = Config(task="listops", length=120, train_size=8, test_size=8, d_model=8, n_layers=2, d_state=4, dropout=0.0)
     train_set, _, spec = classify.make_datasets(cfg)
     assert spec["lengths"][0] == [len(t.split()) for t in train_set.texts]
-    model = classify.build_model(classify.model_config_for(cfg, spec)).eval()
+    model = build_classifier(classify.model_config_for(cfg, spec)).eval()
     batch = next(iter(torch.utils.data.DataLoader(train_set, batch_size=8)))
     x, y, mask = classify._inputs(batch, spec, "cpu")
     assert x.shape[1] == max(spec["lengths"][0]) < 120

@@ -3,8 +3,11 @@
 A family module (listed in :data:`FAMILIES`) builds :class:`Case` objects: one operation
 at one shape, with ssmkit's implementation first and the baselines after it. Inputs are
 made when the case is built; each :class:`Impl` is a zero-argument callable doing one
-call, so timing measures the call and nothing else. :func:`run` times every impl of a
-case side by side in one process and reports throughput and the ratio to ssmkit.
+call, so timing measures the call and nothing else. :func:`run` first checks ssmkit's
+result against the float64 ground truth by the 2x rule (:mod:`ssmkit._accuracy`; the
+check is the case's ``check``, outside the timing), then times every impl of a case that
+passed side by side in one process and reports throughput and the ratio to ssmkit; a
+case that fails is reported, not timed.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import _C
+
+if TYPE_CHECKING:  # _accuracy imports torch; the command line does not
+    from .._accuracy import Verdict
 
 
 @dataclass
@@ -36,6 +43,9 @@ class Case:
     shape: str  # "rows=1024 N=32 L=2049"
     unit: str  # "G terms/s": throughput is work / seconds / 1e9
     impls: dict[str, Impl]  # ssmkit's first, then the baselines
+    # ssmkit's result on the case's inputs (or a slice of them) against the float64
+    # reference by the 2x rule, with the float32 reference's own error as the yardstick
+    check: Callable[[], Verdict]
     note: str = ""  # e.g. "reference timed on 128 of 1024 rows"
     # What one work unit costs ssmkit's kernel, for its fraction of a GPU's peak:
     # ("flop", FP32 operations) or ("byte", bytes of memory traffic); None: not rated.
@@ -105,6 +115,16 @@ def time_impl(impl: Impl, *, min_time: float, repeats: int) -> dict:
     }
 
 
+# What time_impl reports besides the work: None for a case that failed its check.
+_TIMING_FIELDS = ("seconds", "seconds_min", "seconds_max", "rounds", "calls_per_round", "throughput")
+
+
+def failed_cases(results: list[dict]) -> list[str]:
+    """"family case shape: why" for each case of :func:`run`'s results that failed its check."""
+    failed = {f"{r['family']} {r['case']} {r['shape']}: {r['check']}" for r in results if not r["valid"]}
+    return sorted(failed)
+
+
 def _report_progress(message: str) -> None:
     # On a terminal one status line is rewritten in place; in a log each step gets a line.
     if sys.stderr.isatty():
@@ -149,8 +169,10 @@ def device_peaks(device: str) -> dict[str, float] | None:
 
 
 def run(cases: list[Case], *, quick: bool, progress: bool, device: str = "cpu") -> list[dict]:
-    """Time every impl of every case; one dict per (case, impl), ready for JSON.
+    """Check, then time, every impl of every case; one dict per (case, impl), ready for JSON.
 
+    ``check`` is the verdict of the case's check (on every row of the case), ``valid``
+    whether it passed; a case that fails is not timed (its timing fields are None).
     ``x_ssmkit`` is ssmkit's throughput over the impl's: how many times faster ssmkit is.
     On a GPU, ``of_peak`` is the fraction of the device's FP32 or memory-bandwidth peak
     that ssmkit's kernel reaches, by the case's cost per work unit (ssmkit's rows only).
@@ -160,16 +182,22 @@ def run(cases: list[Case], *, quick: bool, progress: bool, device: str = "cpu") 
     step = 0
     results = []
     for case in cases:
+        if progress:
+            _report_progress(f"[{step + 1}/{steps}] {case.family} {case.name} {case.shape}: check")
+        verdict = case.check()
         timings = {}
         for impl_name, impl in case.impls.items():
             step += 1
+            if not verdict.ok:
+                timings[impl_name] = dict.fromkeys(_TIMING_FIELDS) | {"work": impl.work}
+                continue
             if progress:
                 _report_progress(f"[{step}/{steps}] {case.family} {case.name} {case.shape}: {impl_name}")
             timings[impl_name] = time_impl(Impl(synced(impl.fn, device), impl.work), **TIMING[quick])
         ssmkit_throughput = next(iter(timings.values()))["throughput"]
         for i, (impl_name, timing) in enumerate(timings.items()):
             of_peak = None
-            if peaks and case.cost and i == 0:
+            if peaks and case.cost and i == 0 and verdict.ok:
                 kind, per_unit = case.cost
                 of_peak = timing["throughput"] * 1e9 * per_unit / peaks[kind]
             results.append(
@@ -179,8 +207,10 @@ def run(cases: list[Case], *, quick: bool, progress: bool, device: str = "cpu") 
                     "shape": case.shape,
                     "impl": impl_name,
                     "unit": case.unit,
+                    "check": str(verdict),
+                    "valid": verdict.ok,
                     **timing,
-                    "x_ssmkit": ssmkit_throughput / timing["throughput"],
+                    "x_ssmkit": ssmkit_throughput / timing["throughput"] if verdict.ok else None,
                     "of_peak": of_peak,
                     "peak_kind": case.cost[0] if of_peak is not None else None,
                     "note": case.note,
@@ -193,7 +223,8 @@ def run(cases: list[Case], *, quick: bool, progress: bool, device: str = "cpu") 
 
 
 def format_table(results: list[dict]) -> str:
-    """A plain-text table of :func:`run`'s results; notes become numbered footnotes."""
+    """A plain-text table of :func:`run`'s results; notes become numbered footnotes. The
+    check column stands on ssmkit's row of each case; a case that failed it has no times."""
     notes: list[str] = []
     rows = []
     rated = any(r.get("of_peak") is not None for r in results)  # a GPU run
@@ -203,21 +234,17 @@ def format_table(results: list[dict]) -> str:
             if r["note"] not in notes:
                 notes.append(r["note"])
             case += f" [{notes.index(r['note']) + 1}]"
+        first = not rows or rows[-1][:3] != [r["family"], case, r["shape"]]
+        timed = [f"{r['seconds'] * 1e3:.3f}", f"{r['throughput']:.3f} {r['unit']}", f"{r['x_ssmkit']:.2f}"] if r["valid"] else ["-"] * 3
         rows.append(
-            [
-                r["family"],
-                case,
-                r["shape"],
-                r["impl"],
-                f"{r['seconds'] * 1e3:.3f}",
-                f"{r['throughput']:.3f} {r['unit']}",
-                f"{r['x_ssmkit']:.2f}",
-            ]
+            [r["family"], case, r["shape"], r["impl"], *timed]
             + ([_peak_cell(r)] if rated else [])
+            + [r["check"] if first else ""]
         )
     header = ["family", "case", "shape", "impl", "time (ms)", "throughput", "x ssmkit"]
     header += ["of peak"] if rated else []
-    numeric = {4, 5, 6, 7}  # right-aligned so the digits line up
+    header += ["check"]
+    numeric = {4, 5, 6, 7} if rated else {4, 5, 6}  # right-aligned so the digits line up
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells):

@@ -18,6 +18,7 @@ import sys
 
 import torch
 
+from .._accuracy import judge_all
 from ..ops import cauchy, reference
 from . import Case, Impl
 
@@ -85,9 +86,33 @@ def _pykeops_cauchy():
     return keops_cauchy
 
 
-def _reference_rows(rows: int, N: int, L: int, direction: str) -> int:
-    """The most rows, a power of two, whose reference run stays within REFERENCE_MEMORY."""
-    matrix_row_bytes = L * 2 * N * torch.complex64.itemsize
+def _check(direction, v, z, w):
+    """ssmkit's product (forward) or its three input gradients (backward) against the
+    complex128 reference, by the 2x rule with the complex64 reference's error."""
+
+    def up(*ts):
+        return [t.to(torch.complex128) for t in ts]
+
+    if direction == "forward":
+        return lambda: judge_all([("product", cauchy(v, z, w), reference.cauchy(*up(v, z, w)), reference.cauchy(v, z, w))])
+    grad = torch.randn(v.shape[0], z.shape[0], dtype=torch.complex64, generator=torch.Generator().manual_seed(2)).to(v.device)
+
+    def grads(fn, inputs, grad):
+        inputs = [t.detach().clone().requires_grad_() for t in inputs]
+        return torch.autograd.grad(fn(*inputs), inputs, grad)
+
+    def check():
+        got = grads(cauchy, (v, z, w), grad)
+        truth = grads(reference.cauchy, up(v, z, w), *up(grad))
+        low = grads(reference.cauchy, (v, z, w), grad)
+        return judge_all(zip(("dv", "dz", "dw"), got, truth, low))
+
+    return check
+
+
+def _reference_rows(rows: int, N: int, L: int, direction: str, dtype=torch.complex64) -> int:
+    """The most rows, a power of two, whose reference run in ``dtype`` stays within REFERENCE_MEMORY."""
+    matrix_row_bytes = L * 2 * N * dtype.itemsize
     fit = int(REFERENCE_MEMORY // (REFERENCE_PEAK_MATRICES[direction] * matrix_row_bytes))
     return min(rows, 2 ** int(math.log2(max(fit, 1))))
 
@@ -115,6 +140,11 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
             if keops_cauchy is not None:
                 impls["pykeops"] = Impl(timed(keops_cauchy, v[:sub], z, w[:sub]), sub * terms_per_row)
             note = f"baselines timed on {sub} of {rows} rows (the reference's memory)" if sub < rows else ""
+            # checked on as many rows as the complex128 reference has memory for (rows are independent)
+            checked = _reference_rows(rows, N, L, direction, torch.complex128)
+            if checked < rows:
+                note += ("; " if note else "") + f"checked on {checked} rows"
+            check = _check(direction, v[:checked], z, w[:checked])
             cost = ("flop", FORWARD_FLOPS_PER_TERM) if direction == "forward" else None
-            result.append(Case("cauchy", direction, f"rows={rows} N={N} L={L}", "G terms/s", impls, note, cost))
+            result.append(Case("cauchy", direction, f"rows={rows} N={N} L={L}", "G terms/s", impls, check, note, cost))
     return result

@@ -2,7 +2,9 @@
 
 Each case times the same :class:`ssmkit.nn.S4` layer (same parameters) on the compiled
 kernels and with ``backend="reference"`` (the primitives as naive PyTorch), side by
-side. Work unit: one state update of the recurrence the layer stands for (batch x length
+side, after checking the compiled layer's output and input gradient against its float64
+copy (the 2x rule, with the reference backend's float32 error; the kernels' own gradients
+are checked in their families). Work unit: one state update of the recurrence the layer stands for (batch x length
 x d_model x N, N = d_state/2 stored conjugate pairs), as in the step family.
 
 Peak memory of the kernel computation (the SSM kernel K of length L, forward and
@@ -15,12 +17,14 @@ allocations and any native scratch); the CPU kernels keep no heap scratch of the
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
 
 import torch
 
+from .._accuracy import judge_all
 from . import Case, Impl
 
 UNIT = "G state updates/s"
@@ -32,6 +36,22 @@ def _layer(mode: str, H: int, d_state: int, L: int, backend: str):
 
     torch.manual_seed(0)  # the same parameters for every backend
     return S4(H, d_state, mode=mode, backend=backend, l_max=L if mode == "dplr" else None)
+
+
+def _check(layers: dict, x: torch.Tensor, grad: torch.Tensor):
+    """The compiled layer's output and input gradient against its float64 copy, by the 2x
+    rule with the reference backend's error; layers: backend -> layer."""
+
+    def outputs(layer, x, grad):
+        x = x.detach().clone().requires_grad_()
+        y, _ = layer(x)
+        return [y.detach(), *torch.autograd.grad(y, x, grad)]
+
+    def check():
+        truth = outputs(copy.deepcopy(layers["compiled"]).double(), x.double(), grad.double())
+        return judge_all(zip(("y", "dx"), outputs(layers["compiled"], x, grad), truth, outputs(layers["reference"], x, grad)))
+
+    return check
 
 
 def _rss_bytes() -> int:
@@ -80,9 +100,9 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
     for name, mode in MODES.items():
         x = torch.randn(batch, L, H)
         grad = torch.randn(batch, L, H)
-        impls = {}
+        impls, layers = {}, {}
         for backend in ("compiled", "reference"):
-            layer = _layer(mode, H, d_state, L, backend)
+            layer = layers[backend] = _layer(mode, H, d_state, L, backend)
 
             def fwd_bwd(layer=layer):
                 layer.zero_grad(set_to_none=True)
@@ -98,5 +118,5 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
             f"computation (forward+backward, growth of peak RSS in a fresh process): ssmkit "
             f"{_mb(peaks['compiled'])}, reference {_mb(peaks['reference'])}{ratio}"
         )
-        out.append(Case("layer", f"{name} fwd+bwd", f"batch={batch} L={L} H={H}", UNIT, impls, note=note))
+        out.append(Case("layer", f"{name} fwd+bwd", f"batch={batch} L={L} H={H}", UNIT, impls, _check(layers, x, grad), note=note))
     return out

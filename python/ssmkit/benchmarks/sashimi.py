@@ -6,7 +6,9 @@ in the loop (generate's defaults). Baselines, one call = one full cycle of the p
 (prod(pool) samples per stream, so every stage steps): "step", the per-token
 ``SaShiMi.step`` on the compiled kernels (no sampling), and "reference", the same model
 stepped with ``backend="reference"`` (dense (2N x 2N) DPLR steps in PyTorch). The
-default model in full runs, a small one in quick runs.
+default model in full runs, a small one in quick runs. Before timing, the engine's
+teacher-forced logits are checked against the float64 model's (convolution mode) by the
+2x rule, with the error of the reference model's eager steps as the yardstick.
 """
 
 from __future__ import annotations
@@ -17,10 +19,28 @@ import math
 import torch
 
 from .. import _C
+from .._accuracy import judge_2x
 from . import Case, Impl
 
 UNIT = "k samples/s"
 SCALE = 1e6  # run() reports work / seconds / 1e9: work in millionths of a sample gives k samples/s
+CHECK_STEPS = 32  # teacher-forced steps of the check: two cycles of the default pooling rates (4 x 4)
+
+
+def _check_tokens(batch: int) -> torch.Tensor:
+    """(batch, CHECK_STEPS) mu-law codes: a seeded random walk about silence, like audio."""
+    walk = torch.randint(-3, 4, (batch, CHECK_STEPS), generator=torch.Generator().manual_seed(0)).cumsum(1) + 128
+    return walk.clamp(0, 255)
+
+
+def _eager_logits(model, tokens):
+    """(batch, steps, n_classes) logits of model.step teacher-forced with tokens."""
+    state, out = model.default_state(tokens.shape[0]), []
+    with torch.no_grad():
+        for t in range(tokens.shape[1]):
+            logits, state = model.step(tokens[:, t], state)
+            out.append(logits)
+    return torch.stack(out, 1)
 
 
 def _stepper(model, batch):
@@ -41,7 +61,7 @@ def _stepper(model, batch):
 CHUNK = 256
 
 
-def _engine(model, batch):
+def _engine(model, reference, batch):
     from ..models.sashimi_engine import Engine
 
     engine = Engine(model, model.default_state(batch))  # built (step caches included) outside the timing
@@ -51,7 +71,15 @@ def _engine(model, batch):
     def run():
         return engine.run(CHUNK, token=token, uniforms=uniforms)  # generate's defaults: temperature 1, top_p 1
 
-    return run, CHUNK * batch * SCALE
+    def check():
+        """A fresh engine's teacher-forced logits against the float64 model's."""
+        tokens = _check_tokens(batch)
+        _, logits = Engine(model, model.default_state(batch)).run(CHECK_STEPS, tokens_in=tokens.T.contiguous(), logits=True)
+        with torch.no_grad():
+            truth = copy.deepcopy(model).double()(tokens)
+        return judge_2x("engine logits", logits.transpose(0, 1), truth, _eager_logits(reference, tokens))
+
+    return run, CHUNK * batch * SCALE, check
 
 
 def cases(quick: bool, device: str = "cpu") -> list[Case]:
@@ -67,14 +95,14 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
     shape = "default model" if not kwargs else "d_model=16 n_layers=2 d_state=16"
     out = []
     for batch in (1, 16):
-        fn, work = _engine(model, batch)
+        fn, work, check = _engine(model, reference, batch)
         step_fn, step_work = _stepper(model, batch)
         ref_fn, ref_work = _stepper(reference, batch)
         out.append(Case("sashimi", "generate (recurrent steps)", f"{shape} batch={batch}", UNIT, {
             "ssmkit": Impl(fn, work),
             "step": Impl(step_fn, step_work),
             "reference": Impl(ref_fn, ref_work),
-        }, note=f"torch threads: {torch.get_num_threads()}, ssmkit threads: {_C.get_num_threads()}"))  # fmt: skip
+        }, check, note=f"torch threads: {torch.get_num_threads()}, ssmkit threads: {_C.get_num_threads()}"))  # fmt: skip
     return out
 
 

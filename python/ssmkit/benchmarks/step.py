@@ -2,7 +2,8 @@
 
 Work unit: one complex state update (one (batch, h, n) element advanced one step; a
 stored conjugate pair counts once). Baselines are the same computation written as
-PyTorch ops, as the reference implementations do it.
+PyTorch ops, as the reference implementations do it. Each case is checked first against
+``ssmkit.ops.reference`` in double precision (the 2x rule, with its float32 error).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import torch
 
 from .. import ops
+from .._accuracy import judge_all
+from ..ops import reference
 from . import Case, Impl
 
 UNIT = "G state updates/s"
@@ -29,6 +32,34 @@ def _torch_step(x, u, dA, dB, dC, D):
     # the step as a chain of PyTorch ops (what S4's recurrent mode does per step)
     x = dA * x + dB * u.unsqueeze(-1)
     return 2 * torch.einsum("hn,bhn->bh", dC, x).real + D * u, x
+
+
+def _up(*ts):
+    return [t.to(torch.complex128 if t.is_complex() else torch.float64) for t in ts]
+
+
+def _check(names, ssmkit_fn, reference_fn, *inputs):
+    """ssmkit_fn(*inputs) against reference_fn on the inputs in double precision (the
+    ground truth), by the 2x rule with reference_fn's error in single precision."""
+    return lambda: judge_all(zip(names, ssmkit_fn(*inputs), reference_fn(*_up(*inputs)), reference_fn(*inputs)))
+
+
+def _grads(fn, inputs, grad):
+    """The gradients of fn's first output at inputs (all of them), given its gradient."""
+    inputs = [t.detach().clone().requires_grad_() for t in inputs]
+    return torch.autograd.grad(fn(*inputs)[0], inputs, grad)
+
+
+def _in_place(step):
+    """A step with out=state on a copy of the state: (y, new state) as the in-place call leaves them."""
+
+    def call(x, *args):
+        x = x.clone()
+        with torch.no_grad():
+            y, _ = step(x, *args, out=x)
+        return y, x
+
+    return call
 
 
 # Memory traffic per state update that bounds the GPU kernels (complex64 state, float32 u, y):
@@ -72,7 +103,7 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
     out.append(Case("step", "discretize zoh", f"H={H} N={N}", UNIT, {
         "ssmkit": Impl(lambda: ops.discretize(dt, A, B, method="zoh"), H * N),
         "torch ops": Impl(disc_torch, H * N),
-    }))  # fmt: skip
+    }, _check(("dA", "dB"), lambda *a: ops.discretize(*a, method="zoh"), lambda *a: reference.discretize(*a, "zoh"), dt, A, B)))  # fmt: skip
 
     xs = x.clone()
 
@@ -81,12 +112,16 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
             return ops.ssm_step(xs, u, dA, dB, C, D, out=xs)
 
     x_copy = torch.empty_like(x)
+    # the functional and the in-place call against the same truth: the reference's (y, state) twice
+    step_check = _check(("y", "state", "y (out=state)", "state (out=state)"),
+                        lambda *a: (*ops.ssm_step(*a), *_in_place(ops.ssm_step)(*a)),
+                        lambda *a: 2 * reference.ssm_step(*a), x, u, dA, dB, C, D)  # fmt: skip
     out.append(Case("step", "ssm_step", shape, UNIT, {
         "ssmkit": Impl(step_inplace, batch * H * N),
         "ssmkit (functional)": Impl(lambda: ops.ssm_step(x, u, dA, dB, C, D), batch * H * N),
         "torch step": Impl(lambda: _torch_step(x, u, dA, dB, C, D), batch * H * N),
         "state copy (floor)": Impl(lambda: x_copy.copy_(x), batch * H * N),
-    }, note="in place (out=state), eager, no grad, call overhead included; 'state copy' reads and "
+    }, step_check, note="in place (out=state), eager, no grad, call overhead included; 'state copy' reads and "
             "writes the state once, as any step must: the memory-traffic floor",
        cost=("byte", STEP_BYTES_PER_UPDATE)))  # fmt: skip
 
@@ -95,7 +130,7 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
         graph = _graph_steps(step_inplace, steps)
         out.append(Case("step", "ssm_step (CUDA graph)", shape, UNIT, {
             "ssmkit": Impl(graph.replay, steps * batch * H * N),
-        }, note=f"{steps} in-place steps captured in one CUDA graph; time per replay / {steps} = time per step",
+        }, step_check, note=f"{steps} in-place steps captured in one CUDA graph; time per replay / {steps} = time per step",
            cost=("byte", STEP_BYTES_PER_UPDATE)))  # fmt: skip
 
     def torch_loop():
@@ -109,7 +144,9 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
     out.append(Case("step", "ssm_scan", f"{shape} L={L}", UNIT, {
         "ssmkit": Impl(lambda: ops.ssm_scan(us, dA, dB, C, D), batch * L * H * N),
         "torch step loop": Impl(torch_loop, batch * loop_L * H * N),
-    }, note=f"the PyTorch loop is timed over {loop_L} of the {L} steps; throughput scales linearly",
+    }, _check(("y", "final state"), ops.ssm_scan, reference.ssm_scan, us[:, :loop_L], dA, dB, C, D),
+       note=f"the PyTorch loop is timed over {loop_L} of the {L} steps; throughput scales linearly; "
+            f"checked over the first {loop_L} steps",
        cost=("byte", 8 / N)))  # fmt: skip
 
     usg = us.clone().requires_grad_()
@@ -119,9 +156,20 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
         y, s = ops.ssm_scan(usg, dAg, dBg, Cg, D)
         y.sum().backward()
 
+    # the gradients checked over the first loop_L steps of at most 2 sequences: the
+    # reference's autograd graph keeps every step's state
+    grad_u = us[:2, :loop_L]
+    grad_y = torch.randn(grad_u.shape, generator=torch.Generator().manual_seed(1)).to(device)
+
+    def scan_grads(scan):
+        return lambda u, dA, dB, dC, D, gy: _grads(lambda *a: scan(*a, D), (u, dA, dB, dC), gy)
+
     out.append(Case("step", "ssm_scan fwd+bwd", f"{shape} L={L}", UNIT, {
         "ssmkit": Impl(scan_fwd_bwd, batch * L * H * N),
-    }, note="forward plus the reverse-scan backward (grads of u, dA, dB, dC)"))  # fmt: skip
+    }, _check(("du", "ddA", "ddB", "ddC"), scan_grads(ops.ssm_scan), scan_grads(reference.ssm_scan),
+              grad_u, dA, dB, C, D, grad_y),
+       note="forward plus the reverse-scan backward (grads of u, dA, dB, dC); gradients checked over the first "
+            f"{loop_L} steps of {grad_u.shape[0]} sequences"))  # fmt: skip
 
     # DPLR (S4) step: rank 1, against S4's dense step (an (H, N, N) complex matvec)
     r = 1
@@ -144,10 +192,17 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
         work = xs.shape[0] * H * N
         return {"ssmkit": Impl(dplr_inplace, work), "dense S4 step": Impl(dense_step, work)}
 
-    out.append(Case("step", "dplr_step r=1", shape, UNIT, dplr_pair(x, u),
+    def dplr_check(xs, us):
+        """ops.dplr_step (functional and out=state) against the reference's dense step (twice)."""
+        return _check(("y", "state", "y (out=state)", "state (out=state)"),
+                      lambda x, u, *_: (*ops.dplr_step(x, u, f, C, D), *_in_place(ops.dplr_step)(x, u, f, C, D)),
+                      lambda *a: 2 * reference.dplr_step(*a), xs, us, dt, A, P, B, C, D)  # fmt: skip
+
+    out.append(Case("step", "dplr_step r=1", shape, UNIT, dplr_pair(x, u), dplr_check(x, u),
                     note="S4's dense step: (H, N, N) complex matrix times the state, per batch element"))
     # the same at batch 1, as autoregressive generation (SaShiMi) steps one sample
     out.append(Case("step", "dplr_step r=1 (generation)", f"batch=1 H={H} N={N}", UNIT, dplr_pair(x[:1], u[:1]),
+                    dplr_check(x[:1], u[:1]),
                     note="one sample per step, as generation runs it; at this size the Python call overhead "
                     "(~15 us) is most of the time"))
     return out

@@ -2,13 +2,15 @@
 
 One term is one (row, n, l) triple; with conjugate pairs a pair counts as two terms.
 The naive reference materialises rows x N x L exponentials (1 GiB at the standard
-shape), so it runs on a subset of rows and its work is counted for those rows only.
+shape), so it runs on a subset of rows and its work is counted for those rows only;
+ssmkit is checked against it (complex128, exact exponents) on the same rows.
 """
 
 from __future__ import annotations
 
 import math
 
+from .._accuracy import judge_all
 from . import Case, Impl
 
 FAMILY = "vandermonde"
@@ -46,19 +48,41 @@ def _shape_cases(rows, N, L, ref_rows, device="cpu"):
         v, x = v.detach().requires_grad_(), x.detach().requires_grad_()
         return lambda: torch.autograd.grad(fn(v, x), (v, x), g)
 
+    def up(*ts):
+        return [t.to(torch.complex128 if t.is_complex() else torch.float64) for t in ts]
+
+    def check(names, ssmkit_fn, reference_fn, *tensors):
+        """ssmkit against the reference with exact exponents in double precision (the ground
+        truth) on the reference's rows, by the 2x rule with the float32 reference's error."""
+        return lambda: judge_all(
+            zip(names, ssmkit_fn(*tensors), reference_fn(*up(*tensors), exact_exponent=True), reference_fn(*tensors))
+        )
+
+    def forward_check(v, x, **kw):
+        return [reference.vandermonde(v, x, L, **kw)]
+
+    def backward_check(v, x, g, **kw):
+        return backward(lambda v, x: reference.vandermonde(v, x, L, **kw), v, x, g)()
+
+    def transpose_check(u, v, x, **kw):
+        return [reference.vandermonde_transpose(u, v, x, **kw)]
+
     return [
         Case(FAMILY, "forward", shape, UNIT, {
             "ssmkit": Impl(lambda: vandermonde(v, x, L), fwd),
             "torch reference": Impl(lambda: reference.vandermonde(vs, xs, L), fwd_ref),
-        }, note, ("flop", FORWARD_FLOPS_PER_TERM)),
+        }, check(["out"], lambda v, x: [vandermonde(v, x, L)], forward_check, vs, xs),
+           note, ("flop", FORWARD_FLOPS_PER_TERM)),
         Case(FAMILY, "backward", shape, UNIT, {
             "ssmkit": Impl(backward(lambda v, x: vandermonde(v, x, L), v, x, g), fwd),
             "torch reference": Impl(backward(lambda v, x: reference.vandermonde(v, x, L), vs, xs, gs), fwd_ref),
-        }, note + "; backward = gradients of v and x only"),
+        }, check(["dv", "dx"], lambda v, x, g: backward(lambda v, x: vandermonde(v, x, L), v, x, g)(), backward_check, vs, xs, gs),
+           note + "; backward = gradients of v and x only"),
         Case(FAMILY, "transpose", shape + " (u real)", UNIT, {
             "ssmkit": Impl(lambda: vandermonde_transpose(u, v, x), rows * N * L),
             "torch reference": Impl(lambda: reference.vandermonde_transpose(us, vs, xs), ref_rows * N * L),
-        }, note, ("flop", TRANSPOSE_FLOPS_PER_TERM)),
+        }, check(["out"], lambda u, v, x: [vandermonde_transpose(u, v, x)], transpose_check, us, vs, xs),
+           note, ("flop", TRANSPOSE_FLOPS_PER_TERM)),
     ]  # fmt: skip
 
 

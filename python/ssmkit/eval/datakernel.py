@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh
+
+from .._validate import positive_int
 
 METRICS = ("cosine", "euclidean")
 
@@ -51,14 +52,6 @@ _HEAVY = 0.5
 
 
 # ---------------------------------------------------------------------------- validation
-
-
-def _positive_int(name: str, value, *, upper: int | None = None, upper_text: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    if upper is not None and value > upper:
-        raise ValueError(f"{name}: expected at most {upper} ({upper_text}), got {value}")
-    return int(value)
 
 
 def _embedding(name: str, Y) -> np.ndarray:
@@ -97,7 +90,7 @@ def _graph(name: str, A) -> sp.csr_array:
 def _dimension(d, n: int) -> int | None:
     if d is None:
         return None
-    return _positive_int("d", d, upper=n - 1, upper_text=f"fewer than the {n} items")
+    return positive_int("d", d, upper=n - 1, upper_text=f"fewer than the {n} items")
 
 
 # ---------------------------------------------------------------------------- data kernels
@@ -119,7 +112,7 @@ def knn_graph(Y, k: int, metric: str = "cosine") -> sp.csr_array:
     """
     Y = _embedding("Y", Y)
     n = Y.shape[0]
-    k = _positive_int("k", k, upper=n - 1, upper_text=f"fewer than the {n} items of Y")
+    k = positive_int("k", k, upper=n - 1, upper_text=f"fewer than the {n} items of Y")
     if metric not in METRICS:
         raise ValueError(f"metric: expected one of {', '.join(map(repr, METRICS))}, got {metric!r}")
 
@@ -156,7 +149,7 @@ def profile_likelihood_elbows(values, n_elbows: int = 2) -> list[int]:
     values), at most ``n_elbows`` of them, increasing.
     """
     v = np.sort(np.asarray(values, dtype=np.float64).ravel())[::-1]
-    n_elbows = _positive_int("n_elbows", n_elbows)
+    n_elbows = positive_int("n_elbows", n_elbows)
     elbows: list[int] = []
     offset = 0
     while len(elbows) < n_elbows and len(v) - offset >= 2:
@@ -241,7 +234,7 @@ def ase(A, d: int | None = None, *, max_dim: int = MAX_DIM) -> np.ndarray:
     A = _graph("A", A)
     n = A.shape[0]
     d = _dimension(d, n)
-    max_dim = _positive_int("max_dim", max_dim)
+    max_dim = positive_int("max_dim", max_dim)
     return _embed(A, n, d, max_dim)
 
 
@@ -259,7 +252,7 @@ def rdpg_fit(A, d: int | None = None, *, max_dim: int = MAX_DIM) -> np.ndarray:
     A = _graph("A", A)
     n = A.shape[0]
     d = _dimension(d, n)
-    max_dim = _positive_int("max_dim", max_dim)
+    max_dim = positive_int("max_dim", max_dim)
     if d is None:
         d = ase(A, None, max_dim=max_dim).shape[1]
     values, U = _top_eigenpairs(A, d)
@@ -305,7 +298,7 @@ def omnibus_embed(graphs: Sequence, d: int | None = None, *, max_dim: int = MAX_
     graphs = _graphs(graphs)
     m, n = len(graphs), graphs[0].shape[0]
     d = _dimension(d, n)
-    max_dim = _positive_int("max_dim", max_dim)
+    max_dim = positive_int("max_dim", max_dim)
     Z = _embed(_omnibus_operator(graphs), n, d, max_dim)
     return Z.reshape(m, n, -1)
 
@@ -541,7 +534,7 @@ def per_datum_test_graphs(
     if A_b.shape != A_a.shape:
         raise ValueError(f"A_b: expected shape {A_a.shape} like A_a, got {A_b.shape}")
     d = _dimension(d, n)
-    n_bootstrap = _positive_int("n_bootstrap", n_bootstrap)
+    n_bootstrap = positive_int("n_bootstrap", n_bootstrap)
     rng = np.random.default_rng(seed)
 
     X = rdpg_fit(A_a, d)
@@ -611,7 +604,7 @@ def model_manifold(D, n_components: int = 2):
     scale = max(D.max(), np.finfo(np.float64).tiny)
     if abs(D - D.T).max() > 1e-9 * scale or abs(np.diag(D)).max() > 1e-9 * scale:
         raise ValueError("D: expected a symmetric matrix with a zero diagonal")
-    n_components = _positive_int("n_components", n_components, upper=m, upper_text=f"the {m} models")
+    n_components = positive_int("n_components", n_components, upper=m, upper_text=f"the {m} models")
 
     J = np.eye(m) - 1.0 / m
     B = -0.5 * J @ (D**2) @ J
@@ -723,7 +716,7 @@ def embed_checkpoints(checkpoints: Mapping[str, object], data, split: str | None
     import torch
 
     from ..data.audio import WavFolder, collate_padded
-    from ..train import load_classifier
+    from ..models.checkpoint import load_classifier
 
     embeddings, paths = {}, None
     for name, path in checkpoints.items():

@@ -10,7 +10,8 @@
 Under ``torchrun --nproc_per_node N`` it trains with DistributedDataParallel (gloo on
 CPU, nccl on GPU): every process takes its slice of each global batch of
 ``batch_size`` items, so N processes take the same optimizer steps as one process
-with the same global batch. ``load_classifier(path)`` rebuilds a trained model.
+with the same global batch. ``ssmkit.models.checkpoint.load_classifier(path)`` rebuilds
+a trained model.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.checkpoint import build_classifier, load_classifier_checkpoint
 from .common import lr_schedule, save_checkpoint, start_run, write_metrics
 from .config import TASKS, Config
 
@@ -152,7 +154,7 @@ class ShardedBatchSampler(torch.utils.data.Sampler):
 
 
 def model_config_for(cfg: Config, spec: dict) -> dict:
-    """Everything build_model needs, stored in every checkpoint."""
+    """Everything build_classifier needs, stored in every checkpoint."""
     tokens = spec["kind"] == "tokens"
     steps = spec["input"]["length"] // (1 if tokens else cfg.patch) + 1
     s4 = {"l_max": steps} if cfg.mode == "dplr" else {}  # fixed l_max: identical under DDP
@@ -172,55 +174,6 @@ def model_config_for(cfg: Config, spec: dict) -> dict:
         "input": spec["input"],
         "classes": spec.get("classes"),
     }
-
-
-def build_model(model_config: dict) -> nn.Module:
-    from ..models import SequenceClassifier
-    from ..models.waveform import PatchClassifier
-
-    c = model_config
-    model = SequenceClassifier(
-        c["d_input"],
-        c["n_classes"],
-        d_model=c["d_model"],
-        n_layers=c["n_layers"],
-        d_state=c["d_state"],
-        mode=c["mode"],
-        dropout=c["dropout"],
-        embedding=c["embedding"],
-        **c["s4"],
-    )
-    if c["patch"] is None:
-        return model
-    return PatchClassifier(model, c["patch"], normalize=c["input"].get("normalize") == "rms")
-
-
-# ------------------------------------------------------------------------------ checkpoints
-
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"path: no checkpoint at {path}")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(checkpoint, dict) or "model_config" not in checkpoint or "model" not in checkpoint:
-        raise ValueError(f"path: {path} is not an ssmkit classifier checkpoint (no model_config/model)")
-    return checkpoint
-
-
-def load_classifier(path, device="cpu") -> nn.Module:
-    """The trained classifier in a checkpoint, in eval mode on ``device``.
-
-    ``model.model_config`` tells how to feed it: ``task``, ``input`` (FSDD:
-    ``sample_rate``, ``length``, ``patch``; tokens: ``length``), ``classes``. FSDD models
-    take raw waveforms (batch, T) or (batch, T, 1) at 8 kHz; ``embed(x)`` gives the
-    penultimate features.
-    """
-    checkpoint = load_checkpoint(path)
-    model = build_model(checkpoint["model_config"])
-    model.load_state_dict(checkpoint["model"])
-    model.model_config = checkpoint["model_config"]
-    return model.to(device).eval()
 
 
 # ------------------------------------------------------------------------------ loop
@@ -307,13 +260,13 @@ def train(cfg: Config) -> dict:
         raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {cfg.task!r}")
     rank, world, device, out = start_run(cfg.threads, cfg.device, cfg.out)
 
-    checkpoint = load_checkpoint(out / "last.pt") if cfg.resume else None
+    checkpoint = load_classifier_checkpoint(out / "last.pt") if cfg.resume else None
     torch.manual_seed(cfg.seed)
     train_set, test_set, spec = make_datasets(cfg)
     model_config = checkpoint["model_config"] if checkpoint else model_config_for(cfg, spec)
     if model_config["task"] != cfg.task:
         raise ValueError(f"task: {out / 'last.pt'} was trained on {model_config['task']!r}, got --task {cfg.task!r}")
-    model = build_model(model_config).to(device)
+    model = build_classifier(model_config).to(device)
     lengths = spec["lengths"][0] if "lengths" in spec else None
     sampler = ShardedBatchSampler(len(train_set), cfg.batch_size, rank, world, seed=cfg.seed, lengths=lengths)
     loader = _loader(train_set, spec, batch_sampler=sampler)

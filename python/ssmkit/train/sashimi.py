@@ -10,8 +10,8 @@
 - ``loss.png``: train NLL per step and test NLL per epoch, bits per sample.
 
 Under ``torchrun --nproc_per_node N`` it trains with DistributedDataParallel (gloo on
-CPU, nccl on GPU); ``batch_size`` is the global batch. ``load_sashimi(path)`` rebuilds
-a trained model, ``test_nll`` scores one on a WAV folder.
+CPU, nccl on GPU); ``batch_size`` is the global batch. ``ssmkit.models.checkpoint.load_sashimi(path)``
+rebuilds a trained model, ``ssmkit.eval.nll.test_nll`` scores one on a WAV folder.
 """
 
 from __future__ import annotations
@@ -26,30 +26,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..data.audio import WavFolder, mu_law_encode
+from ..data.audio import WavFolder
+from ..eval.nll import LN2, MuLawClips, test_nll, unigram_entropy_bits
 from ..models import SaShiMi
 from .common import lr_schedule, save_checkpoint, start_run, write_metrics
-from .sashimi_config import SashimiConfig
-
-LN2 = math.log(2.0)
+from .config import SashimiConfig
 
 
 # ------------------------------------------------------------------------------ data
-
-
-class MuLawClips(torch.utils.data.Dataset):
-    """A WavFolder's waveforms as fixed-length 8-bit mu-law codes: int64 (length,)."""
-
-    def __init__(self, folder: WavFolder, indices=None):
-        self.folder = folder
-        self.indices = list(range(len(folder))) if indices is None else list(indices)
-
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        x, _ = self.folder[self.indices[i]]
-        return mu_law_encode(x.reshape(-1))
 
 
 def make_datasets(cfg: SashimiConfig):
@@ -68,59 +52,7 @@ def make_datasets(cfg: SashimiConfig):
     return MuLawClips(train, pick(len(train), cfg.limit)), MuLawClips(test, pick(len(test), test_limit))
 
 
-def unigram_entropy_bits(dataset) -> float:
-    """Entropy (bits) of the codes' histogram over a dataset: the NLL of the best model
-    that ignores context (and that knows the test set's histogram)."""
-    counts = torch.zeros(256, dtype=torch.float64)
-    for i in range(len(dataset)):
-        counts += torch.bincount(dataset[i], minlength=256).double()
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * torch.log2(p)).sum())
-
-
-# ------------------------------------------------------------------------------ checkpoints
-
-
-def load_sashimi(path, device="cpu") -> SaShiMi:
-    """The trained SaShiMi in a checkpoint of ``ssmkit train sashimi``, in eval mode.
-
-    ``model.sample_rate`` and ``model.clip_length`` are the rate and clip length it was trained on.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no such file {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != "sashimi":
-        raise ValueError(f"checkpoint: {path} is not a checkpoint of 'ssmkit train sashimi'")
-    model = SaShiMi(**checkpoint["model_config"])
-    model.load_state_dict(checkpoint["model"])
-    model.sample_rate, model.clip_length = checkpoint["config"]["sample_rate"], checkpoint["config"]["length"]
-    return model.to(device).eval()
-
-
 # ------------------------------------------------------------------------------ loop
-
-
-@torch.no_grad()
-def test_nll(model: SaShiMi, dataset, device="cpu", batch_size=8, rank=0, world=1, progress=False) -> float:
-    """Mean NLL in bits per sample over a dataset of code sequences (each process takes
-    every world-th item; the totals are summed across processes)."""
-    was_training = model.training
-    model.eval()
-    totals = torch.zeros(2, dtype=torch.float64, device=device)
-    items = torch.utils.data.Subset(dataset, range(rank, len(dataset), world))
-    loader = torch.utils.data.DataLoader(items, batch_size=batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        loader = tqdm(loader, desc="test NLL", mininterval=1.0, dynamic_ncols=True)
-    for codes in loader:
-        nll = model.nll(codes.to(device))
-        totals += torch.stack([nll.double().sum(), torch.tensor(float(nll.numel()), dtype=torch.float64, device=device)])
-    if world > 1:
-        dist.all_reduce(totals)
-    model.train(was_training)
-    return (totals[0] / totals[1]).item() / LN2
 
 
 def plot_loss(steps: list, history: list, baseline: Optional[float], path: Path, title: str) -> None:

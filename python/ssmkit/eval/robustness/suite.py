@@ -87,7 +87,7 @@ def evaluate_checkpoint(
     import torch
 
     from ...data.audio import WavFolder
-    from ...train import load_classifier
+    from ...models.checkpoint import load_classifier
     from .bench import TestBench
 
     model = load_classifier(checkpoint, device=device)

@@ -7,7 +7,7 @@ Writes to ``--out``: ``per_datum.csv`` (the first model against each other one),
 ``distances.csv``, ``manifold.csv`` and ``manifold.png``; with checkpoints also
 ``embeddings/<name>.npy`` and ``items.csv``.
 
-This module only defines the command line; scipy and torch load when it runs.
+scipy and torch load when it runs.
 """
 
 from __future__ import annotations
@@ -15,16 +15,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from .._cli_args import existing, positive
+
+from .command import Command
+from .types import existing, positive
 
 
-def add_parser(commands) -> None:
-    parser = commands.add_parser(
-        "compare",
-        help="compare models by the kNN graphs of their embeddings (data kernels)",
-        description="Per-datum tests (the first model against each other one), distances between models and "
-        "a manifold of models from the omnibus embedding of their kNN graphs (Duderstadt, Helm and Priebe, 2023).",
-    )
+def arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--embeddings", nargs="+", type=existing("file"), metavar="NPY", help="embeddings (items, features) of the same items, one .npy per model")
     source.add_argument("--checkpoints", nargs="+", type=existing("file"), metavar="CKPT", help="trained ssmkit classifiers; embeds --data with each")
@@ -37,7 +33,6 @@ def add_parser(commands) -> None:
     parser.add_argument("--bootstrap", type=positive(), default=200, metavar="B", help="bootstrap graph pairs per test (default: 200)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT", help="folder for the results (created)")
-    parser.set_defaults(handler=run)
 
 
 def _model_names(paths: list[Path], names: list[str] | None) -> list[str]:
@@ -56,7 +51,7 @@ def _model_names(paths: list[Path], names: list[str] | None) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from . import datakernel
+    from ..eval import datakernel
 
     try:
         if len(args.embeddings or args.checkpoints) < 2:
@@ -83,3 +78,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(summary)
     return 0
+
+
+COMMAND = Command(
+    help="compare models by the kNN graphs of their embeddings (data kernels)",
+    description="Per-datum tests (the first model against each other one), distances between models and "
+    "a manifold of models from the omnibus embedding of their kNN graphs (Duderstadt, Helm and Priebe, 2023).",
+    arguments=arguments,
+    run=run,
+)
