@@ -37,18 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validate import positive_int
 from ..nn import S4
 from . import sashimi_step
 from .generate import sample
 from .sashimi_step import SaShiMiState
 
 START = 128  # the 8-bit mu-law code of 0.0 (silence)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return value
 
 
 class FeedForward(nn.Module):
@@ -162,10 +157,10 @@ class SaShiMi(nn.Module):
         backend: str = "auto",
     ):
         super().__init__()
-        _positive_int("d_model", d_model)
-        _positive_int("n_layers", n_layers)
-        _positive_int("expand", expand)
-        _positive_int("n_classes", n_classes)
+        positive_int("d_model", d_model)
+        positive_int("n_layers", n_layers)
+        positive_int("expand", expand)
+        positive_int("n_classes", n_classes)
         if isinstance(ff, bool) or not isinstance(ff, int) or ff < 0:
             raise ValueError(f"ff: expected an integer >= 0 (0: no feed-forward blocks), got {ff!r}")
         pool = tuple(pool) if isinstance(pool, (list, tuple)) else pool
@@ -174,7 +169,7 @@ class SaShiMi(nn.Module):
         if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
         if l_max is not None:
-            _positive_int("l_max", l_max)
+            positive_int("l_max", l_max)
         self.config = dict(
             d_model=d_model, n_layers=n_layers, pool=pool, expand=expand, ff=ff, d_state=d_state,
             n_classes=n_classes, unet=bool(unet), dropout=dropout, mode=mode, l_max=l_max, backend=backend,
@@ -291,7 +286,7 @@ class SaShiMi(nn.Module):
 
     def default_state(self, batch: int, device=None) -> SaShiMiState:
         """The state before the first token: zero S4 states and zero pooling buffers."""
-        _positive_int("batch", batch)
+        positive_int("batch", batch)
         return SaShiMiState.zeros(self, batch, device)
 
     @torch.no_grad()
@@ -342,8 +337,8 @@ class SaShiMi(nn.Module):
         the CPU with compiled S4 kernels); otherwise, or with ``fast=False``, :meth:`step`.
         See :func:`ssmkit.models.generate.sample`.
         """
-        _positive_int("n", n)
-        _positive_int("length", length)
+        positive_int("n", n)
+        positive_int("length", length)
         if not (isinstance(temperature, (int, float)) and temperature > 0 and math.isfinite(temperature)):
             raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
         if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
