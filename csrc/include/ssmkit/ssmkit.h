@@ -269,18 +269,18 @@ struct VandermondeTransposeBackwardParams : VandermondeTransposeInputs {
 // may be captured in a CUDA graph. Scratch memory, where needed, is stream-ordered
 // (cudaMallocAsync). Errors throw std::runtime_error naming the op, the CUDA error and
 // file:line. In a build without CUDA they throw saying so.
-#define SSMKIT_OPS(X)                                               \
-  X(cauchy, CauchyParams)                                           \
-  X(cauchy_backward, CauchyBackwardParams)                          \
-  X(vandermonde, VandermondeParams)                                 \
-  X(vandermonde_backward, VandermondeBackwardParams)                \
-  X(vandermonde_transpose, VandermondeTransposeParams)              \
+#define SSMKIT_OPS(X)                                                   \
+  X(cauchy, CauchyParams)                                               \
+  X(cauchy_backward, CauchyBackwardParams)                              \
+  X(vandermonde, VandermondeParams)                                     \
+  X(vandermonde_backward, VandermondeBackwardParams)                    \
+  X(vandermonde_transpose, VandermondeTransposeParams)                  \
   X(vandermonde_transpose_backward, VandermondeTransposeBackwardParams) \
-  X(discretize, DiscretizeParams)                                   \
-  X(discretize_backward, DiscretizeBackwardParams)                  \
-  X(ssm_step, StepParams)                                           \
-  X(ssm_scan, ScanParams)                                           \
-  X(ssm_scan_backward, ScanBackwardParams)                          \
+  X(discretize, DiscretizeParams)                                       \
+  X(discretize_backward, DiscretizeBackwardParams)                      \
+  X(ssm_step, StepParams)                                               \
+  X(ssm_scan, ScanParams)                                               \
+  X(ssm_scan_backward, ScanBackwardParams)                              \
   X(dplr_step, DplrStepParams)
 
 #define SSMKIT_DECLARE_ENTRY_POINTS(name, Params) \
