@@ -38,18 +38,28 @@ void check_cauchy_operands(const char* op, const Array& v, const Array& z, const
   p.L = z.size(-1);
 }
 
-// Runs the op where ref's data lives, with the GIL released: on the CPU, or on ref's
-// CUDA device (made current for the call) on `stream` (a cudaStream_t as an integer,
-// 0 = the legacy default stream; ignored for CPU arrays).
+// The op of each params struct (SSMKIT_OPS) on the CPU, or on the current CUDA device.
+#define SSMKIT_RUN_OP(name, Params)                        \
+  void run_op(const Params& p, bool cuda, void* stream) { \
+    if (cuda)                                              \
+      name##_cuda(p, stream);                              \
+    else                                                   \
+      name##_cpu(p);                                       \
+  }
+SSMKIT_OPS(SSMKIT_RUN_OP)
+#undef SSMKIT_RUN_OP
+
+// Runs the op of p where ref's data lives, with the GIL released: on the CPU, or on
+// ref's CUDA device (made current for the call) on `stream` (a cudaStream_t as an
+// integer, 0 = the legacy default stream; ignored for CPU arrays).
 template <typename P>
-void launch(const Array& ref, int64_t stream, void (*cpu)(const P&),
-            void (*gpu)(const P&, void*), const P& p) {
+void launch(const Array& ref, int64_t stream, const P& p) {
   py::gil_scoped_release nogil;
   if (ref.is_cuda()) {
     CudaDeviceGuard device(ref.device_id);
-    gpu(p, reinterpret_cast<void*>(static_cast<intptr_t>(stream)));
+    run_op(p, true, reinterpret_cast<void*>(static_cast<intptr_t>(stream)));
   } else {
-    cpu(p);
+    run_op(p, false, nullptr);
   }
 }
 
@@ -84,7 +94,7 @@ void cauchy(py::handle v_, py::handle z_, py::handle w_, py::handle out_, bool c
   p.v = as_in(v), p.z = as_in(z), p.w = as_in(w);
   broadcast_batch({&v, &z, &w}, p.batch, {&p.v, &p.z, &p.w});
   const Array out = output(out_, "out", v, out_shape(p.batch, p.L), p.out);
-  launch(v, stream, cauchy_cpu, cauchy_cuda, p);
+  launch(v, stream, p);
 }
 
 void cauchy_backward(py::handle grad_, py::handle v_, py::handle z_, py::handle w_,
@@ -107,7 +117,7 @@ void cauchy_backward(py::handle grad_, py::handle v_, py::handle z_, py::handle 
   dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
   dw = optional_output(dw_, "dw", v, out_shape(p.batch, p.N), p.dw);
   dz = optional_output(dz_, "dz", v, out_shape(p.batch, p.L), p.dz);
-  launch(v, stream, cauchy_backward_cpu, cauchy_backward_cuda, p);
+  launch(v, stream, p);
 }
 
 // ---- discretization and stepping ----
@@ -206,7 +216,7 @@ void discretize(py::handle dt_, py::handle A_, py::handle B_, py::handle dA_, py
   c.out_(dA, in.A, in.A.shape);
   c.out_(dB, in.A, in.A.shape);
   p.dA = dA.data, p.dB = dB.data;
-  launch(in.A, stream, discretize_cpu, discretize_cuda, p);
+  launch(in.A, stream, p);
 }
 
 void discretize_backward(py::handle dt_, py::handle A_, py::handle B_, py::handle gdA_,
@@ -221,7 +231,7 @@ void discretize_backward(py::handle dt_, py::handle A_, py::handle B_, py::handl
   const Array gdt = c.opt_out_(gdt_, "gdt", in.dt, in.dt.shape, p.gdt);
   const Array gA = c.opt_out_(gA_, "gA", A, A.shape, p.gA);
   const Array gB = c.opt_out_(gB_, "gB", A, A.shape, p.gB);
-  launch(A, stream, discretize_backward_cpu, discretize_backward_cuda, p);
+  launch(A, stream, p);
 }
 
 // dA: (H, N) fixes H, N, dtype and device; dB, dC follow it; D: (H,) real or None.
@@ -278,7 +288,7 @@ void ssm_step(py::handle state_, py::handle u_, py::handle dA_, py::handle dB_, 
   c.out_(y, in.u, in.u.shape);
   c.out_(ns, state, state.shape);
   p.state = state.data, p.u = in.u.data, p.y = y.data, p.new_state = ns.data;
-  launch(in.dA, stream, ssm_step_cpu, ssm_step_cuda, p);
+  launch(in.dA, stream, p);
 }
 
 // The inputs of a scan (forward or backward) into p; returns the checks.
@@ -301,7 +311,7 @@ void ssm_scan(py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_, py:
   c.out_(y, in.u, in.u.shape);
   c.out_(st, in.dA, in.state_shape());
   p.y = y.data, p.state = st.data;
-  launch(in.dA, stream, ssm_scan_cpu, ssm_scan_cuda, p);
+  launch(in.dA, stream, p);
 }
 
 void ssm_scan_backward(py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_,
@@ -324,7 +334,7 @@ void ssm_scan_backward(py::handle u_, py::handle dA_, py::handle dB_, py::handle
   const Array gdC = c.opt_out_(gdC_, "gdC", dA, sshape, p.gdC);
   const Array gD = c.opt_out_(gD_, "gD", u, pshape, p.gD);
   const Array gs0 = c.opt_out_(gstate0_, "gstate0", dA, sshape, p.gstate0);
-  launch(dA, stream, ssm_scan_backward_cpu, ssm_scan_backward_cuda, p);
+  launch(dA, stream, p);
 }
 
 void dplr_step(py::handle state_, py::handle u_, py::handle a_, py::handle b_, py::handle P_,
@@ -355,7 +365,7 @@ void dplr_step(py::handle state_, py::handle u_, py::handle a_, py::handle b_, p
   p.state = state.data, p.u = u.data, p.a = a.data, p.b = b.data, p.P = P.data;
   p.Pd = Pd.data, p.R = R.data, p.C = C.data, p.D = D.data, p.y = y.data;
   p.new_state = ns.data;
-  launch(a, stream, dplr_step_cpu, dplr_step_cuda, p);
+  launch(a, stream, p);
 }
 
 // v, x: (..., N) complex of one dtype and device. Fills the shared parts of the
@@ -421,7 +431,7 @@ void vandermonde(py::handle v_, py::handle x_, int64_t L, py::handle out_, bool 
   else
     require_writable_output(out, v, out_shape(p.batch, p.L));
   p.out = out.data;
-  launch(v, stream, vandermonde_cpu, vandermonde_cuda, p);
+  launch(v, stream, p);
 }
 
 void vandermonde_backward(py::handle grad_, py::handle v_, py::handle x_, py::handle dv_,
@@ -441,7 +451,7 @@ void vandermonde_backward(py::handle grad_, py::handle v_, py::handle x_, py::ha
   Array dv, dx;
   dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
   dx = optional_output(dx_, "dx", v, out_shape(p.batch, p.N), p.dx);
-  launch(v, stream, vandermonde_backward_cpu, vandermonde_backward_cuda, p);
+  launch(v, stream, p);
 }
 
 void vandermonde_transpose(py::handle u_, py::handle v_, py::handle x_, py::handle out_, int64_t stream) {
@@ -454,7 +464,7 @@ void vandermonde_transpose(py::handle u_, py::handle v_, py::handle x_, py::hand
   p.u = as_in(u), p.v = as_in(v), p.x = as_in(x);
   broadcast_batch({&u, &v, &x}, p.batch, {&p.u, &p.v, &p.x});
   const Array out = output(out_, "out", v, out_shape(p.batch, p.N), p.out);
-  launch(v, stream, vandermonde_transpose_cpu, vandermonde_transpose_cuda, p);
+  launch(v, stream, p);
 }
 
 void vandermonde_transpose_backward(py::handle grad_, py::handle u_, py::handle v_,
@@ -484,7 +494,7 @@ void vandermonde_transpose_backward(py::handle grad_, py::handle u_, py::handle 
   }
   dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
   dx = optional_output(dx_, "dx", v, out_shape(p.batch, p.N), p.dx);
-  launch(v, stream, vandermonde_transpose_backward_cpu, vandermonde_transpose_backward_cuda, p);
+  launch(v, stream, p);
 }
 
 // The draw's options, as StepEngine.run and sample_tokens take them.
