@@ -1,9 +1,10 @@
-# CPU kernels: one source compiled once per instruction set, picked at run time.
+# CPU kernels: the family sources compiled once per instruction set, picked at run time.
 #
-# csrc/cpu/kernels.cpp is built into one object library per ISA with that ISA's
-# flags and SSMKIT_ISA set to its name (the code lives in a namespace of that name,
-# so the copies never collide). csrc/cpu/dispatch.cpp, built with baseline flags,
-# asks the CPU what it supports and calls the widest copy.
+# The sources (csrc/cpu/cauchy.cpp, vandermonde.cpp, step.cpp, engine.cpp) are built
+# into one object library per ISA with that ISA's flags and SSMKIT_ISA set to its name
+# (the code lives in a namespace of that name, so the copies never collide).
+# csrc/cpu/dispatch.cpp, built with baseline flags, asks the CPU what it supports and
+# calls the widest copy.
 
 find_package(OpenMP COMPONENTS CXX)
 if(OpenMP_CXX_FOUND)
@@ -23,10 +24,10 @@ set(SSMKIT_ISA_FLAGS_avx512 -mavx512f -mavx512dq -mavx512vl -mavx2 -mfma)
 set(SSMKIT_ISA_FLAGS_avx2 -mavx2 -mfma)
 set(SSMKIT_ISA_FLAGS_baseline "")
 
-function(ssmkit_add_cpu_kernels target source)
+function(ssmkit_add_cpu_kernels target)
   foreach(isa IN LISTS SSMKIT_CPU_ISAS)
     set(obj ${target}_${isa})
-    add_library(${obj} OBJECT ${source})
+    add_library(${obj} OBJECT ${ARGN})
     target_include_directories(${obj} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/csrc/include)
     target_compile_definitions(${obj} PRIVATE SSMKIT_ISA=${isa})
     # fp-contract=fast lets the compiler fuse a*b+c into FMA (more accurate, not less);

@@ -35,6 +35,8 @@ function(ssmkit_add_cuda_sources target)
   # Static runtime: the wheel needs only the driver at run time, no libcudart.
   target_link_libraries(${target} PUBLIC CUDA::cudart_static)
   string(REPLACE ";" "," archs "${CMAKE_CUDA_ARCHITECTURES}")
+  # The CUDA kernels' namespace for the code they share with the CPU's (host_device.h).
+  target_compile_definitions(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:SSMKIT_ISA=cuda>)
   target_compile_definitions(${target} PUBLIC SSMKIT_WITH_CUDA=1
                              SSMKIT_CUDA_ARCHS="${archs}"
                              SSMKIT_CUDA_VERSION="${CMAKE_CUDA_COMPILER_VERSION}")

@@ -1,10 +1,12 @@
-"""What the compiled core reports about itself, and its run-time settings."""
+"""What the compiled core reports about itself, its run-time settings, and that each of
+its headers compiles on its own."""
 
 import importlib.metadata
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +67,32 @@ def test_cuda_sources_are_compiled_when_nvcc_is_present():
     info = ssmkit._C.build_info()
     assert info["cuda_compiled"], "nvcc is on PATH but this build of ssmkit has no CUDA kernels"
     assert info["cuda_architectures"] and info["cuda_version"]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADERS = sorted(p.relative_to(ROOT).as_posix() for d in ("csrc/include/ssmkit", "csrc/cpu") for p in (ROOT / d).glob("*.h"))
+CXX = os.environ.get("CXX") or next(filter(None, map(shutil.which, ("c++", "g++", "clang++"))), None)
+needs_cxx = pytest.mark.skipif(CXX is None or not HEADERS, reason="no C++ compiler on PATH, or no csrc/ beside tests/")
+
+
+def compile_alone(source):
+    """Compiles source as a translation unit of its own, as the per-ISA kernels are built
+    (csrc/include on the include path, SSMKIT_ISA set); returns the compiler's result."""
+    cmd = [CXX, "-std=c++17", "-fsyntax-only", "-x", "c++", f"-I{ROOT / 'csrc/include'}", "-DSSMKIT_ISA=baseline", "-"]
+    return subprocess.run(cmd, input=source, capture_output=True, text=True, timeout=120)
+
+
+@needs_cxx
+@pytest.mark.parametrize("header", HEADERS)
+def test_header_compiles_alone(header):
+    # Every header includes what it uses and opens its own namespaces: included first
+    # and alone, it compiles.
+    r = compile_alone(f'#include "{ROOT / header}"\n')
+    assert r.returncode == 0, f"{header} does not compile on its own:\n{r.stderr}"
+
+
+@needs_cxx
+def test_header_check_sees_errors():
+    # the check above would pass vacuously if the compiler accepted anything
+    r = compile_alone(f'#include "{ROOT / "csrc/include/ssmkit/ssmkit.h"}"\nssmkit::Batch b = undeclared_name;\n')
+    assert r.returncode != 0 and "undeclared_name" in r.stderr

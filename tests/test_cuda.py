@@ -41,6 +41,16 @@ def grads_of(fn, inputs, g):
     return torch.autograd.grad(out, inputs, g)
 
 
+def check_grads(prefix, names, kernel, truth, low, inputs, g, device):
+    """The 2x rule for the gradients (of the outputs' gradients g) of kernel on device:
+    truth runs upcast, low at the inputs' precision (both references on the CPU)."""
+    gk = grads_of(kernel, on(device, *inputs), on(device, *g))
+    gt = grads_of(truth, up(*inputs), up(*g))
+    gl = grads_of(low, inputs, g)
+    for name, k, t, lo in zip(names, gk, gt, gl):
+        check(f"{prefix} {name}", k, t, lo)
+
+
 def s4d_x(shape, N, dtype):
     re = -torch.exp(torch.empty(shape + (N,), dtype=torch.float64).uniform_(np.log(1e-4), np.log(10)))
     im = np.pi * torch.arange(N, dtype=torch.float64).expand(shape + (N,))
@@ -62,11 +72,9 @@ def test_cauchy(device, dtype, conj_pairs, N, L):
     out = ops.cauchy(*on(device, v, z, w), conj_pairs=conj_pairs)
     check("cauchy", out, ref.cauchy(*up(v, z, w), conj_pairs), ref.cauchy(v, z, w, conj_pairs))
     g = torch.randn(2, 3, L, dtype=dtype)
-    gk = grads_of(lambda *a: ops.cauchy(*a, conj_pairs=conj_pairs), on(device, v, z, w), g.to(device))
-    gt = grads_of(lambda *a: ref.cauchy(*a, conj_pairs), up(v, z, w), up(g)[0])
-    gl = grads_of(lambda *a: ref.cauchy(*a, conj_pairs), (v, z, w), g)
-    for name, k, t, lo in zip(("dv", "dz", "dw"), gk, gt, gl):
-        check(f"cauchy {name}", k, t, lo)
+    fk = lambda *a: ops.cauchy(*a, conj_pairs=conj_pairs)  # noqa: E731
+    fr = lambda *a: ref.cauchy(*a, conj_pairs)  # noqa: E731
+    check_grads("cauchy", ("dv", "dz", "dw"), fk, fr, fr, (v, z, w), (g,), device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -80,11 +88,9 @@ def test_vandermonde(device, dtype, conj_pairs, N, L):
     check("vandermonde", out, truth, ref.vandermonde(v, x, L, conj_pairs))
     g = torch.randn(truth.shape, dtype=REAL[dtype] if conj_pairs else dtype)
     fk = lambda v, x: ops.vandermonde(v, x, L, conj_pairs=conj_pairs)  # noqa: E731
-    gk = grads_of(fk, on(device, v, x), g.to(device))
-    gt = grads_of(lambda v, x: ref.vandermonde(v, x, L, conj_pairs, exact_exponent=True), up(v, x), up(g)[0])
-    gl = grads_of(lambda v, x: ref.vandermonde(v, x, L, conj_pairs), (v, x), g)
-    for name, k, t, lo in zip(("dv", "dx"), gk, gt, gl):
-        check(f"vandermonde {name}", k, t, lo)
+    ft = lambda v, x: ref.vandermonde(v, x, L, conj_pairs, exact_exponent=True)  # noqa: E731
+    fl = lambda v, x: ref.vandermonde(v, x, L, conj_pairs)  # noqa: E731
+    check_grads("vandermonde", ("dv", "dx"), fk, ft, fl, (v, x), (g,), device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -98,11 +104,9 @@ def test_vandermonde_transpose(device, dtype, real_u, N, L):
     truth = ref.vandermonde_transpose(*up(u, v, x), exact_exponent=True)
     check("transpose", out, truth, ref.vandermonde_transpose(u, v, x))
     g = torch.randn(truth.shape, dtype=dtype)
-    gk = grads_of(ops.vandermonde_transpose, on(device, u, v, x), g.to(device))
-    gt = grads_of(lambda *a: ref.vandermonde_transpose(*a, exact_exponent=True), up(u, v, x), up(g)[0])
-    gl = grads_of(ref.vandermonde_transpose, (u, v, x), g)
-    for name, k, t, lo in zip(("du", "dv", "dx"), gk, gt, gl):
-        check(f"transpose {name}", k, t, lo)
+    ft = lambda *a: ref.vandermonde_transpose(*a, exact_exponent=True)  # noqa: E731
+    check_grads("transpose", ("du", "dv", "dx"), ops.vandermonde_transpose, ft, ref.vandermonde_transpose,
+                (u, v, x), (g,), device)
 
 
 def s4d_params(H, N, dtype):
@@ -123,11 +127,9 @@ def test_discretize(device, dtype, method):
     for name, o, t, lo in zip(("dA", "dB"), out, truth, low):
         check(f"{method} {name}", o, t, lo)
     g = [torch.randn(97, 33, dtype=dtype) for _ in range(2)]
-    gk = grads_of(lambda *a: ops.discretize(*a, method=method), on(device, dt, A, B), on(device, *g))
-    gt = grads_of(lambda *a: ref.discretize(*a, method), up(dt, A, B), up(*g))
-    gl = grads_of(lambda *a: ref.discretize(*a, method), (dt, A, B), g)
-    for name, k, t, lo in zip(("dt", "A", "B"), gk, gt, gl):
-        check(f"{method} grad {name}", k, t, lo)
+    fk = lambda *a: ops.discretize(*a, method=method)  # noqa: E731
+    fr = lambda *a: ref.discretize(*a, method)  # noqa: E731
+    check_grads(f"{method} grad", ("dt", "A", "B"), fk, fr, fr, (dt, A, B), g, device)
 
 
 def stable(H, N, dtype):
@@ -171,12 +173,8 @@ def test_ssm_scan(device, dtype, batch, L, H, N):
     if L == 0:
         return  # the reference's empty y has no graph to differentiate
     gy, gs = torch.randn(ty.shape).to(REAL[dtype]), torch.randn(tf.shape, dtype=dtype)
-    ins = (u, dA, dB, dC, D, x0)
-    gk = grads_of(ops.ssm_scan, on(device, *ins), on(device, gy, gs))
-    gt = grads_of(ref.ssm_scan, up(*ins), up(gy, gs))
-    gl = grads_of(ref.ssm_scan, ins, (gy, gs))
-    for name, k, t, lo in zip(("u", "dA", "dB", "dC", "D", "state"), gk, gt, gl):
-        check(f"scan grad {name}", k, t, lo)
+    names = ("u", "dA", "dB", "dC", "D", "state")
+    check_grads("scan grad", names, ops.ssm_scan, ref.ssm_scan, ref.ssm_scan, (u, dA, dB, dC, D, x0), (gy, gs), device)
 
 
 @pytest.mark.parametrize("device", DEVICES)

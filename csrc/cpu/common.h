@@ -1,8 +1,13 @@
-// Helpers shared by the CPU kernels: de-interleaving, threads.
-// Included inside the per-ISA anonymous namespace (see kernels.cpp).
+// Helpers shared by the CPU kernels: de-interleaving, threads. In the per-ISA
+// namespace ssmkit::SSMKIT_ISA.
 #pragma once
+#include <cstdint>
+#include <new>
 
 #include "ssmkit/host_device.h"  // Cx, row_offset
+
+namespace ssmkit {
+namespace SSMKIT_ISA {
 
 // Copies n complex values of row `off` of a, starting at index i0, into separate
 // real and imaginary arrays (SIMD-friendly), and zero-fills up to `padded`.
@@ -62,3 +67,6 @@ inline void parallel_for(int64_t tasks, int64_t work, Body body) {
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < tasks; ++t) body(t);
 }
+
+}  // namespace SSMKIT_ISA
+}  // namespace ssmkit

@@ -123,30 +123,15 @@ void guard_fork() {
 #define SSMKIT_CASE_AVX2(fn, ...)
 #endif
 
-void cauchy_cpu(const CauchyParams& p) { SSMKIT_DISPATCH(cauchy, p) }
-void cauchy_backward_cpu(const CauchyBackwardParams& p) { SSMKIT_DISPATCH(cauchy_backward, p) }
-void discretize_cpu(const DiscretizeParams& p) { SSMKIT_DISPATCH(discretize, p) }
-void discretize_backward_cpu(const DiscretizeBackwardParams& p) {
-  SSMKIT_DISPATCH(discretize_backward, p)
-}
-void ssm_step_cpu(const StepParams& p) { SSMKIT_DISPATCH(ssm_step, p) }
-void ssm_scan_cpu(const ScanParams& p) { SSMKIT_DISPATCH(ssm_scan, p) }
-void ssm_scan_backward_cpu(const ScanBackwardParams& p) { SSMKIT_DISPATCH(ssm_scan_backward, p) }
-void dplr_step_cpu(const DplrStepParams& p) { SSMKIT_DISPATCH(dplr_step, p) }
+#define SSMKIT_CPU_ENTRY_POINT(name, Params) \
+  void name##_cpu(const Params& p) { SSMKIT_DISPATCH(name, p) }
+SSMKIT_OPS(SSMKIT_CPU_ENTRY_POINT)
+#undef SSMKIT_CPU_ENTRY_POINT
+
 void engine_run_cpu(const EngineParams& p) { SSMKIT_DISPATCH(engine_run, p) }
 int64_t sample_token_cpu(const float* logits, int64_t n, double temperature, double top_p,
                          double u, double* work) {
   SSMKIT_DISPATCH(sample_token, logits, n, temperature, top_p, u, work)
-}
-void vandermonde_cpu(const VandermondeParams& p) { SSMKIT_DISPATCH(vandermonde, p) }
-void vandermonde_backward_cpu(const VandermondeBackwardParams& p) {
-  SSMKIT_DISPATCH(vandermonde_backward, p)
-}
-void vandermonde_transpose_cpu(const VandermondeTransposeParams& p) {
-  SSMKIT_DISPATCH(vandermonde_transpose, p)
-}
-void vandermonde_transpose_backward_cpu(const VandermondeTransposeBackwardParams& p) {
-  SSMKIT_DISPATCH(vandermonde_transpose_backward, p)
 }
 
 const char* cpu_isa() {

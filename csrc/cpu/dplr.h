@@ -1,7 +1,6 @@
 // One bilinear step of a DPLR system, A = diag(Lambda) - P P^* (rank r) with
 // conjugate-pair storage, in O(N r) per channel from the factors of ops.dplr_setup.
-// Included inside the per-ISA namespace (after step.h, whose complex-vector helpers
-// it uses).
+// In the per-ISA namespace ssmkit::SSMKIT_ISA; uses step.h's complex-vector helpers.
 //
 // Derivation (full 2N space, then the stored half): with E = diag(2/dt - Lambda),
 // I - dt/2 A = dt/2 (E + P P^*), and Woodbury gives
@@ -22,6 +21,14 @@
 // whatever the number of rows stepped with it, so results do not depend on the batch
 // size, the blocking or the thread count.
 #pragma once
+#include <cstdint>
+
+#include "simd.h"
+#include "ssmkit/ssmkit.h"
+#include "step.h"  // RowBlock, for_row_blocks, by_rows, the complex-vector helpers
+
+namespace ssmkit {
+namespace SSMKIT_ISA {
 
 constexpr int64_t kMaxDplrRank = 64;   // per-row stack arrays for s, t, R t
 constexpr int kDplrRows = 4;           // batch rows of one channel stepped together
@@ -201,3 +208,6 @@ void dplr_step_impl(const DplrStepParams& p) {
                    D ? D + h : nullptr, n2, r, blk.x[k], blk.xo[k], blk.u[k], blk.y[k]);
       });
 }
+
+}  // namespace SSMKIT_ISA
+}  // namespace ssmkit

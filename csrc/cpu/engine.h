@@ -1,7 +1,7 @@
 // The step engine (EngineParams in ssmkit.h): runs straight-line programs of
 // primitive instructions over float32 rows, many steps per call, and samples each
-// step's token. Included inside the per-ISA namespace, after step.h and dplr.h, whose
-// step kernels it calls through their params structs.
+// step's token. In the per-ISA namespace ssmkit::SSMKIT_ISA; it calls the step kernels
+// of step.h and dplr.h through their params structs.
 //
 // Two ways to use threads. Rows (batch streams) are independent: when there are at
 // least as many rows as threads, each thread owns a contiguous range of rows and runs
@@ -12,7 +12,26 @@
 // by the same arithmetic in both modes, so the results are the same bits. The kernels
 // below are tuned for a few rows at a time.
 #pragma once
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <thread>
+#include <vector>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
+#include "dplr.h"
+#include "simd.h"
+#include "ssmkit/ssmkit.h"
+#include "step.h"
+
+namespace ssmkit {
+namespace SSMKIT_ISA {
 
 // ---- vector math (float32) ----
 
@@ -890,3 +909,6 @@ inline void engine_run_impl(const EngineParams& p) {
   if (failed) throw std::bad_alloc();
   if (p.bad_step) *p.bad_step = bad_step;
 }
+
+}  // namespace SSMKIT_ISA
+}  // namespace ssmkit

@@ -1,11 +1,18 @@
 // Portable SIMD for the CPU kernels: GCC/Clang vector extensions, so one source
 // compiles to AVX-512, AVX2, SSE2 or NEON depending on the flags of its translation
-// unit (see cmake/SsmkitCPU.cmake). Included inside the per-ISA namespace only.
+// unit (see cmake/SsmkitCPU.cmake). In the per-ISA namespace ssmkit::SSMKIT_ISA.
 #pragma once
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#ifndef SSMKIT_ISA
+#error "SSMKIT_ISA must name the instruction set of this translation unit (cmake/SsmkitCPU.cmake)"
+#endif
 
 #if defined(__AVX512F__)
 #define SSMKIT_VEC_BYTES 64
@@ -14,6 +21,9 @@
 #else
 #define SSMKIT_VEC_BYTES 16
 #endif
+
+namespace ssmkit {
+namespace SSMKIT_ISA {
 
 template <typename T>
 struct Simd {
@@ -99,3 +109,6 @@ struct Scratch {
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
 };
+
+}  // namespace SSMKIT_ISA
+}  // namespace ssmkit

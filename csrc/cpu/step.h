@@ -11,12 +11,20 @@
 //   sum over n is a lane-wise accumulation (no horizontal sums), and u[b, l, h0:h0+W],
 //   y[b, l, h0:h0+W] are contiguous. The state lives in per-thread scratch as
 //   (n, re/im, lane); (batch, H, N) is read once at the start and written once at the end.
+//
+// In the per-ISA namespace ssmkit::SSMKIT_ISA: the entry points are in step.cpp, and the
+// step engine (engine.h) calls ssm_step_impl and dplr_step_impl (dplr.h) directly.
 #pragma once
+#include <cstdint>
+#include <cstring>
 
+#include "common.h"
+#include "simd.h"
+#include "ssmkit/discretize_math.h"  // Cx, phi1 and the per-element math, shared with CUDA
+#include "ssmkit/ssmkit.h"
 
-// Cx, phi1 and the per-element discretize math, shared with the CUDA kernels.
-// (<cmath> is included by kernels.cpp, outside the per-ISA namespace.)
-#include "ssmkit/discretize_math.h"
+namespace ssmkit {
+namespace SSMKIT_ISA {
 
 template <typename T>
 void discretize_impl(const DiscretizeParams& p) {
@@ -325,6 +333,23 @@ void ssm_scan_impl(const ScanParams& p) {
       });
 }
 
+// One step of the planar lane states (n, lane), n < Np: (nr, ni) = dA (pr, pi) + dB u.
+// The state may be updated in place (nr = pr, ni = pi).
+template <typename T>
+inline void step_lanes(const LaneParams<T>& q, int64_t Np, typename Simd<T>::V uu, const T* pr,
+                       const T* pi, T* nr, T* ni) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  for (int64_t n = 0; n < Np; ++n) {
+    const int64_t o = n * W;
+    const V a_r = S::load(q.ar + o), a_i = S::load(q.ai + o);
+    const V x_r = S::load(pr + o), x_i = S::load(pi + o);
+    S::store(nr + o, a_r * x_r - a_i * x_i + S::load(q.br + o) * uu);
+    S::store(ni + o, a_r * x_i + a_i * x_r + S::load(q.bi + o) * uu);
+  }
+}
+
 // Reverse scan. With g_l = dL/dy_l and lambda_l the gradient of state_l:
 //   lambda_l = 2 g_l conj(dC) + (l == L-1 ? gstate : conj(dA) lambda_{l+1})
 //   g_u[l] = sum_n Re(lambda_l conj(dB)) + D g_l,   g_dA += conj(state_{l-1}) lambda_l,
@@ -383,16 +408,7 @@ void ssm_scan_backward_impl(const ScanBackwardParams& p) {
           std::memcpy(ckpt + 2 * M * s + M, xi, sizeof(T) * M);
           const int64_t l0 = s * kCkptEvery, nl = imin(kCkptEvery, L - l0);
           gather_lanes(u, bi, L, H, l0, nl, h0, ub);
-          for (int64_t j = 0; j < nl; ++j) {
-            const V uu = S::load(ub + j * W);
-            for (int64_t n = 0; n < Np; ++n) {
-              const int64_t o = n * W;
-              const V a_r = S::load(q.ar + o), a_i = S::load(q.ai + o);
-              const V x_r = S::load(xr + o), x_i = S::load(xi + o);
-              S::store(xr + o, a_r * x_r - a_i * x_i + S::load(q.br + o) * uu);
-              S::store(xi + o, a_r * x_i + a_i * x_r + S::load(q.bi + o) * uu);
-            }
-          }
+          for (int64_t j = 0; j < nl; ++j) step_lanes(q, Np, S::load(ub + j * W), xr, xi, xr, xi);
         }
 
         const V dv = S::load(q.d), two = S::splat(2);
@@ -403,16 +419,9 @@ void ssm_scan_backward_impl(const ScanBackwardParams& p) {
           // seg[j] = the state before step l0 + j
           std::memcpy(seg, ckpt + 2 * M * s, sizeof(T) * 2 * M);
           for (int64_t j = 0; j + 1 < nl; ++j) {
-            const V uu = S::load(ub + j * W);
             const T *pr = seg + 2 * M * j, *pi = pr + M;
             T *nr = seg + 2 * M * (j + 1), *ni = nr + M;
-            for (int64_t n = 0; n < Np; ++n) {
-              const int64_t o = n * W;
-              const V a_r = S::load(q.ar + o), a_i = S::load(q.ai + o);
-              const V x_r = S::load(pr + o), x_i = S::load(pi + o);
-              S::store(nr + o, a_r * x_r - a_i * x_i + S::load(q.br + o) * uu);
-              S::store(ni + o, a_r * x_i + a_i * x_r + S::load(q.bi + o) * uu);
-            }
+            step_lanes(q, Np, S::load(ub + j * W), pr, pi, nr, ni);
           }
           for (T* a : part) std::memset(a, 0, sizeof(T) * M);
           std::memset(sd, 0, sizeof(T) * W);
@@ -457,3 +466,6 @@ void ssm_scan_backward_impl(const ScanBackwardParams& p) {
           for (int k = 0; k < W && h0 + k < H; ++k) static_cast<T*>(p.gD)[bi * H + h0 + k] = gd[k];
       });
 }
+
+}  // namespace SSMKIT_ISA
+}  // namespace ssmkit

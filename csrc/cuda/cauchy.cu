@@ -1,5 +1,5 @@
 // Cauchy product on the GPU, forward and backward (definitions in ssmkit.h; the CPU
-// twin in csrc/cpu/cauchy.h sets the semantics, including the summation order).
+// twin in csrc/cpu/cauchy.cpp sets the semantics, including the summation order).
 //
 // Forward and dz (sums over n for each l): a block owns a tile of kTile = 1024 values
 // of l of one row, kLpt = 4 per thread at l0 + threadIdx.x + 256 k (coalesced loads
@@ -276,12 +276,10 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T>
 __global__ void cauchy_finish_kernel(Batch batch, int64_t rows, int64_t N, In v,
                                      const T* partial, int64_t chunks, T* dv, T* dw) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows * N;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = grid_thread(); i < rows * N; i += grid_stride()) {
     const int64_t r = i / N, n = i % N;
     T s[4] = {0, 0, 0, 0};
-    for (int64_t c = 0; c < chunks; ++c)
-      for (int k = 0; k < 4; ++k) s[k] += partial[((r * chunks + c) * N + n) * 4 + k];
+    add_chunks(partial, chunks, N, r, n, s);
     if (dv) cx_store<T>(dv, i, {s[0], -s[1]});
     if (dw) {
       const Cx<T> vv = cx_load<T>(v.data, row_offset(batch, v, r) + n * v.stride);
@@ -290,22 +288,17 @@ __global__ void cauchy_finish_kernel(Batch batch, int64_t rows, int64_t N, In v,
   }
 }
 
-template <typename T>
+template <typename T, bool kConj>
 void cauchy_forward_t(const CauchyParams& p, cudaStream_t st) {
   const int64_t rows = p.batch.rows();
   if (rows == 0 || p.L == 0) return;
   const int64_t per_row = ceil_div(p.L, kTile), tiles = rows * per_row;
-  const unsigned grid = grid_for(tiles, 1);
-  if (p.conj_pairs)
-    cauchy_l_kernel<T, true, false><<<grid, kThreads, 0, st>>>(
-        p.batch, p.N, p.L, p.v, p.w, p.z, p.z, static_cast<T*>(p.out), per_row, tiles);
-  else
-    cauchy_l_kernel<T, false, false><<<grid, kThreads, 0, st>>>(
-        p.batch, p.N, p.L, p.v, p.w, p.z, p.z, static_cast<T*>(p.out), per_row, tiles);
+  cauchy_l_kernel<T, kConj, false><<<grid_for(tiles, 1), kThreads, 0, st>>>(
+      p.batch, p.N, p.L, p.v, p.w, p.z, p.z, static_cast<T*>(p.out), per_row, tiles);
   SSMKIT_CUDA_CHECK_LAUNCH("cauchy");
 }
 
-template <typename T>
+template <typename T, bool kConj>
 void cauchy_backward_t(const CauchyBackwardParams& p, cudaStream_t st) {
   const char* op = "cauchy_backward";
   const int64_t rows = p.batch.rows(), N = p.N, L = p.L;
@@ -319,25 +312,15 @@ void cauchy_backward_t(const CauchyBackwardParams& p, cudaStream_t st) {
   }
   if (p.dz) {
     const int64_t per_row = ceil_div(L, kTile), tiles = rows * per_row;
-    const unsigned grid = grid_for(tiles, 1);
-    if (p.conj_pairs)
-      cauchy_l_kernel<T, true, true><<<grid, kThreads, 0, st>>>(
-          p.batch, N, L, p.v, p.w, p.z, p.grad, static_cast<T*>(p.dz), per_row, tiles);
-    else
-      cauchy_l_kernel<T, false, true><<<grid, kThreads, 0, st>>>(
-          p.batch, N, L, p.v, p.w, p.z, p.grad, static_cast<T*>(p.dz), per_row, tiles);
+    cauchy_l_kernel<T, kConj, true><<<grid_for(tiles, 1), kThreads, 0, st>>>(
+        p.batch, N, L, p.v, p.w, p.z, p.grad, static_cast<T*>(p.dz), per_row, tiles);
     SSMKIT_CUDA_CHECK_LAUNCH(op);
   }
   if (p.dv || p.dw) {
     const int64_t chunks = ceil_div(L, kChunk), tasks = rows * chunks;
     Scratch partial(sizeof(T) * 4 * tasks * N, st, op);
-    const unsigned grid = grid_for(tasks, 1);
-    if (p.conj_pairs)
-      cauchy_s_kernel<T, true><<<grid, kThreads, 0, st>>>(p.batch, N, L, p.v, p.w, p.z, p.grad,
-                                                          partial.as<T>(), chunks, tasks);
-    else
-      cauchy_s_kernel<T, false><<<grid, kThreads, 0, st>>>(p.batch, N, L, p.v, p.w, p.z, p.grad,
-                                                           partial.as<T>(), chunks, tasks);
+    cauchy_s_kernel<T, kConj><<<grid_for(tasks, 1), kThreads, 0, st>>>(
+        p.batch, N, L, p.v, p.w, p.z, p.grad, partial.as<T>(), chunks, tasks);
     SSMKIT_CUDA_CHECK_LAUNCH(op);
     cauchy_finish_kernel<T><<<grid_for(rows * N, 256), 256, 0, st>>>(
         p.batch, rows, N, p.v, partial.as<T>(), chunks, static_cast<T*>(p.dv),
@@ -348,18 +331,11 @@ void cauchy_backward_t(const CauchyBackwardParams& p, cudaStream_t st) {
 
 }  // namespace
 
-void cauchy_cuda(const CauchyParams& p, void* stream) {
-  if (p.dtype == DType::complex64)
-    cauchy_forward_t<float>(p, as_stream(stream));
-  else
-    cauchy_forward_t<double>(p, as_stream(stream));
+void cauchy_cuda(const CauchyParams& p, void* s) {
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, SSMKIT_BOOL_SWITCH(p.conj_pairs, kConj, cauchy_forward_t<T, kConj>(p, as_stream(s))));
 }
-
-void cauchy_backward_cuda(const CauchyBackwardParams& p, void* stream) {
-  if (p.dtype == DType::complex64)
-    cauchy_backward_t<float>(p, as_stream(stream));
-  else
-    cauchy_backward_t<double>(p, as_stream(stream));
+void cauchy_backward_cuda(const CauchyBackwardParams& p, void* s) {
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, SSMKIT_BOOL_SWITCH(p.conj_pairs, kConj, cauchy_backward_t<T, kConj>(p, as_stream(s))));
 }
 
 }  // namespace ssmkit

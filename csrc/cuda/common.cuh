@@ -13,7 +13,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "ssmkit/host_device.h"  // Cx, cx_load/cx_store, row_offset: shared with the CPU kernels
 #include "ssmkit/ssmkit.h"
+#include "ssmkit/static_switch.h"
 
 #define SSMKIT_STR2(x) #x
 #define SSMKIT_STR(x) SSMKIT_STR2(x)
@@ -43,14 +45,15 @@ constexpr int64_t kMaxGrid = 1 << 16;  // blocks per launch; loops cover the res
 
 __host__ __device__ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// Grid-stride loops: this thread's first index, and the threads of the grid.
+__device__ inline int64_t grid_thread() { return blockIdx.x * int64_t(blockDim.x) + threadIdx.x; }
+__device__ inline int64_t grid_stride() { return int64_t(gridDim.x) * blockDim.x; }
+
 // Blocks for `items` work items of `per_block` each, at least 1, at most kMaxGrid.
 inline unsigned grid_for(int64_t items, int64_t per_block) {
   const int64_t g = ceil_div(items, per_block);
   return static_cast<unsigned>(g < 1 ? 1 : (g > kMaxGrid ? kMaxGrid : g));
 }
-
-// Cx, cx_load/cx_store, row_offset: shared with the CPU kernels.
-#include "ssmkit/host_device.h"
 
 // Sum over the `width` lanes of an aligned lane group (width a power of two <= 32);
 // every lane of the warp must call it. Lanes of a group all get the group's sum.
@@ -58,6 +61,15 @@ template <typename T>
 __device__ inline T group_sum(T v, int width) {
   for (int o = width / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o, width);
   return v;
+}
+
+// The finish kernels of the reductions: adds to s the 4 partial sums of (row r, n) of
+// every chunk of the row, in chunk order, from partial[((r * chunks + c) * N + n) * 4 + k].
+template <typename T>
+__device__ inline void add_chunks(const T* partial, int64_t chunks, int64_t N, int64_t r, int64_t n,
+                                  T* s) {
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int k = 0; k < 4; ++k) s[k] += partial[((r * chunks + c) * N + n) * 4 + k];
 }
 
 // Stream-ordered scratch memory: allocated on the stream, freed on it after the work

@@ -27,25 +27,9 @@ namespace {
 }
 }  // namespace
 
-void cauchy_cuda(const CauchyParams&, void*) { no_cuda("cauchy"); }
-void cauchy_backward_cuda(const CauchyBackwardParams&, void*) { no_cuda("cauchy_backward"); }
-void vandermonde_cuda(const VandermondeParams&, void*) { no_cuda("vandermonde"); }
-void vandermonde_backward_cuda(const VandermondeBackwardParams&, void*) {
-  no_cuda("vandermonde_backward");
-}
-void vandermonde_transpose_cuda(const VandermondeTransposeParams&, void*) {
-  no_cuda("vandermonde_transpose");
-}
-void vandermonde_transpose_backward_cuda(const VandermondeTransposeBackwardParams&, void*) {
-  no_cuda("vandermonde_transpose_backward");
-}
-void discretize_cuda(const DiscretizeParams&, void*) { no_cuda("discretize"); }
-void discretize_backward_cuda(const DiscretizeBackwardParams&, void*) {
-  no_cuda("discretize_backward");
-}
-void ssm_step_cuda(const StepParams&, void*) { no_cuda("ssm_step"); }
-void ssm_scan_cuda(const ScanParams&, void*) { no_cuda("ssm_scan"); }
-void ssm_scan_backward_cuda(const ScanBackwardParams&, void*) { no_cuda("ssm_scan_backward"); }
-void dplr_step_cuda(const DplrStepParams&, void*) { no_cuda("dplr_step"); }
+#define SSMKIT_NO_CUDA_ENTRY_POINT(name, Params) \
+  void name##_cuda(const Params&, void*) { no_cuda(#name); }
+SSMKIT_OPS(SSMKIT_NO_CUDA_ENTRY_POINT)
+#undef SSMKIT_NO_CUDA_ENTRY_POINT
 
 }  // namespace ssmkit

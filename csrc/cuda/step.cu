@@ -24,12 +24,11 @@
 // writing w_n), so it is safe in place too.
 #include "common.cuh"
 
+#include "ssmkit/discretize_math.h"  // phi1 and the per-element math, shared with the CPU
+
 namespace ssmkit {
 namespace {
 using namespace cuda;
-
-// Cx, phi1 and the per-element discretize math, shared with the CPU kernels.
-#include "ssmkit/discretize_math.h"
 
 template <typename T>
 __device__ inline T step_size(const T* dt, int64_t h) {
@@ -40,8 +39,7 @@ __device__ inline T step_size(const T* dt, int64_t h) {
 template <typename T>
 __global__ void discretize_kernel(DiscretizeParams p) {
   const T* dt = static_cast<const T*>(p.dt);
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < p.H * p.N;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = grid_thread(); i < p.H * p.N; i += grid_stride()) {
     discretize_at(p, step_size(dt, i / p.N), i);
   }
 }
@@ -50,8 +48,7 @@ __global__ void discretize_kernel(DiscretizeParams p) {
 template <typename T>
 __global__ void discretize_backward_kernel(DiscretizeBackwardParams p) {
   const T* dt = static_cast<const T*>(p.dt);
-  for (int64_t h = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; h < p.H;
-       h += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t h = grid_thread(); h < p.H; h += grid_stride()) {
     const T s = step_size(dt, h);
     T gdt = 0;
     for (int64_t n = 0; n < p.N; ++n) gdt += discretize_backward_at(p, s, h * p.N + n);
@@ -283,8 +280,7 @@ __global__ void dplr_step_kernel(DplrStepParams p) {
   const T* R = static_cast<const T*>(p.R);
   T* xo = static_cast<T*>(p.new_state);
   const T* x = static_cast<const T*>(p.state);
-  for (int64_t w0 = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32;
-       w0 < rows; w0 += int64_t(gridDim.x) * blockDim.x / 32) {  // uniform per warp
+  for (int64_t w0 = grid_thread() / 32; w0 < rows; w0 += grid_stride() / 32) {  // uniform per warp
     const int64_t row = w0, h = row % p.H;
     const T* a = static_cast<const T*>(p.a) + 2 * h * N;
     const T* b = static_cast<const T*>(p.b) + 2 * h * N;
@@ -340,15 +336,6 @@ __global__ void dplr_step_kernel(DplrStepParams p) {
   }
 }
 
-}  // namespace
-
-#define SSMKIT_CUDA_BY_DTYPE(fn, p, ...) \
-  if ((p).dtype == DType::complex64)     \
-    fn<float>(p, __VA_ARGS__);           \
-  else                                   \
-    fn<double>(p, __VA_ARGS__);
-
-namespace {
 template <typename T>
 void discretize_t(const DiscretizeParams& p, cudaStream_t stream) {
   if (p.H * p.N == 0) return;
@@ -371,31 +358,28 @@ void dplr_step_t(const DplrStepParams& p, cudaStream_t stream) {
 }  // namespace
 
 void discretize_cuda(const DiscretizeParams& p, void* s) {
-  SSMKIT_CUDA_BY_DTYPE(discretize_t, p, as_stream(s))
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, discretize_t<T>(p, as_stream(s)));
 }
 void discretize_backward_cuda(const DiscretizeBackwardParams& p, void* s) {
-  SSMKIT_CUDA_BY_DTYPE(discretize_backward_t, p, as_stream(s))
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, discretize_backward_t<T>(p, as_stream(s)));
 }
 void ssm_scan_cuda(const ScanParams& p, void* s) {
-  SSMKIT_CUDA_BY_DTYPE(scan_t, p, as_stream(s), "ssm_scan")
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, scan_t<T>(p, as_stream(s), "ssm_scan"));
 }
 void ssm_scan_backward_cuda(const ScanBackwardParams& p, void* s) {
-  SSMKIT_CUDA_BY_DTYPE(scan_backward_t, p, as_stream(s))
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, scan_backward_t<T>(p, as_stream(s)));
 }
 void dplr_step_cuda(const DplrStepParams& p, void* s) {
-  SSMKIT_CUDA_BY_DTYPE(dplr_step_t, p, as_stream(s))
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, dplr_step_t<T>(p, as_stream(s)));
 }
 
 // One step is the scan with L = 1: u (batch, H) and y (batch, H) have the layout of
 // (batch, 1, H); the final state is new_state.
 void ssm_step_cuda(const StepParams& p, void* s) {
   ScanParams q;
-  q.dtype = p.dtype;
-  q.batch = p.batch, q.L = 1, q.H = p.H, q.N = p.N;
-  q.u = p.u, q.dA = p.dA, q.dB = p.dB, q.dC = p.dC, q.D = p.D;
-  q.state0 = p.state, q.y = p.y, q.state = p.new_state;
-  SSMKIT_CUDA_BY_DTYPE(scan_t, q, as_stream(s), "ssm_step")
+  static_cast<DiagonalSSM&>(q) = p;
+  q.L = 1, q.u = p.u, q.state0 = p.state, q.y = p.y, q.state = p.new_state;
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, scan_t<T>(q, as_stream(s), "ssm_step"));
 }
-#undef SSMKIT_CUDA_BY_DTYPE
 
 }  // namespace ssmkit

@@ -1,5 +1,5 @@
 // Log-Vandermonde products on the GPU: forward, transpose and their gradients
-// (definitions in ssmkit.h; the CPU twin csrc/cpu/vandermonde.h sets the semantics).
+// (definitions in ssmkit.h; the CPU twin csrc/cpu/vandermonde.cpp sets the semantics).
 //
 // As on the CPU, exp(x_n l) is never evaluated term by term: with l = l0 + 64 k + j,
 //   E[n, l] = W[n, k] * T[n, j],  W[n, k] = exp(x_n (l0 + 64 k)),  T[n, j] = exp(x_n j),
@@ -386,12 +386,10 @@ enum class Finish { backward, transpose, transpose_backward };
 template <typename T, Finish kF>
 __global__ void vandermonde_finish_kernel(Batch batch, int64_t rows, int64_t N, In v, In h,
                                           const T* partial, int64_t chunks, T* o1, T* o2) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows * N;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = grid_thread(); i < rows * N; i += grid_stride()) {
     const int64_t r = i / N, n = i % N;
     T s[4] = {0, 0, 0, 0};
-    for (int64_t c = 0; c < chunks; ++c)
-      for (int k = 0; k < 4; ++k) s[k] += partial[((r * chunks + c) * N + n) * 4 + k];
+    add_chunks(partial, chunks, N, r, n, s);
     const Cx<T> vv = cx_load<T>(v.data, row_offset(batch, v, r) + n * v.stride);
     if constexpr (kF == Finish::backward) {  // dv = conj(P), dx = conj(v Q)
       if (o1) cx_store<T>(o1, i, {s[0], -s[1]});
@@ -436,26 +434,21 @@ void forward_t(const VandermondeParams& p, cudaStream_t st) {
     if (n) SSMKIT_CUDA_CHECK(cudaMemsetAsync(p.out, 0, sizeof(T) * n, st), op);
     return;
   }
-  T* out = static_cast<T*>(p.out);
-  if (p.conj_pairs)
-    launch_forward<T, true, false>(p.batch, p.N, p.L, p.x, p.v, p.v, out, T(2), false, st, op);
-  else
-    launch_forward<T, false, false>(p.batch, p.N, p.L, p.x, p.v, p.v, out, T(1), false, st, op);
+  SSMKIT_BOOL_SWITCH(p.conj_pairs, kReal,  // 2 Re(...) with conjugate pairs
+                     launch_forward<T, kReal, false>(p.batch, p.N, p.L, p.x, p.v, p.v,
+                                                     static_cast<T*>(p.out), T(kReal ? 2 : 1),
+                                                     false, st, op));
 }
 
 // dv = conj(P), dx = conj(v Q) with u = 2 grad (real output) or conj(grad) (complex).
 template <typename T, bool kRealU>
 void backward_t(const VandermondeBackwardParams& p, cudaStream_t st) {
   const char* op = "vandermonde_backward";
-  T* dv = static_cast<T*>(p.dv);
-  T* dx = static_cast<T*>(p.dx);
-  const T scale = kRealU ? T(2) : T(1);
-  if (dx)
-    reduce<T, kRealU, true, Finish::backward>(p.batch, p.N, p.L, p.x, p.grad, scale, true, p.v,
-                                              p.v, dv, dx, st, op);
-  else if (dv)
-    reduce<T, kRealU, false, Finish::backward>(p.batch, p.N, p.L, p.x, p.grad, scale, true, p.v,
-                                               p.v, dv, nullptr, st, op);
+  if (!p.dv && !p.dx) return;
+  SSMKIT_BOOL_SWITCH(p.dx != nullptr, kQ,  // Q only for dx
+                     reduce<T, kRealU, kQ, Finish::backward>(
+                         p.batch, p.N, p.L, p.x, p.grad, kRealU ? T(2) : T(1), true, p.v, p.v,
+                         static_cast<T*>(p.dv), static_cast<T*>(p.dx), st, op));
 }
 
 template <typename T, bool kRealU>
@@ -470,14 +463,11 @@ void transpose_t(const VandermondeTransposeParams& p, cudaStream_t st) {
 template <typename T, bool kRealU>
 void transpose_backward_t(const VandermondeTransposeBackwardParams& p, cudaStream_t st) {
   const char* op = "vandermonde_transpose_backward";
-  T* dv = static_cast<T*>(p.dv);
-  T* dx = static_cast<T*>(p.dx);
-  if (dx)
-    reduce<T, kRealU, true, Finish::transpose_backward>(p.batch, p.N, p.L, p.x, p.u, T(1), false,
-                                                        p.v, p.grad, dv, dx, st, op);
-  else if (dv)
-    reduce<T, kRealU, false, Finish::transpose_backward>(p.batch, p.N, p.L, p.x, p.u, T(1), false,
-                                                         p.v, p.grad, dv, nullptr, st, op);
+  if (p.dv || p.dx)
+    SSMKIT_BOOL_SWITCH(p.dx != nullptr, kQ,  // Q only for dx
+                       reduce<T, kRealU, kQ, Finish::transpose_backward>(
+                           p.batch, p.N, p.L, p.x, p.u, T(1), false, p.v, p.grad,
+                           static_cast<T*>(p.dv), static_cast<T*>(p.dx), st, op));
   if (p.du) {
     if (p.N == 0) {
       const size_t n = p.batch.rows() * p.L * (kRealU ? 1 : 2);
@@ -491,45 +481,19 @@ void transpose_backward_t(const VandermondeTransposeBackwardParams& p, cudaStrea
 
 }  // namespace
 
-void vandermonde_cuda(const VandermondeParams& p, void* stream) {
-  if (p.dtype == DType::complex64)
-    forward_t<float>(p, as_stream(stream));
-  else
-    forward_t<double>(p, as_stream(stream));
+// Real u and gradients with conjugate pairs.
+void vandermonde_cuda(const VandermondeParams& p, void* s) {
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, forward_t<T>(p, as_stream(s)));
 }
-
-void vandermonde_backward_cuda(const VandermondeBackwardParams& p, void* stream) {
-  const cudaStream_t st = as_stream(stream);
-  if (p.dtype == DType::complex64) {
-    if (p.conj_pairs) backward_t<float, true>(p, st);
-    else backward_t<float, false>(p, st);
-  } else {
-    if (p.conj_pairs) backward_t<double, true>(p, st);
-    else backward_t<double, false>(p, st);
-  }
+void vandermonde_backward_cuda(const VandermondeBackwardParams& p, void* s) {
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, SSMKIT_BOOL_SWITCH(p.conj_pairs, kRealU, backward_t<T, kRealU>(p, as_stream(s))));
 }
-
-void vandermonde_transpose_cuda(const VandermondeTransposeParams& p, void* stream) {
-  const cudaStream_t st = as_stream(stream);
-  if (p.dtype == DType::complex64) {
-    if (p.u_real) transpose_t<float, true>(p, st);
-    else transpose_t<float, false>(p, st);
-  } else {
-    if (p.u_real) transpose_t<double, true>(p, st);
-    else transpose_t<double, false>(p, st);
-  }
+void vandermonde_transpose_cuda(const VandermondeTransposeParams& p, void* s) {
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, SSMKIT_BOOL_SWITCH(p.u_real, kRealU, transpose_t<T, kRealU>(p, as_stream(s))));
 }
-
-void vandermonde_transpose_backward_cuda(const VandermondeTransposeBackwardParams& p,
-                                         void* stream) {
-  const cudaStream_t st = as_stream(stream);
-  if (p.dtype == DType::complex64) {
-    if (p.u_real) transpose_backward_t<float, true>(p, st);
-    else transpose_backward_t<float, false>(p, st);
-  } else {
-    if (p.u_real) transpose_backward_t<double, true>(p, st);
-    else transpose_backward_t<double, false>(p, st);
-  }
+void vandermonde_transpose_backward_cuda(const VandermondeTransposeBackwardParams& p, void* s) {
+  SSMKIT_DTYPE_SWITCH(p.dtype, T,
+                      SSMKIT_BOOL_SWITCH(p.u_real, kRealU, transpose_backward_t<T, kRealU>(p, as_stream(s))));
 }
 
 }  // namespace ssmkit

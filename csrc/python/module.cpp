@@ -20,9 +20,8 @@ namespace {
 
 // v, w: (..., N) complex; z: (..., L) complex, same dtype and device; leading
 // dimensions broadcast. Fills the shared parts of both Cauchy parameter structs.
-template <typename Params>
 void check_cauchy_operands(const char* op, const Array& v, const Array& z, const Array& w,
-                           std::vector<const Array*> extra, Params& p) {
+                           std::vector<const Array*> extra, ProductShape& p) {
   for (const Array* a : {&v, &z, &w}) require_cpu_or_cuda_build(*a, op);
   for (const Array* a : extra) require_cpu_or_cuda_build(*a, op);
   require_complex(v);
@@ -39,18 +38,28 @@ void check_cauchy_operands(const char* op, const Array& v, const Array& z, const
   p.L = z.size(-1);
 }
 
-// Runs the op where ref's data lives, with the GIL released: on the CPU, or on ref's
-// CUDA device (made current for the call) on `stream` (a cudaStream_t as an integer,
-// 0 = the legacy default stream; ignored for CPU arrays).
+// The op of each params struct (SSMKIT_OPS) on the CPU, or on the current CUDA device.
+#define SSMKIT_RUN_OP(name, Params)                        \
+  void run_op(const Params& p, bool cuda, void* stream) { \
+    if (cuda)                                              \
+      name##_cuda(p, stream);                              \
+    else                                                   \
+      name##_cpu(p);                                       \
+  }
+SSMKIT_OPS(SSMKIT_RUN_OP)
+#undef SSMKIT_RUN_OP
+
+// Runs the op of p where ref's data lives, with the GIL released: on the CPU, or on
+// ref's CUDA device (made current for the call) on `stream` (a cudaStream_t as an
+// integer, 0 = the legacy default stream; ignored for CPU arrays).
 template <typename P>
-void launch(const Array& ref, int64_t stream, void (*cpu)(const P&),
-            void (*gpu)(const P&, void*), const P& p) {
+void launch(const Array& ref, int64_t stream, const P& p) {
   py::gil_scoped_release nogil;
   if (ref.is_cuda()) {
     CudaDeviceGuard device(ref.device_id);
-    gpu(p, reinterpret_cast<void*>(static_cast<intptr_t>(stream)));
+    run_op(p, true, reinterpret_cast<void*>(static_cast<intptr_t>(stream)));
   } else {
-    cpu(p);
+    run_op(p, false, nullptr);
   }
 }
 
@@ -60,15 +69,20 @@ std::vector<int64_t> out_shape(const Batch& b, int64_t last) {
   return s;
 }
 
-// An output that may be None (not needed): checked like any output, its pointer
-// stored in dst (left null for None). Returns the view, which keeps the array alive.
-Array optional_output(py::handle obj, const char* name, const Array& like,
-                      const std::vector<int64_t>& shape, void*& dst) {
-  if (obj.is_none()) return Array{};
+// An output: checked (like's dtype and device, the shape, contiguous, writable), its
+// pointer stored in dst. Returns the view, which keeps the array alive.
+Array output(py::handle obj, const char* name, const Array& like, const std::vector<int64_t>& shape,
+             void*& dst) {
   Array a = view(obj, name);
   require_writable_output(a, like, shape);
   dst = a.data;
   return a;
+}
+
+// An output that may be None (not needed; dst left null).
+Array optional_output(py::handle obj, const char* name, const Array& like,
+                      const std::vector<int64_t>& shape, void*& dst) {
+  return obj.is_none() ? Array{} : output(obj, name, like, shape, dst);
 }
 
 void cauchy(py::handle v_, py::handle z_, py::handle w_, py::handle out_, bool conj_pairs,
@@ -79,10 +93,8 @@ void cauchy(py::handle v_, py::handle z_, py::handle w_, py::handle out_, bool c
   p.conj_pairs = conj_pairs;
   p.v = as_in(v), p.z = as_in(z), p.w = as_in(w);
   broadcast_batch({&v, &z, &w}, p.batch, {&p.v, &p.z, &p.w});
-  const Array out = view(out_, "out");
-  require_writable_output(out, v, out_shape(p.batch, p.L));
-  p.out = out.data;
-  launch(v, stream, cauchy_cpu, cauchy_cuda, p);
+  const Array out = output(out_, "out", v, out_shape(p.batch, p.L), p.out);
+  launch(v, stream, p);
 }
 
 void cauchy_backward(py::handle grad_, py::handle v_, py::handle z_, py::handle w_,
@@ -105,13 +117,17 @@ void cauchy_backward(py::handle grad_, py::handle v_, py::handle z_, py::handle 
   dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
   dw = optional_output(dw_, "dw", v, out_shape(p.batch, p.N), p.dw);
   dz = optional_output(dz_, "dz", v, out_shape(p.batch, p.L), p.dz);
-  launch(v, stream, cauchy_backward_cpu, cauchy_backward_cuda, p);
+  launch(v, stream, p);
 }
 
-// ---- discretization and stepping (issue 4) ----
+// ---- discretization and stepping ----
 // Every array is checked for device, dtype (complex operands share one dtype, real
 // ones are its real partner), exact shape and contiguity, each error naming the
 // argument. The optional ones may be None.
+
+Array view_opt(py::handle obj, const char* name) {
+  return obj.is_none() ? Array{} : view(obj, name);
+}
 
 struct Checked {
   const Array* ref;  // the complex operand that fixes dtype and device
@@ -135,11 +151,22 @@ struct Checked {
     require_cpu_or_cuda_build(a, op);
     require_writable_output(a, like, shape);
   }
+  // An output that may be None (not needed): checked as out_, its pointer stored in dst
+  // (left null for None). Returns the view, which keeps the array alive.
+  Array opt_out_(py::handle obj, const char* name, const Array& like,
+                 const std::vector<int64_t>& shape, void*& dst) const {
+    Array a = view_opt(obj, name);
+    if (!a.name.empty()) out_(a, like, shape), dst = a.data;
+    return a;
+  }
+  // A complex input that may be None (null).
+  Array opt_complex_(py::handle obj, const char* name, const std::vector<int64_t>& shape,
+                     const char* layout, const void*& dst) const {
+    Array a = view_opt(obj, name);
+    if (!a.name.empty()) complex_(a, shape, layout), dst = a.data;
+    return a;
+  }
 };
-
-Array view_opt(py::handle obj, const char* name) {
-  return obj.is_none() ? Array{} : view(obj, name);
-}
 
 Discretization method_of(const std::string& m) {
   if (m == "zoh") return Discretization::zoh;
@@ -147,65 +174,68 @@ Discretization method_of(const std::string& m) {
   throw py::value_error("method: expected \"zoh\" or \"bilinear\", got \"" + m + "\"");
 }
 
-// The complex operand A: (H, N), checked first; everything else follows it.
-template <typename Params>
-Checked check_discretize(const Array& dt, const Array& A, const Array& B, const char* op,
-                         Params& p) {
-  require_cpu_or_cuda_build(A, op);
-  require_complex(A);
-  if (A.ndim() != 2)
-    throw py::value_error("A: expected shape (H, N), got " + A.shape_str());
-  Checked c{&A, op};
-  c.complex_(A, A.shape, "(H, N)");
-  c.complex_(B, A.shape, "(H, N) like A");
-  c.real_(dt, {A.shape[0]}, "(H,) like A's first dimension");
-  p.dtype = dtype_of(A);
-  p.H = A.shape[0], p.N = A.shape[1];
-  p.dt = dt.data, p.A = A.data, p.B = B.data;
-  // dt is a step size: it must be positive (NaN passes through as NaN). CUDA data
-  // cannot be read here without a sync: the kernels turn dt <= 0 into NaN instead.
-  for (int64_t h = 0; h < (A.is_cuda() ? 0 : p.H); ++h) {
-    const double v = A.kind == Kind::complex64 ? static_cast<const float*>(dt.data)[h]
-                                               : static_cast<const double*>(dt.data)[h];
-    if (v <= 0)
-      throw py::value_error("dt: expected positive step sizes, got dt[" + std::to_string(h) +
-                            "] = " + std::to_string(v));
+// dt, A, B of discretize and its backward. The complex operand A: (H, N) is checked
+// first; everything else follows it.
+struct DiscretizeArrays {
+  Array dt, A, B;
+  DiscretizeArrays(py::handle dt_, py::handle A_, py::handle B_)
+      : dt(view(dt_, "dt")), A(view(A_, "A")), B(view(B_, "B")) {}
+
+  Checked check(const std::string& method, const char* op, DiscretizeInputs& p) const {
+    p.method = method_of(method);
+    require_cpu_or_cuda_build(A, op);
+    require_complex(A);
+    if (A.ndim() != 2)
+      throw py::value_error("A: expected shape (H, N), got " + A.shape_str());
+    Checked c{&A, op};
+    c.complex_(A, A.shape, "(H, N)");
+    c.complex_(B, A.shape, "(H, N) like A");
+    c.real_(dt, {A.shape[0]}, "(H,) like A's first dimension");
+    p.dtype = dtype_of(A);
+    p.H = A.shape[0], p.N = A.shape[1];
+    p.dt = dt.data, p.A = A.data, p.B = B.data;
+    // dt is a step size: it must be positive (NaN passes through as NaN). CUDA data
+    // cannot be read here without a sync: the kernels turn dt <= 0 into NaN instead.
+    for (int64_t h = 0; h < (A.is_cuda() ? 0 : p.H); ++h) {
+      const double v = A.kind == Kind::complex64 ? static_cast<const float*>(dt.data)[h]
+                                                 : static_cast<const double*>(dt.data)[h];
+      if (v <= 0)
+        throw py::value_error("dt: expected positive step sizes, got dt[" + std::to_string(h) +
+                              "] = " + std::to_string(v));
+    }
+    return c;
   }
-  return c;
-}
+};
 
 void discretize(py::handle dt_, py::handle A_, py::handle B_, py::handle dA_, py::handle dB_,
                 const std::string& method, int64_t stream) {
-  const Array dt = view(dt_, "dt"), A = view(A_, "A"), B = view(B_, "B");
+  const DiscretizeArrays in(dt_, A_, B_);
   DiscretizeParams p;
-  p.method = method_of(method);
-  const Checked c = check_discretize(dt, A, B, "discretize", p);
+  const Checked c = in.check(method, "discretize", p);
   const Array dA = view(dA_, "dA"), dB = view(dB_, "dB");
-  c.out_(dA, A, A.shape);
-  c.out_(dB, A, A.shape);
+  c.out_(dA, in.A, in.A.shape);
+  c.out_(dB, in.A, in.A.shape);
   p.dA = dA.data, p.dB = dB.data;
-  launch(A, stream, discretize_cpu, discretize_cuda, p);
+  launch(in.A, stream, p);
 }
 
 void discretize_backward(py::handle dt_, py::handle A_, py::handle B_, py::handle gdA_,
                          py::handle gdB_, py::handle gdt_, py::handle gA_, py::handle gB_,
                          const std::string& method, int64_t stream) {
-  const Array dt = view(dt_, "dt"), A = view(A_, "A"), B = view(B_, "B");
+  const DiscretizeArrays in(dt_, A_, B_);
   DiscretizeBackwardParams p;
-  p.method = method_of(method);
-  const Checked c = check_discretize(dt, A, B, "discretize_backward", p);
-  const Array gdA = view_opt(gdA_, "gdA"), gdB = view_opt(gdB_, "gdB");
-  const Array gdt = view_opt(gdt_, "gdt"), gA = view_opt(gA_, "gA"),
-              gB = view_opt(gB_, "gB");
-  if (!gdA.name.empty()) c.complex_(gdA, A.shape, "(H, N) like A"), p.gdA = gdA.data;
-  if (!gdB.name.empty()) c.complex_(gdB, A.shape, "(H, N) like A"), p.gdB = gdB.data;
-  if (!gdt.name.empty()) c.out_(gdt, dt, dt.shape), p.gdt = gdt.data;
-  if (!gA.name.empty()) c.out_(gA, A, A.shape), p.gA = gA.data;
-  if (!gB.name.empty()) c.out_(gB, A, A.shape), p.gB = gB.data;
-  launch(A, stream, discretize_backward_cpu, discretize_backward_cuda, p);
+  const Checked c = in.check(method, "discretize_backward", p);
+  const Array& A = in.A;
+  const Array gdA = c.opt_complex_(gdA_, "gdA", A.shape, "(H, N) like A", p.gdA);
+  const Array gdB = c.opt_complex_(gdB_, "gdB", A.shape, "(H, N) like A", p.gdB);
+  const Array gdt = c.opt_out_(gdt_, "gdt", in.dt, in.dt.shape, p.gdt);
+  const Array gA = c.opt_out_(gA_, "gA", A, A.shape, p.gA);
+  const Array gB = c.opt_out_(gB_, "gB", A, A.shape, p.gB);
+  launch(A, stream, p);
 }
 
 // dA: (H, N) fixes H, N, dtype and device; dB, dC follow it; D: (H,) real or None.
+// (dplr_step's a, b, C are named dA, dB, C.)
 Checked check_params(const Array& dA, const Array& dB, const Array& dC, const Array& D,
                      const char* op) {
   require_cpu_or_cuda_build(dA, op);
@@ -219,87 +249,92 @@ Checked check_params(const Array& dA, const Array& dB, const Array& dC, const Ar
   return c;
 }
 
+// u: real (batch, H) for a step (ndim 2) or (batch, L, H) for a scan (ndim 3), H as in dA.
+void check_u(const Checked& c, const Array& u, int64_t H, int64_t ndim) {
+  const char* layout = ndim == 2 ? "(batch, H)" : "(batch, L, H)";
+  if (u.ndim() != ndim || u.shape[ndim - 1] != H)
+    throw py::value_error(std::string("u: expected shape ") + layout + " with H = " +
+                          std::to_string(H) + " as in dA, got " + u.shape_str());
+  c.real_(u, u.shape, layout);
+}
+
+// The parameters of a diagonal SSM (dA, dB, dC, D) and the input u.
+struct DiagonalArrays {
+  Array dA, dB, dC, D, u;
+  DiagonalArrays(py::handle dA_, py::handle dB_, py::handle dC_, py::handle D_, py::handle u_)
+      : dA(view(dA_, "dA")), dB(view(dB_, "dB")), dC(view(dC_, "dC")), D(view_opt(D_, "D")),
+        u(view(u_, "u")) {}
+
+  Checked check(const char* op, int64_t u_ndim, DiagonalSSM& p) const {
+    const Checked c = check_params(dA, dB, dC, D, op);
+    p.dtype = dtype_of(dA);
+    p.H = dA.shape[0], p.N = dA.shape[1];
+    check_u(c, u, p.H, u_ndim);
+    p.batch = u.shape[0];
+    p.dA = dA.data, p.dB = dB.data, p.dC = dC.data, p.D = D.data;
+    return c;
+  }
+  std::vector<int64_t> state_shape() const { return {u.shape[0], dA.shape[0], dA.shape[1]}; }
+};
+
 void ssm_step(py::handle state_, py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_,
               py::handle D_, py::handle y_, py::handle new_state_, int64_t stream) {
-  const Array dA = view(dA_, "dA"), dB = view(dB_, "dB"), dC = view(dC_, "dC");
-  const Array D = view_opt(D_, "D");
-  const Checked c = check_params(dA, dB, dC, D, "ssm_step");
-  const Array state = view(state_, "state"), u = view(u_, "u");
-  const int64_t H = dA.shape[0], N = dA.shape[1];
-  if (u.ndim() != 2 || u.shape[1] != H)
-    throw py::value_error("u: expected shape (batch, H) with H = " + std::to_string(H) +
-                          " as in dA, got " + u.shape_str());
-  const int64_t batch = u.shape[0];
-  c.real_(u, {batch, H}, "(batch, H)");
-  c.complex_(state, {batch, H, N}, "(batch, H, N) with batch from u and H, N from dA");
-  const Array y = view(y_, "y"), ns = view(new_state_, "out");
-  c.out_(y, u, {batch, H});
-  c.out_(ns, state, state.shape);
+  const DiagonalArrays in(dA_, dB_, dC_, D_, u_);
   StepParams p;
-  p.dtype = dtype_of(dA);
-  p.batch = batch, p.H = H, p.N = N;
-  p.state = state.data, p.u = u.data, p.dA = dA.data, p.dB = dB.data, p.dC = dC.data;
-  p.D = D.data, p.y = y.data, p.new_state = ns.data;
-  launch(dA, stream, ssm_step_cpu, ssm_step_cuda, p);
+  const Checked c = in.check("ssm_step", 2, p);
+  const Array state = view(state_, "state");
+  c.complex_(state, in.state_shape(), "(batch, H, N) with batch from u and H, N from dA");
+  const Array y = view(y_, "y"), ns = view(new_state_, "out");
+  c.out_(y, in.u, in.u.shape);
+  c.out_(ns, state, state.shape);
+  p.state = state.data, p.u = in.u.data, p.y = y.data, p.new_state = ns.data;
+  launch(in.dA, stream, p);
+}
+
+// The inputs of a scan (forward or backward) into p; returns the checks.
+Checked check_scan(const DiagonalArrays& in, const Array& state0, const char* op, ScanInputs& p) {
+  const Checked c = in.check(op, 3, p);
+  p.L = in.u.shape[1];
+  p.u = in.u.data;
+  if (!state0.name.empty()) c.complex_(state0, in.state_shape(), "(batch, H, N) with batch from u");
+  p.state0 = state0.data;
+  return c;
 }
 
 void ssm_scan(py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_, py::handle D_,
               py::handle state0_, py::handle y_, py::handle state_, int64_t stream) {
-  const Array dA = view(dA_, "dA"), dB = view(dB_, "dB"), dC = view(dC_, "dC");
-  const Array D = view_opt(D_, "D");
-  const Checked c = check_params(dA, dB, dC, D, "ssm_scan");
-  const Array u = view(u_, "u"), state0 = view_opt(state0_, "state");
-  const int64_t H = dA.shape[0], N = dA.shape[1];
-  if (u.ndim() != 3 || u.shape[2] != H)
-    throw py::value_error("u: expected shape (batch, L, H) with H = " + std::to_string(H) +
-                          " as in dA, got " + u.shape_str());
-  const int64_t batch = u.shape[0], L = u.shape[1];
-  c.real_(u, u.shape, "(batch, L, H)");
-  if (!state0.name.empty()) c.complex_(state0, {batch, H, N}, "(batch, H, N) with batch from u");
-  const Array y = view(y_, "y"), st = view(state_, "final_state");
-  c.out_(y, u, u.shape);
-  c.out_(st, dA, {batch, H, N});
+  const DiagonalArrays in(dA_, dB_, dC_, D_, u_);
+  const Array state0 = view_opt(state0_, "state");
   ScanParams p;
-  p.dtype = dtype_of(dA);
-  p.batch = batch, p.L = L, p.H = H, p.N = N;
-  p.u = u.data, p.dA = dA.data, p.dB = dB.data, p.dC = dC.data, p.D = D.data;
-  p.state0 = state0.data, p.y = y.data, p.state = st.data;
-  launch(dA, stream, ssm_scan_cpu, ssm_scan_cuda, p);
+  const Checked c = check_scan(in, state0, "ssm_scan", p);
+  const Array y = view(y_, "y"), st = view(state_, "final_state");
+  c.out_(y, in.u, in.u.shape);
+  c.out_(st, in.dA, in.state_shape());
+  p.y = y.data, p.state = st.data;
+  launch(in.dA, stream, p);
 }
 
 void ssm_scan_backward(py::handle u_, py::handle dA_, py::handle dB_, py::handle dC_,
                        py::handle D_, py::handle state0_, py::handle gy_, py::handle gstate_,
                        py::handle gu_, py::handle gdA_, py::handle gdB_, py::handle gdC_,
                        py::handle gD_, py::handle gstate0_, int64_t stream) {
-  const Array dA = view(dA_, "dA"), dB = view(dB_, "dB"), dC = view(dC_, "dC");
-  const Array D = view_opt(D_, "D");
-  const Checked c = check_params(dA, dB, dC, D, "ssm_scan_backward");
-  const Array u = view(u_, "u"), state0 = view_opt(state0_, "state");
-  const int64_t H = dA.shape[0], N = dA.shape[1];
-  if (u.ndim() != 3 || u.shape[2] != H)
-    throw py::value_error("u: expected shape (batch, L, H), got " + u.shape_str());
-  const int64_t batch = u.shape[0], L = u.shape[1];
-  const std::vector<int64_t> sshape{batch, H, N}, pshape{batch, H};
-  c.real_(u, u.shape, "(batch, L, H)");
-  if (!state0.name.empty()) c.complex_(state0, sshape, "(batch, H, N)");
-  const Array gy = view(gy_, "gy"), gstate = view_opt(gstate_, "gstate");
-  c.real_(gy, u.shape, "(batch, L, H) like u");
-  if (!gstate.name.empty()) c.complex_(gstate, sshape, "(batch, H, N)");
-  const Array gu = view_opt(gu_, "gu"), gdA = view_opt(gdA_, "gdA"), gdB = view_opt(gdB_, "gdB");
-  const Array gdC = view_opt(gdC_, "gdC"), gD = view_opt(gD_, "gD");
-  const Array gs0 = view_opt(gstate0_, "gstate0");
+  const DiagonalArrays in(dA_, dB_, dC_, D_, u_);
+  const Array state0 = view_opt(state0_, "state");
   ScanBackwardParams p;
-  if (!gu.name.empty()) c.out_(gu, u, u.shape), p.gu = gu.data;
-  if (!gdA.name.empty()) c.out_(gdA, dA, sshape), p.gdA = gdA.data;
-  if (!gdB.name.empty()) c.out_(gdB, dA, sshape), p.gdB = gdB.data;
-  if (!gdC.name.empty()) c.out_(gdC, dA, sshape), p.gdC = gdC.data;
-  if (!gD.name.empty()) c.out_(gD, u, pshape), p.gD = gD.data;
-  if (!gs0.name.empty()) c.out_(gs0, dA, sshape), p.gstate0 = gs0.data;
-  p.dtype = dtype_of(dA);
-  p.batch = batch, p.L = L, p.H = H, p.N = N;
-  p.u = u.data, p.dA = dA.data, p.dB = dB.data, p.dC = dC.data, p.D = D.data;
-  p.state0 = state0.data, p.gy = gy.data, p.gstate = gstate.data;
-  launch(dA, stream, ssm_scan_backward_cpu, ssm_scan_backward_cuda, p);
+  const Checked c = check_scan(in, state0, "ssm_scan_backward", p);
+  const Array &u = in.u, &dA = in.dA;
+  const std::vector<int64_t> sshape = in.state_shape(), pshape{p.batch, p.H};
+  const Array gy = view(gy_, "gy");
+  c.real_(gy, u.shape, "(batch, L, H) like u");
+  p.gy = gy.data;
+  const Array gstate = c.opt_complex_(gstate_, "gstate", sshape, "(batch, H, N)", p.gstate);
+  const Array gu = c.opt_out_(gu_, "gu", u, u.shape, p.gu);
+  const Array gdA = c.opt_out_(gdA_, "gdA", dA, sshape, p.gdA);
+  const Array gdB = c.opt_out_(gdB_, "gdB", dA, sshape, p.gdB);
+  const Array gdC = c.opt_out_(gdC_, "gdC", dA, sshape, p.gdC);
+  const Array gD = c.opt_out_(gD_, "gD", u, pshape, p.gD);
+  const Array gs0 = c.opt_out_(gstate0_, "gstate0", dA, sshape, p.gstate0);
+  launch(dA, stream, p);
 }
 
 void dplr_step(py::handle state_, py::handle u_, py::handle a_, py::handle b_, py::handle P_,
@@ -318,11 +353,8 @@ void dplr_step(py::handle state_, py::handle u_, py::handle a_, py::handle b_, p
   c.complex_(Pd, P.shape, "(H, r, N) like P");
   c.real_(R, {H, r, r}, "(H, r, r)");
   const Array state = view(state_, "state"), u = view(u_, "u");
-  if (u.ndim() != 2 || u.shape[1] != H)
-    throw py::value_error("u: expected shape (batch, H) with H = " + std::to_string(H) +
-                          ", got " + u.shape_str());
+  check_u(c, u, H, 2);
   const int64_t batch = u.shape[0];
-  c.real_(u, u.shape, "(batch, H)");
   c.complex_(state, {batch, H, N}, "(batch, H, N) with batch from u and H, N from dA");
   const Array y = view(y_, "y"), ns = view(new_state_, "out");
   c.out_(y, u, u.shape);
@@ -333,14 +365,13 @@ void dplr_step(py::handle state_, py::handle u_, py::handle a_, py::handle b_, p
   p.state = state.data, p.u = u.data, p.a = a.data, p.b = b.data, p.P = P.data;
   p.Pd = Pd.data, p.R = R.data, p.C = C.data, p.D = D.data, p.y = y.data;
   p.new_state = ns.data;
-  launch(a, stream, dplr_step_cpu, dplr_step_cuda, p);
+  launch(a, stream, p);
 }
 
 // v, x: (..., N) complex of one dtype and device. Fills the shared parts of the
 // log-Vandermonde parameter structs.
-template <typename Params>
 void check_vandermonde_operands(const char* op, const Array& v, const Array& x,
-                                std::vector<const Array*> extra, Params& p) {
+                                std::vector<const Array*> extra, ProductShape& p) {
   for (const Array* a : {&v, &x}) require_cpu_or_cuda_build(*a, op);
   for (const Array* a : extra) require_cpu_or_cuda_build(*a, op);
   require_complex(v);
@@ -400,7 +431,7 @@ void vandermonde(py::handle v_, py::handle x_, int64_t L, py::handle out_, bool 
   else
     require_writable_output(out, v, out_shape(p.batch, p.L));
   p.out = out.data;
-  launch(v, stream, vandermonde_cpu, vandermonde_cuda, p);
+  launch(v, stream, p);
 }
 
 void vandermonde_backward(py::handle grad_, py::handle v_, py::handle x_, py::handle dv_,
@@ -420,7 +451,7 @@ void vandermonde_backward(py::handle grad_, py::handle v_, py::handle x_, py::ha
   Array dv, dx;
   dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
   dx = optional_output(dx_, "dx", v, out_shape(p.batch, p.N), p.dx);
-  launch(v, stream, vandermonde_backward_cpu, vandermonde_backward_cuda, p);
+  launch(v, stream, p);
 }
 
 void vandermonde_transpose(py::handle u_, py::handle v_, py::handle x_, py::handle out_, int64_t stream) {
@@ -432,10 +463,8 @@ void vandermonde_transpose(py::handle u_, py::handle v_, py::handle x_, py::hand
   p.L = u.size(-1);
   p.u = as_in(u), p.v = as_in(v), p.x = as_in(x);
   broadcast_batch({&u, &v, &x}, p.batch, {&p.u, &p.v, &p.x});
-  const Array out = view(out_, "out");
-  require_writable_output(out, v, out_shape(p.batch, p.N));
-  p.out = out.data;
-  launch(v, stream, vandermonde_transpose_cpu, vandermonde_transpose_cuda, p);
+  const Array out = output(out_, "out", v, out_shape(p.batch, p.N), p.out);
+  launch(v, stream, p);
 }
 
 void vandermonde_transpose_backward(py::handle grad_, py::handle u_, py::handle v_,
@@ -465,7 +494,7 @@ void vandermonde_transpose_backward(py::handle grad_, py::handle u_, py::handle 
   }
   dv = optional_output(dv_, "dv", v, out_shape(p.batch, p.N), p.dv);
   dx = optional_output(dx_, "dx", v, out_shape(p.batch, p.N), p.dx);
-  launch(v, stream, vandermonde_transpose_backward_cpu, vandermonde_transpose_backward_cuda, p);
+  launch(v, stream, p);
 }
 
 // The draw's options, as StepEngine.run and sample_tokens take them.

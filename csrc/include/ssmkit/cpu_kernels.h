@@ -1,26 +1,19 @@
-// Declarations of the per-instruction-set CPU kernels (csrc/cpu/kernels.cpp is
-// compiled once per ISA into namespace ssmkit::<isa>). Internal to the core:
-// callers use the entry points of ssmkit.h, which pick the ISA at run time.
+// Declarations of the per-instruction-set CPU kernels: the family sources csrc/cpu/*.cpp
+// are compiled once per ISA into namespace ssmkit::<isa>, each op of SSMKIT_OPS
+// (ssmkit.h) as ssmkit::<isa>::name. Internal to the core: callers use the entry points
+// of ssmkit.h, which pick the ISA at run time (csrc/cpu/dispatch.cpp).
 #pragma once
+#include <cstdint>
+
 #include "ssmkit/ssmkit.h"
 
-#define SSMKIT_DECLARE_CPU_KERNELS(isa)                     \
-  namespace isa {                                            \
-  void cauchy(const CauchyParams& p);                        \
-  void cauchy_backward(const CauchyBackwardParams& p);       \
-  void discretize(const DiscretizeParams& p);                \
-  void discretize_backward(const DiscretizeBackwardParams& p); \
-  void ssm_step(const StepParams& p);                        \
-  void ssm_scan(const ScanParams& p);                        \
-  void ssm_scan_backward(const ScanBackwardParams& p);       \
-  void dplr_step(const DplrStepParams& p);                   \
-  void engine_run(const EngineParams& p);                    \
+#define SSMKIT_DECLARE_CPU_KERNEL(name, Params) void name(const Params& p);
+#define SSMKIT_DECLARE_CPU_KERNELS(isa)                                                   \
+  namespace isa {                                                                         \
+  SSMKIT_OPS(SSMKIT_DECLARE_CPU_KERNEL)                                                   \
+  void engine_run(const EngineParams& p);                                                 \
   int64_t sample_token(const float* logits, int64_t n, double temperature, double top_p, \
-                       double u, double* work); \
-  void vandermonde(const VandermondeParams& p);              \
-  void vandermonde_backward(const VandermondeBackwardParams& p); \
-  void vandermonde_transpose(const VandermondeTransposeParams& p); \
-  void vandermonde_transpose_backward(const VandermondeTransposeBackwardParams& p); \
+                       double u, double* work);                                           \
   }
 
 namespace ssmkit {
@@ -28,3 +21,6 @@ SSMKIT_DECLARE_CPU_KERNELS(avx512)
 SSMKIT_DECLARE_CPU_KERNELS(avx2)
 SSMKIT_DECLARE_CPU_KERNELS(baseline)
 }  // namespace ssmkit
+
+#undef SSMKIT_DECLARE_CPU_KERNELS
+#undef SSMKIT_DECLARE_CPU_KERNEL

@@ -3,10 +3,13 @@
 // derivative, and one (h, n) element of each direction. The loops
 // around it (threads, grid strides, the sum of gdt over n) stay with each backend.
 //
-// Included inside each backend's namespace, like host_device.h.
+// In the includer's namespace ssmkit::SSMKIT_ISA, like host_device.h.
 #pragma once
 
 #include "ssmkit/host_device.h"
+
+namespace ssmkit {
+namespace SSMKIT_ISA {
 
 // phi1(z) = (exp(z) - 1)/z and its derivative phi1'(z) = (exp(z) - phi1(z))/z.
 // Both cancel badly for small |z| (and are 0/0 at z = 0), so below |z| = 1/2 they are
@@ -99,3 +102,6 @@ SSMKIT_HD inline T discretize_backward_at(const DiscretizeBackwardParams& p, T s
   if (p.gB) cx_store(p.gB, i, gB);
   return gdt;
 }
+
+}  // namespace SSMKIT_ISA
+}  // namespace ssmkit

@@ -1,16 +1,27 @@
 // Code that the CPU kernels (csrc/cpu) and the CUDA kernels (csrc/cuda) share: a small
 // complex type with interleaved (re, im) loads and stores, and batch-row addressing.
 //
-// Included inside each backend's namespace (each per-ISA CPU copy gets its own, so
-// code built for different instruction sets never mixes); the includer provides
-// <cmath> and ssmkit.h.
+// It lives in namespace ssmkit::SSMKIT_ISA, the namespace of the code that includes it:
+// each per-ISA CPU copy has its own (so code built for different instruction sets never
+// mixes), and the CUDA kernels theirs, ssmkit::cuda (cmake sets SSMKIT_ISA).
 #pragma once
+#include <cmath>
+#include <cstdint>
+
+#include "ssmkit/ssmkit.h"
+
+#ifndef SSMKIT_ISA
+#error "SSMKIT_ISA must name the namespace of this translation unit's kernels (cmake/SsmkitCPU.cmake)"
+#endif
 
 #ifdef __CUDACC__
 #define SSMKIT_HD __host__ __device__
 #else
 #define SSMKIT_HD
 #endif
+
+namespace ssmkit {
+namespace SSMKIT_ISA {
 
 // Not std::complex: its out-of-line helpers could be shared between the per-ISA copies,
 // and it is not usable in device code.
@@ -66,3 +77,6 @@ SSMKIT_HD inline int64_t row_offset(const Batch& b, const In& a, int64_t r) {
   }
   return off;
 }
+
+}  // namespace SSMKIT_ISA
+}  // namespace ssmkit

@@ -35,12 +35,17 @@ struct In {
   int64_t stride = 1;  // along the last dimension
 };
 
-// Cauchy product (see python/ssmkit/ops/reference.py for the definition):
-//   out[r, l] = sum_n v[r,n] / (z[r,l] - w[r,n])  (+ conj(v[r,n]) / (z[r,l] - conj(w[r,n])))
-struct CauchyParams {
+// The common part of the batched products (Cauchy, log-Vandermonde): N terms per row
+// over the batch rows, L points.
+struct ProductShape {
   DType dtype = DType::complex64;
   Batch batch;
   int64_t N = 0, L = 0;
+};
+
+// Cauchy product (see python/ssmkit/ops/reference.py for the definition):
+//   out[r, l] = sum_n v[r,n] / (z[r,l] - w[r,n])  (+ conj(v[r,n]) / (z[r,l] - conj(w[r,n])))
+struct CauchyParams : ProductShape {
   bool conj_pairs = true;
   In v, w;      // v, w: (batch..., N)
   In z;         // z: (batch..., L)
@@ -49,20 +54,16 @@ struct CauchyParams {
 
 // Gradients of the Cauchy product, PyTorch's convention for complex inputs
 // (conjugate Wirtinger derivative). Any output pointer may be null (not needed).
-struct CauchyBackwardParams {
-  DType dtype = DType::complex64;
-  Batch batch;
-  int64_t N = 0, L = 0;
+struct CauchyBackwardParams : ProductShape {
   bool conj_pairs = true;
   In grad;      // grad: (batch..., L), the gradient of the output
   In v, w;      // v, w: (batch..., N)
   In z;         // z: (batch..., L)
-  void* dv = nullptr;  // dv: (rows, N), contiguous
-  void* dw = nullptr;  // dw: (rows, N), contiguous
-  void* dz = nullptr;  // dz: (rows, L), contiguous
+  void *dv = nullptr, *dw = nullptr;  // dv, dw: (rows, N), contiguous
+  void* dz = nullptr;                 // dz: (rows, L), contiguous
 };
 
-// ---- Discretization and stateful stepping of diagonal SSMs (issue 4) ----
+// ---- Discretization and stateful stepping of diagonal SSMs ----
 // These arrays are contiguous (the Python layer copies where needed); real arrays
 // (dt, u, y, D, R) are float32 with complex64 operands and float64 with complex128.
 // Complex state uses conjugate-pair storage: N stored values stand for 2N.
@@ -71,59 +72,50 @@ enum class Discretization { zoh, bilinear };
 
 // zoh:      dA = exp(dt A),                dB = (exp(dt A) - 1) / A * B  (-> dt B as A -> 0)
 // bilinear: dA = (1 + dt A/2)/(1 - dt A/2), dB = dt B / (1 - dt A/2)
-struct DiscretizeParams {
+struct DiscretizeInputs {
   DType dtype = DType::complex64;
   Discretization method = Discretization::zoh;
   int64_t H = 0, N = 0;
-  const void* dt = nullptr;  // dt: (H,) real
-  const void* A = nullptr;   // A: (H, N)
-  const void* B = nullptr;   // B: (H, N)
-  void* dA = nullptr;        // dA: (H, N) out
-  void* dB = nullptr;        // dB: (H, N) out
+  const void* dt = nullptr;                    // dt: (H,) real
+  const void *A = nullptr, *B = nullptr;       // A, B: (H, N)
+};
+struct DiscretizeParams : DiscretizeInputs {
+  void *dA = nullptr, *dB = nullptr;           // dA, dB: (H, N) out
 };
 
-// Gradients of discretize (conjugate Wirtinger). gdA or gdB may be null (zero);
+// Gradients of discretize (conjugate Wirtinger). gdA or gdB may be null (zero); the
 // outputs may be null (not needed).
-struct DiscretizeBackwardParams {
+struct DiscretizeBackwardParams : DiscretizeInputs {
+  const void *gdA = nullptr, *gdB = nullptr;   // gdA, gdB: (H, N), gradients of the outputs
+  void* gdt = nullptr;                         // gdt: (H,) real out
+  void *gA = nullptr, *gB = nullptr;           // gA, gB: (H, N) out
+};
+
+// A diagonal SSM's discretized parameters, shared by its step, scan and scan backward.
+struct DiagonalSSM {
   DType dtype = DType::complex64;
-  Discretization method = Discretization::zoh;
-  int64_t H = 0, N = 0;
-  const void* dt = nullptr;   // dt: (H,) real
-  const void* A = nullptr;    // A, B: (H, N)
-  const void* B = nullptr;
-  const void* gdA = nullptr;  // gdA, gdB: (H, N), gradients of the outputs
-  const void* gdB = nullptr;
-  void* gdt = nullptr;        // gdt: (H,) real out
-  void* gA = nullptr;         // gA, gB: (H, N) out
-  void* gB = nullptr;
+  int64_t batch = 0, H = 0, N = 0;
+  const void *dA = nullptr, *dB = nullptr, *dC = nullptr;  // dA, dB, dC: (H, N)
+  const void* D = nullptr;                                 // D: (H,) real, or null (0)
 };
 
 // One step: state' = dA * state + dB * u,  y = 2 Re(sum_n dC * state') + D * u.
 // new_state may equal state (in place): each element is read before it is written,
 // by the same thread.
-struct StepParams {
-  DType dtype = DType::complex64;
-  int64_t batch = 0, H = 0, N = 0;
+struct StepParams : DiagonalSSM {
   const void* state = nullptr;  // state: (batch, H, N)
   const void* u = nullptr;      // u: (batch, H) real
-  const void* dA = nullptr;     // dA, dB, dC: (H, N)
-  const void* dB = nullptr;
-  const void* dC = nullptr;
-  const void* D = nullptr;      // D: (H,) real, or null (0)
   void* y = nullptr;            // y: (batch, H) real out
   void* new_state = nullptr;    // new_state: (batch, H, N) out, may alias state
 };
 
 // The step over a sequence: u (batch, L, H) -> y (batch, L, H) and the final state.
-struct ScanParams {
-  DType dtype = DType::complex64;
-  int64_t batch = 0, L = 0, H = 0, N = 0;
+struct ScanInputs : DiagonalSSM {
+  int64_t L = 0;
   const void* u = nullptr;       // u: (batch, L, H) real
-  const void* dA = nullptr;      // dA, dB, dC: (H, N)
-  const void* dB = nullptr;
-  const void* dC = nullptr;
-  const void* D = nullptr;       // D: (H,) real, or null
   const void* state0 = nullptr;  // state0: (batch, H, N), or null (zero)
+};
+struct ScanParams : ScanInputs {
   void* y = nullptr;             // y: (batch, L, H) real out
   void* state = nullptr;         // state: (batch, H, N) out, the state after step L-1
 };
@@ -132,21 +124,11 @@ struct ScanParams {
 // checkpoints every few steps (no (batch, L, H, N) array). Gradients of the
 // per-channel parameters are written per batch element; the caller sums over batch
 // (a fixed order, so results are deterministic). Outputs may be null (not needed).
-struct ScanBackwardParams {
-  DType dtype = DType::complex64;
-  int64_t batch = 0, L = 0, H = 0, N = 0;
-  const void* u = nullptr;       // u: (batch, L, H) real
-  const void* dA = nullptr;      // dA, dB, dC: (H, N)
-  const void* dB = nullptr;
-  const void* dC = nullptr;
-  const void* D = nullptr;       // D: (H,) real, or null
-  const void* state0 = nullptr;  // state0: (batch, H, N), or null
+struct ScanBackwardParams : ScanInputs {
   const void* gy = nullptr;      // gy: (batch, L, H) real
   const void* gstate = nullptr;  // gstate: (batch, H, N), gradient of the final state, or null
   void* gu = nullptr;            // gu: (batch, L, H) real out
-  void* gdA = nullptr;           // gdA, gdB, gdC: (batch, H, N) out, per batch element
-  void* gdB = nullptr;
-  void* gdC = nullptr;
+  void *gdA = nullptr, *gdB = nullptr, *gdC = nullptr;  // (batch, H, N) out, per batch element
   void* gD = nullptr;            // gD: (batch, H) real out, per batch element
   void* gstate0 = nullptr;       // gstate0: (batch, H, N) out
 };
@@ -158,17 +140,15 @@ struct ScanBackwardParams {
 struct DplrStepParams {
   DType dtype = DType::complex64;
   int64_t batch = 0, H = 0, N = 0, r = 0;
-  const void* state = nullptr;  // state: (batch, H, N)
-  const void* u = nullptr;      // u: (batch, H) real
-  const void* a = nullptr;      // a, b: (H, N), the diagonal part's bilinear dA, dB
-  const void* b = nullptr;
-  const void* P = nullptr;      // P, Pd: (H, r, N); Pd = P / (2/dt - Lambda)
-  const void* Pd = nullptr;
-  const void* R = nullptr;      // R: (H, r, r) real, (I + 2 Re(P^* Pd))^-1
-  const void* C = nullptr;      // C: (H, N)
-  const void* D = nullptr;      // D: (H,) real, or null
-  void* y = nullptr;            // y: (batch, H) real out
-  void* new_state = nullptr;    // new_state: (batch, H, N) out, may alias state
+  const void* state = nullptr;            // state: (batch, H, N)
+  const void* u = nullptr;                // u: (batch, H) real
+  const void *a = nullptr, *b = nullptr;  // a, b: (H, N), the diagonal part's bilinear dA, dB
+  const void *P = nullptr, *Pd = nullptr; // P, Pd: (H, r, N); Pd = P / (2/dt - Lambda)
+  const void* R = nullptr;                // R: (H, r, r) real, (I + 2 Re(P^* Pd))^-1
+  const void* C = nullptr;                // C: (H, N)
+  const void* D = nullptr;                // D: (H,) real, or null
+  void* y = nullptr;                      // y: (batch, H) real out
+  void* new_state = nullptr;              // new_state: (batch, H, N) out, may alias state
 };
 
 // A step engine: straight-line programs of primitive instructions over float32
@@ -241,20 +221,11 @@ struct EngineParams {
 int64_t sample_token_cpu(const float* logits, int64_t n, double temperature, double top_p,
                          double u, double* work);
 
-void discretize_cpu(const DiscretizeParams& p);
-void discretize_backward_cpu(const DiscretizeBackwardParams& p);
-void ssm_step_cpu(const StepParams& p);
-void ssm_scan_cpu(const ScanParams& p);
-void ssm_scan_backward_cpu(const ScanBackwardParams& p);
-void dplr_step_cpu(const DplrStepParams& p);
 void engine_run_cpu(const EngineParams& p);
 
 // Log-Vandermonde product (see python/ssmkit/ops/reference.py):
 //   out[r, l] = sum_n v[r,n] exp(x[r,n] l),  l = 0..L-1;  the real 2 Re(...) when conj_pairs.
-struct VandermondeParams {
-  DType dtype = DType::complex64;
-  Batch batch;
-  int64_t N = 0, L = 0;
+struct VandermondeParams : ProductShape {
   bool conj_pairs = true;
   In v, x;              // v, x: (batch..., N)
   void* out = nullptr;  // out: (rows, L), contiguous; real when conj_pairs, else complex
@@ -262,51 +233,61 @@ struct VandermondeParams {
 
 // Gradients of the log-Vandermonde product (conjugate Wirtinger convention).
 // dv or dx may be null (not needed).
-struct VandermondeBackwardParams {
-  DType dtype = DType::complex64;
-  Batch batch;
-  int64_t N = 0, L = 0;
+struct VandermondeBackwardParams : ProductShape {
   bool conj_pairs = true;
   In grad;             // grad: (batch..., L); real when conj_pairs, else complex
   In v, x;             // v, x: (batch..., N)
-  void* dv = nullptr;  // dv: (rows, N), contiguous complex
-  void* dx = nullptr;  // dx: (rows, N), contiguous complex
+  void *dv = nullptr, *dx = nullptr;  // dv, dx: (rows, N), contiguous complex
 };
 
 // Transposed log-Vandermonde product (state forwarding):
 //   out[r, n] = v[r,n] sum_l u[r,l] exp(x[r,n] l)
-struct VandermondeTransposeParams {
-  DType dtype = DType::complex64;
-  Batch batch;
-  int64_t N = 0, L = 0;
+struct VandermondeTransposeInputs : ProductShape {
   bool u_real = false;  // u is real of the same precision (float for complex64)
   In u;                 // u: (batch..., L)
   In v, x;              // v, x: (batch..., N)
+};
+struct VandermondeTransposeParams : VandermondeTransposeInputs {
   void* out = nullptr;  // out: (rows, N), contiguous complex
 };
 
 // Gradients of the transpose; du, dv, dx may each be null (not needed).
-struct VandermondeTransposeBackwardParams {
-  DType dtype = DType::complex64;
-  Batch batch;
-  int64_t N = 0, L = 0;
-  bool u_real = false;
+struct VandermondeTransposeBackwardParams : VandermondeTransposeInputs {
   In grad;             // grad: (batch..., N) complex
-  In u;                // u: (batch..., L), real when u_real
-  In v, x;             // v, x: (batch..., N)
   void* du = nullptr;  // du: (rows, L), contiguous; real when u_real
-  void* dv = nullptr;  // dv: (rows, N), contiguous complex
-  void* dx = nullptr;  // dx: (rows, N), contiguous complex
+  void *dv = nullptr, *dx = nullptr;  // dv, dx: (rows, N), contiguous complex
 };
 
-// CPU entry points (csrc/cpu/dispatch.cpp). They run on the calling thread's
-// OpenMP pool and never touch Python.
-void cauchy_cpu(const CauchyParams& p);
-void cauchy_backward_cpu(const CauchyBackwardParams& p);
-void vandermonde_cpu(const VandermondeParams& p);
-void vandermonde_backward_cpu(const VandermondeBackwardParams& p);
-void vandermonde_transpose_cpu(const VandermondeTransposeParams& p);
-void vandermonde_transpose_backward_cpu(const VandermondeTransposeBackwardParams& p);
+// Every op of the core, once: X(name, its params struct). This list declares, for each
+// op, the CPU entry point name_cpu(p) (csrc/cpu/dispatch.cpp: runs the kernel of the
+// widest instruction set, ssmkit::<isa>::name in csrc/cpu/<family>.cpp) and the CUDA
+// entry point name_cuda(p, stream) (csrc/cuda/<family>.cu; csrc/cuda/no_cuda.cpp in a
+// build without CUDA). The CPU entry points run on the calling thread's OpenMP pool
+// and never touch Python. The CUDA ones take the same structs, every pointer on the
+// current CUDA device, and the stream to launch on (a cudaStream_t; null = the legacy
+// default stream). They only enqueue work: no device or host synchronisation, so they
+// may be captured in a CUDA graph. Scratch memory, where needed, is stream-ordered
+// (cudaMallocAsync). Errors throw std::runtime_error naming the op, the CUDA error and
+// file:line. In a build without CUDA they throw saying so.
+#define SSMKIT_OPS(X)                                                   \
+  X(cauchy, CauchyParams)                                               \
+  X(cauchy_backward, CauchyBackwardParams)                              \
+  X(vandermonde, VandermondeParams)                                     \
+  X(vandermonde_backward, VandermondeBackwardParams)                    \
+  X(vandermonde_transpose, VandermondeTransposeParams)                  \
+  X(vandermonde_transpose_backward, VandermondeTransposeBackwardParams) \
+  X(discretize, DiscretizeParams)                                       \
+  X(discretize_backward, DiscretizeBackwardParams)                      \
+  X(ssm_step, StepParams)                                               \
+  X(ssm_scan, ScanParams)                                               \
+  X(ssm_scan_backward, ScanBackwardParams)                              \
+  X(dplr_step, DplrStepParams)
+
+#define SSMKIT_DECLARE_ENTRY_POINTS(name, Params) \
+  void name##_cpu(const Params& p);               \
+  void name##_cuda(const Params& p, void* stream);
+SSMKIT_OPS(SSMKIT_DECLARE_ENTRY_POINTS)
+#undef SSMKIT_DECLARE_ENTRY_POINTS
 
 // The instruction set the CPU kernels use: "avx512", "avx2" or "baseline". Chosen once
 // from what the CPU supports; the environment variable SSMKIT_CPU_ISA can lower it.
@@ -315,25 +296,6 @@ const char* cpu_isa();
 const char* cpu_isas_compiled();
 int num_threads();
 void set_num_threads(int n);
-
-// CUDA entry points (csrc/cuda/*.cu): the same parameter structs, every pointer on the
-// current CUDA device, and the stream to launch on (a cudaStream_t; null = the legacy
-// default stream). They only enqueue work: no device or host synchronisation, so they
-// may be captured in a CUDA graph. Scratch memory, where needed, is stream-ordered
-// (cudaMallocAsync). Errors throw std::runtime_error naming the op, the CUDA error and
-// file:line. In a build without CUDA they throw saying so.
-void cauchy_cuda(const CauchyParams& p, void* stream);
-void cauchy_backward_cuda(const CauchyBackwardParams& p, void* stream);
-void vandermonde_cuda(const VandermondeParams& p, void* stream);
-void vandermonde_backward_cuda(const VandermondeBackwardParams& p, void* stream);
-void vandermonde_transpose_cuda(const VandermondeTransposeParams& p, void* stream);
-void vandermonde_transpose_backward_cuda(const VandermondeTransposeBackwardParams& p, void* stream);
-void discretize_cuda(const DiscretizeParams& p, void* stream);
-void discretize_backward_cuda(const DiscretizeBackwardParams& p, void* stream);
-void ssm_step_cuda(const StepParams& p, void* stream);
-void ssm_scan_cuda(const ScanParams& p, void* stream);
-void ssm_scan_backward_cuda(const ScanBackwardParams& p, void* stream);
-void dplr_step_cuda(const DplrStepParams& p, void* stream);
 
 // Makes CUDA device `index` current for its lifetime and restores the previous one
 // (callers launch on the device that holds their arrays). A no-op without CUDA.

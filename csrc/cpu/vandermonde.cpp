@@ -1,5 +1,6 @@
 // Log-Vandermonde product kernels, forward, transpose and backward (definitions in
-// ssmkit.h and python/ssmkit/ops/reference.py). Included inside the per-ISA namespace.
+// ssmkit.h and python/ssmkit/ops/reference.py), compiled once per instruction set into
+// namespace ssmkit::<isa> (cmake/SsmkitCPU.cmake).
 //
 // Scheme: E[n, l] = exp(x_n l) is never evaluated term by term. A task is one row and one
 // chunk of kVChunk values of l starting at l0; the chunk is cut into blocks of kVB, and
@@ -26,8 +27,19 @@
 // evaluated term by term in double as magnitude times unit phase,
 // (Re, Im)(c e^{i b l}) * e^{a l/2} * e^{a l/2}, so a term is Inf exactly when it
 // overflows, and NaN only from 0 * Inf or NaN inputs, as in the reference.
-#pragma once
-// (<cmath> is included by kernels.cpp, outside the ISA namespace.)
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <new>
+
+#include "common.h"
+#include "simd.h"
+#include "ssmkit/cpu_kernels.h"
+#include "ssmkit/static_switch.h"
+
+namespace ssmkit {
+namespace SSMKIT_ISA {
+namespace {
 
 constexpr int64_t kVB = 64;                   // l per block: the length of T[n, :]
 constexpr int64_t kVChunk = 2048;             // l per task (fixed: results do not depend
@@ -373,3 +385,151 @@ void vandermonde_reduce_impl(const Batch& batch, const In& x, int64_t N, int64_t
     }
   }
 }
+
+// Reads n complex values of one row of a into doubles.
+template <typename T>
+inline void row_to_double(const In& a, int64_t off, int64_t n, double* re, double* im) {
+  const T* base = static_cast<const T*>(a.data) + 2 * off;
+  for (int64_t i = 0; i < n; ++i) re[i] = base[2 * i * a.stride], im[i] = base[2 * i * a.stride + 1];
+}
+
+// The load_u of vandermonde_reduce_impl for the operand u: a row's chunk [l0, l0 + nl)
+// as (re, im) times scale, conjugated when conj (real u: imaginary parts 0).
+template <typename T, bool kRealU>
+inline auto u_loader(const Batch& b, const In& u, bool conj, T scale) {
+  return [&b, &u, conj, scale](int64_t r, int64_t l0, int64_t nl, T* ur, T* ui) {
+    const int64_t off = row_offset(b, u, r);
+    if (kRealU) {
+      load_real_row(u, off, l0, nl, ur);
+      for (int64_t l = 0; l < nl; ++l) ur[l] *= scale, ui[l] = 0;
+    } else {
+      split_row(u, off, l0, nl, nl, ur, ui);
+      const T si = conj ? -scale : scale;
+      for (int64_t l = 0; l < nl; ++l) ur[l] *= scale, ui[l] *= si;
+    }
+  };
+}
+
+// Element n of row r of the complex operand a, as (re, im).
+template <typename T>
+inline const T* element(const Batch& b, const In& a, int64_t r, int64_t n) {
+  return static_cast<const T*>(a.data) + 2 * (row_offset(b, a, r) + n * a.stride);
+}
+
+template <typename T>
+void vandermonde_t(const VandermondeParams& p) {
+  if (p.N == 0) {  // empty sum
+    std::memset(p.out, 0, sizeof(T) * p.batch.rows() * p.L * (p.conj_pairs ? 1 : 2));
+    return;
+  }
+  auto coef = [&](int64_t r, double* cr, double* ci) {
+    row_to_double<T>(p.v, row_offset(p.batch, p.v, r), p.N, cr, ci);
+  };
+  SSMKIT_BOOL_SWITCH(p.conj_pairs, kReal,  // 2 Re(...) with conjugate pairs
+                     vandermonde_forward_impl<T, kReal>(p.batch, p.x, p.N, p.L, T(kReal ? 2 : 1),
+                                                        false, coef, static_cast<T*>(p.out)));
+}
+
+// dv = conj(P), dx = conj(v Q) with u = conj(grad) (complex output) or 2 grad (real).
+template <typename T, bool kRealU, bool kQ>
+void vandermonde_backward_t(const VandermondeBackwardParams& p) {
+  T* dv = static_cast<T*>(p.dv);
+  T* dx = static_cast<T*>(p.dx);
+  auto finish = [&](int64_t r, int64_t n, const T* s) {
+    const int64_t o = 2 * (r * p.N + n);
+    if (dv) dv[o] = s[0], dv[o + 1] = -s[1];
+    if (dx) {
+      const T* v = element<T>(p.batch, p.v, r, n);
+      dx[o] = v[0] * s[2] - v[1] * s[3];
+      dx[o + 1] = -(v[0] * s[3] + v[1] * s[2]);
+    }
+  };
+  vandermonde_reduce_impl<T, kRealU, kQ>(p.batch, p.x, p.N, p.L,
+                                         u_loader<T, kRealU>(p.batch, p.grad, true, kRealU ? T(2) : T(1)), finish);
+}
+
+template <typename T, bool kRealU>
+void vandermonde_backward_t(const VandermondeBackwardParams& p) {
+  if (p.dv || p.dx) SSMKIT_BOOL_SWITCH(p.dx != nullptr, kQ, vandermonde_backward_t<T, kRealU, kQ>(p));
+}
+
+template <typename T, bool kRealU>
+void vandermonde_transpose_t(const VandermondeTransposeParams& p) {
+  T* out = static_cast<T*>(p.out);
+  auto finish = [&](int64_t r, int64_t n, const T* s) {  // v P
+    const T* v = element<T>(p.batch, p.v, r, n);
+    const int64_t o = 2 * (r * p.N + n);
+    out[o] = v[0] * s[0] - v[1] * s[1];
+    out[o + 1] = v[0] * s[1] + v[1] * s[0];
+  };
+  vandermonde_reduce_impl<T, kRealU, false>(p.batch, p.x, p.N, p.L,
+                                            u_loader<T, kRealU>(p.batch, p.u, false, T(1)), finish);
+}
+
+// dv = H conj(P), dx = H conj(v Q), du = conj(sum_n conj(H_n) v_n E[n, l]) (its real
+// part when u is real).
+template <typename T, bool kRealU, bool kQ>
+void vandermonde_transpose_backward_s(const VandermondeTransposeBackwardParams& p) {
+  T* dv = static_cast<T*>(p.dv);
+  T* dx = static_cast<T*>(p.dx);
+  auto finish = [&](int64_t r, int64_t n, const T* s) {
+    const T* h = element<T>(p.batch, p.grad, r, n);
+    const int64_t o = 2 * (r * p.N + n);
+    if (dv) {
+      dv[o] = h[0] * s[0] + h[1] * s[1];
+      dv[o + 1] = h[1] * s[0] - h[0] * s[1];
+    }
+    if (dx) {
+      const T* v = element<T>(p.batch, p.v, r, n);
+      const T zr = v[0] * s[2] - v[1] * s[3], zi = v[0] * s[3] + v[1] * s[2];
+      dx[o] = h[0] * zr + h[1] * zi;
+      dx[o + 1] = h[1] * zr - h[0] * zi;
+    }
+  };
+  vandermonde_reduce_impl<T, kRealU, kQ>(p.batch, p.x, p.N, p.L,
+                                         u_loader<T, kRealU>(p.batch, p.u, false, T(1)), finish);
+}
+
+template <typename T, bool kRealU>
+void vandermonde_transpose_backward_t(const VandermondeTransposeBackwardParams& p) {
+  if (p.dv || p.dx)
+    SSMKIT_BOOL_SWITCH(p.dx != nullptr, kQ, vandermonde_transpose_backward_s<T, kRealU, kQ>(p));
+  if (p.du) {
+    auto coef = [&](int64_t r, double* cr, double* ci) {  // conj(H) v
+      row_to_double<T>(p.v, row_offset(p.batch, p.v, r), p.N, cr, ci);
+      const T* h = static_cast<const T*>(p.grad.data) + 2 * row_offset(p.batch, p.grad, r);
+      for (int64_t n = 0; n < p.N; ++n) {
+        const double hr = h[2 * n * p.grad.stride], hi = h[2 * n * p.grad.stride + 1];
+        const double vr = cr[n], vi = ci[n];
+        cr[n] = hr * vr + hi * vi;
+        ci[n] = hr * vi - hi * vr;
+      }
+    };
+    T* du = static_cast<T*>(p.du);
+    if (p.N == 0) {
+      std::memset(du, 0, sizeof(T) * (kRealU ? 1 : 2) * p.batch.rows() * p.L);
+      return;
+    }
+    vandermonde_forward_impl<T, kRealU>(p.batch, p.x, p.N, p.L, T(1), true, coef, du);
+  }
+}
+}  // namespace
+
+// The entry points: the kernel for p's dtype and flags (real u and gradients with
+// conjugate pairs).
+void vandermonde(const VandermondeParams& p) {
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, vandermonde_t<T>(p));
+}
+void vandermonde_backward(const VandermondeBackwardParams& p) {
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, SSMKIT_BOOL_SWITCH(p.conj_pairs, kRealU, vandermonde_backward_t<T, kRealU>(p)));
+}
+void vandermonde_transpose(const VandermondeTransposeParams& p) {
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, SSMKIT_BOOL_SWITCH(p.u_real, kRealU, vandermonde_transpose_t<T, kRealU>(p)));
+}
+void vandermonde_transpose_backward(const VandermondeTransposeBackwardParams& p) {
+  SSMKIT_DTYPE_SWITCH(p.dtype, T,
+                      SSMKIT_BOOL_SWITCH(p.u_real, kRealU, vandermonde_transpose_backward_t<T, kRealU>(p)));
+}
+
+}  // namespace SSMKIT_ISA
+}  // namespace ssmkit

@@ -1,5 +1,6 @@
 // Cauchy product kernels, forward and backward (definitions in ssmkit.h and
-// python/ssmkit/ops/reference.py). Included inside the per-ISA namespace.
+// python/ssmkit/ops/reference.py), compiled once per instruction set into namespace
+// ssmkit::<isa> (cmake/SsmkitCPU.cmake).
 //
 // Layout: z is vectorised (W values of l per SIMD register), each pair (v_n, w_n) is
 // broadcast. A conjugate pair shares the real part of its denominators:
@@ -8,7 +9,19 @@
 //
 // Sums are blocked (16 terms, then 16 blocks, then the rest) so the rounding error
 // grows with log(N) rather than with N, as in a pairwise sum.
-#pragma once
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include "common.h"
+#include "simd.h"
+#include "ssmkit/cpu_kernels.h"
+#include "ssmkit/static_switch.h"
+
+namespace ssmkit {
+namespace SSMKIT_ISA {
+namespace {
 
 constexpr int64_t kFwdLBlock = 512;    // l values per forward task
 constexpr int64_t kBwdLChunk = 4096;   // l values per backward task (fixed: results do not
@@ -312,3 +325,27 @@ void cauchy_backward_impl(const CauchyBackwardParams& p) {
     }
   }
 }
+
+// Only the sums an output needs: S1, S2 for dv, dw; T for dz.
+template <typename T, bool kConj>
+void cauchy_backward_sums(const CauchyBackwardParams& p) {
+  const bool need_s = p.dv || p.dw, need_t = p.dz != nullptr;
+  if (need_s && need_t)
+    cauchy_backward_impl<T, kConj, true, true>(p);
+  else if (need_s)
+    cauchy_backward_impl<T, kConj, true, false>(p);
+  else if (need_t)
+    cauchy_backward_impl<T, kConj, false, true>(p);
+}
+}  // namespace
+
+// The entry points: the kernel for p's dtype and flags.
+void cauchy(const CauchyParams& p) {
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, SSMKIT_BOOL_SWITCH(p.conj_pairs, kConj, cauchy_forward_impl<T, kConj>(p)));
+}
+void cauchy_backward(const CauchyBackwardParams& p) {
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, SSMKIT_BOOL_SWITCH(p.conj_pairs, kConj, cauchy_backward_sums<T, kConj>(p)));
+}
+
+}  // namespace SSMKIT_ISA
+}  // namespace ssmkit
