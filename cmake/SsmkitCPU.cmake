@@ -26,7 +26,7 @@ set(SSMKIT_ISA_FLAGS_baseline "")
 function(ssmkit_add_cpu_kernels target source)
   foreach(isa IN LISTS SSMKIT_CPU_ISAS)
     set(obj ${target}_${isa})
-    add_library(${obj} OBJECT ${source})
+    add_library(${obj} OBJECT ${source} ${ARGN})
     target_include_directories(${obj} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/csrc/include)
     target_compile_definitions(${obj} PRIVATE SSMKIT_ISA=${isa})
     # fp-contract=fast lets the compiler fuse a*b+c into FMA (more accurate, not less);

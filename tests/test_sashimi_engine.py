@@ -1,4 +1,4 @@
-"""The compiled step engine of SaShiMi generation (models/sashimi_engine.py, csrc/cpu/engine.h):
+"""The compiled step engine of SaShiMi generation (models/sashimi_engine.py, csrc/cpu/engine/):
 its logits are SaShiMi.step's and the convolution's (2x rule against float64), its draws
 are a plain float64 inverse-CDF reference's, it shares the state with prime and step,
 and it rejects bad programs and inputs."""

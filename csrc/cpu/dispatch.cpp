@@ -5,6 +5,7 @@
 #include <utility>
 #include <stdexcept>
 
+#include "engine/plan.h"
 #include "ssmkit/cpu_kernels.h"
 #include "ssmkit/ssmkit.h"
 
@@ -134,6 +135,8 @@ void ssm_scan_cpu(const ScanParams& p) { SSMKIT_DISPATCH(ssm_scan, p) }
 void ssm_scan_backward_cpu(const ScanBackwardParams& p) { SSMKIT_DISPATCH(ssm_scan_backward, p) }
 void dplr_step_cpu(const DplrStepParams& p) { SSMKIT_DISPATCH(dplr_step, p) }
 void engine_run_cpu(const EngineParams& p) { SSMKIT_DISPATCH(engine_run, p) }
+EnginePlanHandle make_engine_plan() { return EnginePlanHandle(new EnginePlan); }
+void EnginePlanDelete::operator()(EnginePlan* plan) const { delete plan; }
 int64_t sample_token_cpu(const float* logits, int64_t n, double temperature, double top_p,
                          double u, double* work) {
   SSMKIT_DISPATCH(sample_token, logits, n, temperature, top_p, u, work)

@@ -35,7 +35,6 @@ namespace {
 #include "step.h"
 #include "dplr.h"
 #include "vandermonde.h"
-#include "engine.h"
 
 template <typename T>
 void cauchy_dispatch(const CauchyParams& p) {
@@ -266,11 +265,6 @@ void ssm_step(const StepParams& p) { SSMKIT_BY_DTYPE(ssm_step_impl, p) }
 void ssm_scan(const ScanParams& p) { SSMKIT_BY_DTYPE(ssm_scan_impl, p) }
 void ssm_scan_backward(const ScanBackwardParams& p) { SSMKIT_BY_DTYPE(ssm_scan_backward_impl, p) }
 void dplr_step(const DplrStepParams& p) { SSMKIT_BY_DTYPE(dplr_step_impl, p) }
-void engine_run(const EngineParams& p) { engine_run_impl(p); }
-int64_t sample_token(const float* logits, int64_t n, double temperature, double top_p, double u,
-                     double* work) {
-  return draw_token(logits, n, temperature, top_p, u, work);
-}
 #undef SSMKIT_BY_DTYPE
 
 }  // namespace SSMKIT_ISA
