@@ -28,7 +28,6 @@ inline void engine_program(const int64_t* c, const int64_t* stop, const int64_t*
   constexpr int W = S::W;
   int64_t lo, hi;  // this thread's columns (channels) of the instruction
   while (c < stop) {
-    const int64_t* const next = c + kEngineOpLength[c[0]];
     switch (c[0]) {
       case kEngineEmbed: {
         const auto op = engine_decode<EngineEmbed>(c);
@@ -50,7 +49,7 @@ inline void engine_program(const int64_t* c, const int64_t* stop, const int64_t*
       case kEngineLinear: {
         const auto op = engine_decode<EngineLinear>(c);
         int64_t los[2], his[2];
-        const int ranges = linear_ranges(op, next, end, part, los, his);
+        const int ranges = linear_ranges(op, c + kEngineOpLength[kEngineLinear], end, part, los, his);
         for (int k = 0; k < ranges; ++k)
           engine_linear(v.at(op.x, r0), v.stride[op.x], v.at(op.out, r0), v.stride[op.out], v.param(op.Wt),
                         v.param(op.bias), op.n_in, op.n_out, r1 - r0, los[k], his[k]);
@@ -64,7 +63,7 @@ inline void engine_program(const int64_t* c, const int64_t* stop, const int64_t*
           engine_layer_norm(v.at(op.x, r), normed + (r - r0) * n_in, v.param(op.norm_weight), v.param(op.norm_bias),
                             n_in, float(eps), 0, n_in);
         int64_t los[2], his[2];
-        const int ranges = linear_ranges(op, next, end, part, los, his);
+        const int ranges = linear_ranges(op, c + kEngineOpLength[kEngineNormLinear], end, part, los, his);
         for (int k = 0; k < ranges; ++k)
           engine_linear(normed, n_in, v.at(op.out, r0), v.stride[op.out], v.param(op.Wt), v.param(op.bias), n_in,
                         op.n_out, r1 - r0, los[k], his[k]);
@@ -133,7 +132,7 @@ inline void engine_program(const int64_t* c, const int64_t* stop, const int64_t*
         return;  // unreachable: the binding checks every opcode before a run
     }
     if (barrier && sync[c - begin]) barrier->wait(part.part, round);
-    c = next;
+    c += kEngineOpLength[c[0]];
   }
 }
 

@@ -89,11 +89,17 @@ enum EngineOp : int64_t { SSMKIT_ENGINE_INSTRUCTIONS(SSMKIT_ENGINE_OPCODE) };
 // n_in, n_out}). operands(f) calls f(name, role, value, extent) for each, in word order.
 #define SSMKIT_ENGINE_FIELD(name, role, extent) int64_t name;
 #define SSMKIT_ENGINE_VISIT(name, role, extent) f(#name, EngineRole::role, name, int64_t(extent));
+#define SSMKIT_ENGINE_LOAD(name, role, extent) op.name = *words++;
 #define SSMKIT_ENGINE_STRUCT(opcode, name_, Name, OPERANDS)       \
   struct Engine##Name {                                           \
     static constexpr EngineOp kOp = kEngine##Name;                \
     static constexpr const char* kName = #name_;                  \
     OPERANDS(SSMKIT_ENGINE_FIELD)                                 \
+    static Engine##Name decode(const int64_t* words) {            \
+      Engine##Name op;                                            \
+      OPERANDS(SSMKIT_ENGINE_LOAD)                                \
+      return op;                                                  \
+    }                                                             \
     template <typename F>                                         \
     void operands(F&& f) const {                                  \
       OPERANDS(SSMKIT_ENGINE_VISIT)                               \
@@ -102,6 +108,7 @@ enum EngineOp : int64_t { SSMKIT_ENGINE_INSTRUCTIONS(SSMKIT_ENGINE_OPCODE) };
 SSMKIT_ENGINE_INSTRUCTIONS(SSMKIT_ENGINE_STRUCT)
 #undef SSMKIT_ENGINE_STRUCT
 #undef SSMKIT_ENGINE_VISIT
+#undef SSMKIT_ENGINE_LOAD
 #undef SSMKIT_ENGINE_FIELD
 
 // Words per instruction, the opcode included, by opcode (0: not an opcode).
@@ -124,9 +131,7 @@ static_assert(engine_opcodes_in_order(), "opcodes must be 1, 2, ... in table ord
 // it compiles to the loads of the fields used.
 template <typename Op>
 inline Op engine_decode(const int64_t* c) {
-  Op op;
-  std::memcpy(&op, c + 1, sizeof op);
-  return op;
+  return Op::decode(c + 1);
 }
 
 inline double engine_f64(int64_t bits) {
