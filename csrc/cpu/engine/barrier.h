@@ -8,7 +8,6 @@
 #include <immintrin.h>
 #endif
 
-
 namespace ssmkit {
 namespace SSMKIT_ISA {
 namespace {

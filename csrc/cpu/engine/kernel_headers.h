@@ -3,33 +3,22 @@
 // Those headers are written to be included inside the per-ISA namespace, as
 // csrc/cpu/kernels.cpp does, so they are included there here.
 #pragma once
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <limits>
-#include <new>
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
+#ifndef SSMKIT_ISA
+#error "SSMKIT_ISA must name the instruction set of this translation unit (cmake/SsmkitCPU.cmake)"
 #endif
-#ifdef _OPENMP
-#include <omp.h>
+#include <cmath>  // the step kernels' math
+#include <new>    // std::bad_alloc (common.h)
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>  // simd.h's horizontal sums and masks
 #endif
 
 #include "ssmkit/ssmkit.h"
 
-#ifndef SSMKIT_ISA
-#error "SSMKIT_ISA must name the instruction set of this translation unit"
-#endif
-
-namespace ssmkit {
-namespace SSMKIT_ISA {
+namespace ssmkit::SSMKIT_ISA {
 namespace {
 #include "../simd.h"
 #include "../common.h"
 #include "../step.h"
 #include "../dplr.h"
 }  // namespace
-}  // namespace SSMKIT_ISA
-}  // namespace ssmkit
+}  // namespace ssmkit::SSMKIT_ISA

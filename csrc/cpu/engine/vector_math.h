@@ -109,7 +109,6 @@ inline V vgelu(V x) {
   return x != x ? x : g;  // NaN stays NaN
 }
 
-
 // out[lo, hi) of the layer norm of x (n floats); the statistics always over all of x,
 // in the same order, so every column range sees the same mean and rstd. lo is a
 // multiple of W, hi one or n: each column takes the vector or scalar path it takes
