@@ -127,8 +127,8 @@ constexpr bool engine_opcodes_in_order() {
 #undef SSMKIT_ENGINE_OPCODE_OF
 static_assert(engine_opcodes_in_order(), "opcodes must be 1, 2, ... in table order (kEngineOpLength is indexed by them)");
 
-// The instruction at c (c[0] its opcode), its operands by name. A copy of the words:
-// it compiles to the loads of the fields used.
+// The instruction at c (c[0] its opcode), its operands by name: each field loaded from
+// its word (Op::decode), so the fields a caller does not use compile away.
 template <typename Op>
 inline Op engine_decode(const int64_t* c) {
   return Op::decode(c + 1);
