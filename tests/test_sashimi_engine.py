@@ -1,4 +1,4 @@
-"""The compiled step engine of SaShiMi generation (models/sashimi_engine.py, csrc/cpu/engine.h):
+"""The compiled step engine of SaShiMi generation (models/sashimi_engine.py, csrc/cpu/engine/):
 its logits are SaShiMi.step's and the convolution's (2x rule against float64), its draws
 are a plain float64 inverse-CDF reference's, it shares the state with prime and step,
 and it rejects bad programs and inputs."""
@@ -582,3 +582,56 @@ def test_step_time_breakdown_runs():
     times = breakdown(3, small("dplr", l_max=64), steps=4, rounds=1)
     assert set(times) == {"full step + sampling", "S4 steps", "linears", "GELU", "layer norms", "GLU", "add, copy, embed"}
     assert all(t > 0 for t in times.values())
+
+
+def test_instruction_table_matches_the_opcodes_and_lengths():
+    """The exported instruction table (csrc/include/ssmkit/engine_isa.h) is the one the
+    engine decodes: its opcodes are engine_ops', each instruction is its opcode and one
+    word per operand, and the roles are ones the emitter knows."""
+    table = _C.engine_instructions()
+    assert {op: opcode for op, (opcode, _) in table.items()} == _C.engine_ops
+    assert len(_C.engine_op_lengths) == len(table) + 1 and _C.engine_op_lengths[0] == 0
+    roles = {"rows_in", "rows_out", "rows_inout", "param", "param_opt", "integer", "f64"}
+    for op, (opcode, operands) in table.items():
+        assert _C.engine_op_lengths[opcode] == 1 + len(operands), op
+        assert {role for _, role in operands} <= roles, op
+        assert len({name for name, _ in operands}) == len(operands), op
+    assert ssmkit.engine.OPS == _C.engine_ops
+    assert ssmkit.engine.OPERANDS["linear"] == ("x", "out", "Wt", "bias", "n_in", "n_out")
+    assert dict(table["norm_linear"][1])["eps"] == "f64" and dict(table["linear"][1])["bias"] == "param_opt"
+
+
+def test_emitter_takes_operands_by_name():
+    """Program.emit writes the opcode, then the operands in the table's order (the
+    double's bits for an f64 operand), and rejects a missing or unknown operand or an
+    unknown instruction by name."""
+    p = ssmkit.engine.Program(batch=1)
+    p.emit("layer_norm", width=8, eps=1e-5, bias=3, weight=2, out=1, x=0)
+    p.emit("copy", out=5, x=4, width=8)
+    assert p.code == [OPS["layer_norm"], 0, 1, 2, 3, 8, _eps_bits(1e-5), OPS["copy"], 4, 5, 8]
+    with pytest.raises(TypeError, match=r"missing \['width'\]"):
+        p.emit("copy", x=0, out=1)
+    with pytest.raises(TypeError, match=r"unknown \['w'\]"):
+        p.emit("copy", x=0, out=1, width=8, w=2)
+    with pytest.raises(ValueError, match="unknown instruction"):
+        p.emit("transpose", x=0, out=1)
+    assert len(p.code) == 11  # nothing appended by the rejected ones
+
+
+def test_bad_program_errors_name_the_instruction_and_operand():
+    x, w = torch.zeros(2, 8), torch.zeros(7)
+    linear, glu, diag = OPS["linear"], OPS["glu"], OPS["diag_step"]
+    views = [[0, 0, 8], [1, 0, 0]]
+    with pytest.raises(ValueError, match=r"program 0, instruction at 0 \(linear\), operand Wt = 1: 16 floats do not fit"):
+        _C.StepEngine([x, w], [linear, 0, 0, 1, -1, 4, 4], [0, 7], views, 2, 0, 1)
+    with pytest.raises(ValueError, match=r"instruction at 0 \(linear\), operand bias = 5: expected a view index below 2"):
+        _C.StepEngine([x, w], [linear, 0, 0, 1, 5, 2, 2], [0, 7], views, 2, 0, 1)
+    with pytest.raises(ValueError, match=r"instruction at 3 \(glu\), operands x and out: .* different buffers"):
+        _C.StepEngine([x, w], [OPS["gelu"], 0, 8, glu, 0, 0, 4], [0, 7], views, 2, 0, 1)
+    with pytest.raises(ValueError, match=r"\(diag_step\), operand state = 0: expected contiguous rows \(stride 4\), got stride 8"):
+        _C.StepEngine([x, w, torch.zeros(2, 1), torch.zeros(2, 1)], [diag, 0, 2, 3, 1, 1, 1, -1, 1, 2], [0, 10],
+                      views + [[2, 0, 1], [3, 0, 1]], 2, 0, 1)
+    with pytest.raises(ValueError, match=r"\(diag_step\): expected H, N >= 1 and 0 <= r <= 64, got H = 0"):
+        _C.StepEngine([x, w], [diag, 0, 0, 0, 1, 1, 1, -1, 0, 2], [0, 10], views, 2, 0, 1)
+    with pytest.raises(ValueError, match=r"\(embed\), operand vocab = 0: expected a positive vocabulary size"):
+        _C.StepEngine([x, w], [OPS["embed"], 0, 1, 4, 0], [0, 5], views, 2, 0, 1)

@@ -5,6 +5,7 @@
 #include <utility>
 #include <stdexcept>
 
+#include "engine/plan.h"
 #include "ssmkit/cpu_kernels.h"
 #include "ssmkit/ssmkit.h"
 
@@ -129,6 +130,8 @@ SSMKIT_OPS(SSMKIT_CPU_ENTRY_POINT)
 #undef SSMKIT_CPU_ENTRY_POINT
 
 void engine_run_cpu(const EngineParams& p) { SSMKIT_DISPATCH(engine_run, p) }
+EnginePlanHandle make_engine_plan() { return EnginePlanHandle(new EnginePlan); }
+void EnginePlanDelete::operator()(EnginePlan* plan) const { delete plan; }
 int64_t sample_token_cpu(const float* logits, int64_t n, double temperature, double top_p,
                          double u, double* work) {
   SSMKIT_DISPATCH(sample_token, logits, n, temperature, top_p, u, work)

@@ -1,6 +1,7 @@
-// The step engine (engine.h), compiled once per instruction set into namespace
-// ssmkit::<isa> (cmake/SsmkitCPU.cmake).
-#include "engine.h"
+// The step engine (ssmkit/engine.h), compiled once per instruction set into namespace
+// ssmkit::<isa> (cmake/SsmkitCPU.cmake): its parts are in csrc/cpu/engine/.
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
 #include "ssmkit/cpu_kernels.h"
 
 namespace ssmkit {

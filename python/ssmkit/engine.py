@@ -1,4 +1,4 @@
-"""The Python side of the compiled step engine (``_C.StepEngine``, csrc/cpu/engine.h):
+"""The Python side of the compiled step engine (``_C.StepEngine``, csrc/cpu/engine/):
 a builder of straight-line programs over float32 arrays, and the parameter layouts the
 instructions read. What a model computes per step is written elsewhere
 (:mod:`ssmkit.models.sashimi_engine` records SaShiMi's step into a :class:`Program`).
@@ -13,25 +13,17 @@ import torch
 
 from . import _C
 
-OPS = _C.engine_ops
-LINEAR_BLOCK = 32  # output columns per packed weight block (kLinearBlock in csrc/cpu/engine.h)
+LINEAR_BLOCK = 32  # output columns per packed weight block (kLinearBlock in csrc/cpu/engine/vector_math.h)
 
-
-# Each instruction's operands, in the order the engine reads them after the opcode
-# (ssmkit.h, EngineOp). Views are indices into Program.views (-1: none); "eps" is a
-# float stored as a double's bits; the rest are integers.
-OPERANDS = {
-    "embed": ("out", "table", "width", "vocab"),
-    "layer_norm": ("x", "out", "weight", "bias", "width", "eps"),
-    "linear": ("x", "out", "Wt", "bias", "n_in", "n_out"),
-    "gelu": ("x", "width"),
-    "glu": ("x", "out", "width"),
-    "add": ("a", "b", "out", "width"),
-    "copy": ("x", "out", "width"),
-    "dplr_step": ("state", "u", "y", "a", "b", "P", "Pd", "R", "C", "D", "H", "N", "r"),
-    "diag_step": ("state", "u", "y", "dA", "dB", "dC", "D", "H", "N"),
-    "norm_linear": ("x", "out", "Wt", "bias", "n_in", "n_out", "norm_weight", "norm_bias", "eps"),
-}
+# The instruction set, from its one definition (csrc/include/ssmkit/engine_isa.h):
+# {name: (opcode, ((operand, role), ...))}, operands in the order the engine reads them
+# after the opcode. Views ("rows_*", "param*" roles) are indices into Program.views
+# (-1: none, for "param_opt"); "f64" operands are floats stored as a double's bits;
+# the rest are integers.
+INSTRUCTIONS = _C.engine_instructions()
+OPS = {op: opcode for op, (opcode, _) in INSTRUCTIONS.items()}
+OPERANDS = {op: tuple(name for name, _ in operands) for op, (_, operands) in INSTRUCTIONS.items()}
+ROLES = {op: dict(operands) for op, (_, operands) in INSTRUCTIONS.items()}
 
 
 class Program:
@@ -86,17 +78,20 @@ class Program:
 
     def emit(self, op: str, **operands):
         """Appends one instruction, its operands by name (OPERANDS[op])."""
-        names = OPERANDS[op]
+        if op not in OPERANDS:
+            raise ValueError(f"emit({op!r}): unknown instruction; expected one of {tuple(OPERANDS)}")
+        names, roles = OPERANDS[op], ROLES[op]
         if set(operands) != set(names):
-            raise TypeError(f"emit({op!r}): expected operands {names}, got {tuple(operands)}")
-        words = [eps_bits(operands[n]) if n == "eps" else int(operands[n]) for n in names]
+            missing, unknown = [n for n in names if n not in operands], [n for n in operands if n not in names]
+            raise TypeError(f"emit({op!r}): expected operands {names}; missing {missing}, unknown {unknown}")
+        words = [eps_bits(operands[n]) if roles[n] == "f64" else int(operands[n]) for n in names]
         self.code += [OPS[op], *words]
 
 
 def pack_linear(weight: torch.Tensor) -> torch.Tensor:
     """A linear layer's weight (n_out, n_in) as the linear instruction reads it: W^T in
     column blocks of LINEAR_BLOCK outputs, each (n_in, block width) contiguous
-    (ssmkit.h, kEngineLinear)."""
+    (csrc/include/ssmkit/engine_isa.h, linear)."""
     Wt = weight.detach().t()
     return torch.cat([Wt[:, o : o + LINEAR_BLOCK].reshape(-1) for o in range(0, Wt.shape[1], LINEAR_BLOCK)])
 

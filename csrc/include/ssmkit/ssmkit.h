@@ -10,6 +10,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "ssmkit/engine.h"  // the step engine
+
 namespace ssmkit {
 
 constexpr int kMaxBatchDims = 8;
@@ -151,77 +153,6 @@ struct DplrStepParams {
   void* new_state = nullptr;              // new_state: (batch, H, N) out, may alias state
 };
 
-// A step engine: straight-line programs of primitive instructions over float32
-// arrays, one program per phase of a cycle, run for many steps with no caller in
-// between (SaShiMi generation: python/ssmkit/models/sashimi_engine.py builds the
-// programs). Operands are views: a base pointer and a row stride in floats (0 for
-// parameters, the same for every row). Each instruction runs over rows (batch streams)
-// independently, so rows can be split over threads with no synchronisation; with fewer
-// rows than threads, the threads split each instruction's output columns instead
-// (csrc/cpu/engine.h, split mode), with the same results.
-// Instruction layouts (int64: the opcode, then these operands; views by index):
-enum EngineOp : int64_t {
-  kEngineEmbed = 1,      // out, table, width, vocab:  out = table[token]
-  kEngineLayerNorm = 2,  // x, out, weight, bias, width, eps (a double's bits)
-  kEngineLinear = 3,     // x, out, Wt, bias (-1: none), n_in, n_out:  out = x Wt + bias, with Wt
-                         // (n_in, n_out) packed in column blocks of 32: block o0 is
-                         // Wt[:, o0:o0+32] (n_in, <= 32) contiguous at offset o0 n_in
-  kEngineGelu = 4,       // x, width: in place, exact (erf) GELU
-  kEngineGlu = 5,        // x, out, width:  out = x[:width] * sigmoid(x[width:])
-  kEngineAdd = 6,        // a, b, out, width
-  kEngineCopy = 7,       // x, out, width
-  kEngineDplrStep = 8,   // state, u, y, a, b, P, Pd, R, C, D (-1: none), H, N, r (DplrStepParams)
-  kEngineDiagStep = 9,   // state, u, y, dA, dB, dC, D (-1: none), H, N (StepParams)
-  kEngineNormLinear = 10,  // x, out, Wt, bias (-1: none), n_in, n_out, weight, bias, eps: the
-                           // linear of the layer norm of x (as kEngineLayerNorm then kEngineLinear,
-                           // the same bits, with no array in between: split mode needs no
-                           // barrier between the two)
-};
-constexpr int64_t kEngineOpLength[] = {0, 5, 7, 7, 3, 4, 5, 4, 14, 10, 10};  // opcode included
-
-// One run of `steps` steps. Step i runs program (phase + i) % cycle on the token of
-// each row: tokens_in[i, row] when given (teacher forcing), else token[row]. After
-// it, the logits (the logits view, n_classes wide) are copied to logits_out[i, row]
-// when given, and when uniforms are given a token is drawn from
-// softmax(logits / temperature) restricted to the top_p nucleus, by inverse CDF in
-// double precision at uniforms[i, row]; it goes to samples[i, row] and token[row].
-struct EngineParams {
-  int64_t batch = 0, steps = 0, cycle = 1, phase = 0, threads = 1;
-  const int64_t* code = nullptr;           // all programs' instructions, back to back
-  const int64_t* program_start = nullptr;  // (cycle + 1): program k is code[start[k], start[k+1])
-  float* const* view_ptr = nullptr;        // per view: base pointer (row 0)
-  const int64_t* view_stride = nullptr;    // per view: floats from one row to the next
-  int64_t logits_view = 0, n_classes = 0;
-  int64_t* token = nullptr;                // (batch,) in/out
-  const int64_t* tokens_in = nullptr;      // (steps, batch) or null
-  const double* uniforms = nullptr;        // (steps, batch) or null: no sampling
-  int64_t* samples = nullptr;              // (steps, batch) out, with uniforms
-  float* logits_out = nullptr;             // (steps, batch, n_classes) out, or null
-  double temperature = 1, top_p = 1;
-  int64_t* bad_step = nullptr;             // out: the first step whose logits could not be sampled (NaN, Inf), or -1
-  // Split mode's barrier plan (batch < threads), worked out once from the fixed programs
-  // and kept by the caller between runs: split_marks, one byte per code word and one
-  // more (1: the team meets after the instruction starting there; the last byte: after
-  // each step's draw); split_team, the team size it was made for (0: none yet; minus
-  // the size: that team cannot split the programs).
-  uint8_t* split_marks = nullptr;
-  int64_t* split_team = nullptr;
-  // Optional, per program: [section[2k], section[2k+1]), code offsets of a run of
-  // instructions that nothing else in the program after it needs soon (SaShiMi: the
-  // innermost stage and its up-pooling, first read a few steps later); -1, -1: none.
-  // In split mode one thread runs the section on its own while thread 0 runs on, alone,
-  // until an instruction that touches what the section touches (async_joins, one byte
-  // per code word, made with the barrier plan), where the team meets and splits again.
-  const int64_t* section = nullptr;
-  uint8_t* async_joins = nullptr;
-};
-
-// Draws one token from logits (n floats) as EngineParams describes; -1 when the
-// logits are not finite. work: 3n doubles of scratch.
-int64_t sample_token_cpu(const float* logits, int64_t n, double temperature, double top_p,
-                         double u, double* work);
-
-void engine_run_cpu(const EngineParams& p);
 
 // Log-Vandermonde product (see python/ssmkit/ops/reference.py):
 //   out[r, l] = sum_n v[r,n] exp(x[r,n] l),  l = 0..L-1;  the real 2 Re(...) when conj_pairs.
