@@ -80,11 +80,11 @@ __device__ inline Slot slot_of(int64_t thread, int G, int64_t rows) {
   return {row < rows ? row : 0, static_cast<int>(thread % G), row < rows};
 }
 // Grid-stride loop bound, rounded to whole warps so every lane of a warp iterates alike.
-inline int64_t padded_threads(int64_t rows, int G) { return ceil_div(rows * G, 32) * 32; }
+__host__ __device__ inline int64_t padded_threads(int64_t rows, int G) { return ceil_div(rows * G, 32) * 32; }
 
 template <typename T, int NB>
 __global__ void __launch_bounds__(kScanThreads) scan_kernel(ScanParams p, int G, int passes) {
-  const int64_t rows = p.batch * p.H, total = ceil_div(rows * G, 32) * 32;
+  const int64_t rows = p.batch * p.H, total = padded_threads(rows, G);
   const T* u = static_cast<const T*>(p.u);
   T* y = static_cast<T*>(p.y);
   for (int64_t th = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
@@ -151,7 +151,7 @@ void scan_t(const ScanParams& p, cudaStream_t stream, const char* op) {
 template <typename T, int NB>
 __global__ void __launch_bounds__(kScanThreads)
     scan_backward_kernel(ScanBackwardParams p, int G, int passes, Cx<T>* ckpt) {
-  const int64_t rows = p.batch * p.H, total = ceil_div(rows * G, 32) * 32;
+  const int64_t rows = p.batch * p.H, total = padded_threads(rows, G);
   const int64_t L = p.L, H = p.H, N = p.N, segs = ceil_div(L, kCkpt);
   const T* u = static_cast<const T*>(p.u);
   const T* gy = static_cast<const T*>(p.gy);
