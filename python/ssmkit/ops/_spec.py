@@ -370,14 +370,17 @@ class Op:
 
         return fake
 
-    def register(self):
-        """Defines the torch custom ops of this description; returns the functional one
-        (for register_autograd)."""
+    def register(self, backward=None):
+        """Defines the torch custom ops of this description. backward(ctx, *grads): the
+        functional op's backward; ctx holds the tensor inputs (ctx.saved_tensors, in schema
+        order) and the other arguments by name (ctx.conj_pairs)."""
         qualname = f"ssmkit::{self.name}"
         op = torch.library.custom_op(qualname, self._kernel(None), mutates_args=(), schema=self._schema())
         op.register_fake(self._fake(None))
         if self.train:
             op.register_autograd(self._no_backward, setup_context=lambda ctx, inputs, output: None)
+        elif backward is not None:
+            op.register_autograd(backward, setup_context=self._save_inputs)
         if self._out is not None:
             mutated = self.params[self._in_place].schema.split()[1]
             in_place = torch.library.custom_op(qualname + "_", self._kernel("in_place"), mutates_args=(mutated,),
@@ -389,7 +392,11 @@ class Op:
             self._in_place_op = getattr(torch.ops.ssmkit, self.name + "_")
             self._out_op = getattr(torch.ops.ssmkit, self.name + "_out")
         self._torch_op = getattr(torch.ops.ssmkit, self.name)
-        return op
+
+    def _save_inputs(self, ctx, inputs, output):
+        ctx.save_for_backward(*(inputs[i] for i in self._tensors))
+        for i in self._scalars:
+            setattr(ctx, self.params[i].name, inputs[i])
 
     def _no_backward(self, ctx, *grads):
         raise RuntimeError(

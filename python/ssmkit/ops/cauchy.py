@@ -38,13 +38,6 @@ def cauchy(v, z, w, *, conj_pairs: bool = True):
 
 
 if torch is not None:
-    _cauchy_op = CAUCHY.register()
-    CAUCHY_BACKWARD.register()
-
-    def _setup_context(ctx, inputs, output):
-        v, z, w, conj_pairs = inputs
-        ctx.save_for_backward(v, z, w)
-        ctx.conj_pairs = conj_pairs
 
     def _backward(ctx, grad):
         v, z, w = ctx.saved_tensors
@@ -59,4 +52,5 @@ if torch is not None:
             None,
         )
 
-    _cauchy_op.register_autograd(_backward, setup_context=_setup_context)
+    CAUCHY.register(_backward)
+    CAUCHY_BACKWARD.register()

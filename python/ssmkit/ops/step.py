@@ -98,28 +98,12 @@ def ssm_scan(u, dA, dB, dC, D=None, state=None):
 
 
 if torch is not None:
-    _discretize_op = DISCRETIZE.register()
-    DISCRETIZE_BACKWARD.register()
-    SSM_STEP.register()
-    _ssm_scan_op = SSM_SCAN.register()
-    SSM_SCAN_BACKWARD.register()
-
-    def _discretize_setup(ctx, inputs, output):
-        dt, A, B, method = inputs
-        ctx.save_for_backward(dt, A, B)
-        ctx.method = method
 
     def _discretize_backward(ctx, gdA, gdB):
         dt, A, B = ctx.saved_tensors
         gdt, gA, gB = torch.ops.ssmkit.discretize_backward(dt, A, B, gdA, gdB, ctx.method)
         n = ctx.needs_input_grad
         return gdt if n[0] else None, gA if n[1] else None, gB if n[2] else None, None
-
-    _discretize_op.register_autograd(_discretize_backward, setup_context=_discretize_setup)
-
-    def _scan_setup(ctx, inputs, output):
-        u, dA, dB, dC, D, state = inputs
-        ctx.save_for_backward(u, dA, dB, dC, D, state)
 
     def _scan_backward(ctx, gy, gstate):
         u, dA, dB, dC, D, state = ctx.saved_tensors
@@ -140,4 +124,8 @@ if torch is not None:
             gs if needs[5] else None,
         )
 
-    _ssm_scan_op.register_autograd(_scan_backward, setup_context=_scan_setup)
+    DISCRETIZE.register(_discretize_backward)
+    DISCRETIZE_BACKWARD.register()
+    SSM_STEP.register()
+    SSM_SCAN.register(_scan_backward)
+    SSM_SCAN_BACKWARD.register()

@@ -64,15 +64,6 @@ def vandermonde_transpose(u, v, x):
 
 
 if torch is not None:
-    _vandermonde_op = VANDERMONDE.register()
-    VANDERMONDE_BACKWARD.register()
-    _transpose_op = VANDERMONDE_TRANSPOSE.register()
-    VANDERMONDE_TRANSPOSE_BACKWARD.register()
-
-    def _vandermonde_setup(ctx, inputs, output):
-        v, x, L, conj_pairs = inputs
-        ctx.save_for_backward(v, x)
-        ctx.conj_pairs = conj_pairs
 
     def _vandermonde_backward(ctx, grad):
         v, x = ctx.saved_tensors
@@ -82,11 +73,6 @@ if torch is not None:
         dv, dx = torch.ops.ssmkit.vandermonde_backward(grad, v, x, ctx.conj_pairs, needs)
         return (sum_to(dv, v.shape) if needs[0] else None, sum_to(dx, x.shape) if needs[1] else None, None, None)
 
-    _vandermonde_op.register_autograd(_vandermonde_backward, setup_context=_vandermonde_setup)
-
-    def _transpose_setup(ctx, inputs, output):
-        ctx.save_for_backward(*inputs)
-
     def _transpose_backward(ctx, grad):
         u, v, x = ctx.saved_tensors
         needs = list(ctx.needs_input_grad[:3])
@@ -95,4 +81,7 @@ if torch is not None:
         du, dv, dx = torch.ops.ssmkit.vandermonde_transpose_backward(grad, u, v, x, needs)
         return tuple(sum_to(g, t.shape) if need else None for g, t, need in zip((du, dv, dx), (u, v, x), needs))
 
-    _transpose_op.register_autograd(_transpose_backward, setup_context=_transpose_setup)
+    VANDERMONDE.register(_vandermonde_backward)
+    VANDERMONDE_BACKWARD.register()
+    VANDERMONDE_TRANSPOSE.register(_transpose_backward)
+    VANDERMONDE_TRANSPOSE_BACKWARD.register()
