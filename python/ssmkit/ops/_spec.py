@@ -142,9 +142,14 @@ class Op:
         # shape symbols are bound from the reference first, then in schema order; allocation
         # reads only the inputs that give the results' symbols or leading dimensions
         self._order = [self._ref] + [i for i in self._inputs if i != self._ref]
-        wanted = {s for r in results for s in r.sizes}
-        self._shape_order = [i for i in self._order if isinstance(self.params[i], Size)
-                             or self.params[i].batched or wanted & set(self.params[i].sizes)]  # fmt: skip
+        wanted, given = {s for r in results for s in r.sizes}, set()
+        self._shape_order = []
+        for i in self._order:
+            p = self.params[i]
+            syms = {p.name} if isinstance(p, Size) else set(p.sizes)
+            if isinstance(p, Size) or p.batched or (wanted & syms) - given:
+                self._shape_order.append(i)
+                given |= set() if getattr(p, "optional", False) else syms
         self._is_tensor = tuple(isinstance(p, Tensor) for p in self.params)
         self._real_if = {p.real_if: index[p.real_if] for p in self.params + self.results
                          if isinstance(p, Tensor) and p.real_if}  # fmt: skip
@@ -171,21 +176,24 @@ class Op:
             p, a = self.params[i], args[i]
             if a is None:
                 continue
-            if isinstance(p, Size):
+            if p.__class__ is Size:
                 sizes.setdefault(p.name, (a, p.name))
                 continue
             shape = _shape(a)
-            n = len(p.sizes)
-            if len(shape) < n or (not p.batched and len(shape) != n):
+            k = len(shape) - len(p.sizes)  # leading dimensions
+            if k < 0 or (k and not p.batched):
                 raise ValueError(f"{p.name}: expected an array of shape {p.layout}, got shape {shape}")
             if p.batched:
-                batch.append((p.name, shape, shape[: len(shape) - n]))
-            for sym, d in zip(p.sizes, shape[len(shape) - n :]):
-                bound = sizes.setdefault(sym, (d, p.name))
-                if strict and bound[0] != d:
+                batch.append((p.name, shape, shape[:k]))
+            for sym, d in zip(p.sizes, shape[k:]):
+                bound = sizes.get(sym)
+                if bound is None:
+                    sizes[sym] = (d, p.name)
+                elif strict and bound[0] != d:
                     raise ValueError(
                         f"{p.name}: expected shape {p.layout} with {sym} = {bound[0]} as in {bound[1]}, got shape {shape}"
                     )
+        lead = ()
         if batch:
             try:
                 lead = tuple(np.broadcast_shapes(*(b for _, _, b in batch)))
