@@ -190,9 +190,8 @@ class Op:
                 if bound is None:
                     sizes[sym] = (d, p.name)
                 elif strict and bound[0] != d:
-                    raise ValueError(
-                        f"{p.name}: expected shape {p.layout} with {sym} = {bound[0]} as in {bound[1]}, got shape {shape}"
-                    )
+                    raise ValueError(f"{p.name}: expected shape {p.layout} with {sym} = {bound[0]} as in "
+                                     f"{bound[1]}, got shape {shape}")  # fmt: skip
         lead = ()
         if batch:
             try:
