@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from ssmkit._accuracy import FLOOR, judge_2x, rel_error
+from ssmkit._accuracy import FLOOR, judge_2x, nonfinite_mismatch, rel_error
 
-__all__ = ["FLOOR", "assert_close_2x", "rel_error"]
+__all__ = ["FLOOR", "assert_close_2x", "assert_nonfinite_match", "rel_error"]
 
 
 def assert_close_2x(name: str, out: torch.Tensor, truth: torch.Tensor, ref_low: torch.Tensor | None = None):
@@ -17,3 +17,9 @@ def assert_close_2x(name: str, out: torch.Tensor, truth: torch.Tensor, ref_low: 
     verdict = judge_2x(name, out, truth, ref_low)
     assert verdict.ok, verdict.problem
     return verdict.err, verdict.ref_err
+
+
+def assert_nonfinite_match(name: str, out: torch.Tensor, truth: torch.Tensor):
+    """Assert NaN where the truth is NaN and Inf of the same sign where it is Inf."""
+    problem = nonfinite_mismatch(name, out, truth)
+    assert problem is None, problem

@@ -120,6 +120,33 @@ def test_dplr_in_place_numpy_and_inference_only():
         y.sum().backward()
 
 
+def test_dplr_step_out_works_as_for_ssm_step():
+    """out= is one mechanism for both step ops: out=state updates in place (dplr_step_),
+    another tensor is written by dplr_step_out, a NumPy out is written by the core; all
+    give the functional step's bits. Recording autograd, out= refuses."""
+    dt, Lam, P, B, C, D = system(6, 8, 2)
+    x, u = torch.randn(3, 6, 8, dtype=C64), torch.randn(3, 6)
+    f = ops.dplr_setup(dt, Lam, P, B)
+    y0, n0 = ops.dplr_step(x, u, f, C, D)
+    o = torch.empty_like(x)
+    y1, n1 = ops.dplr_step(x, u, f, C, D, out=o)  # the direct path
+    assert n1 is o and torch.equal(o, n0) and torch.equal(y1, y0)
+    x_t = x.transpose(0, 1).contiguous().transpose(0, 1)  # not contiguous: through torch.ops
+    o = torch.empty_like(x)
+    y2, n2 = ops.dplr_step(x_t, u, f, C, D, out=o)
+    assert n2 is o and torch.equal(o, n0) and torch.equal(y2, y0)
+    o = torch.empty_like(x)
+    assert torch.equal(torch.ops.ssmkit.dplr_step_out(x, u, *f, C, D, o), y0) and torch.equal(o, n0)
+    xi = x.clone()
+    assert torch.equal(torch.ops.ssmkit.dplr_step_(xi, u, *f, C, D), y0) and torch.equal(xi, n0)
+    on = np.empty((3, 6, 8), np.complex64)
+    yn, nn = ops.dplr_step(x.numpy(), u.numpy(), [t.numpy() for t in f], C.numpy(), D.numpy(), out=on)
+    assert nn is on and np.array_equal(on, n0.numpy()) and np.array_equal(yn, y0.numpy())
+    with pytest.raises(RuntimeError, match="inference only"):
+        ops.dplr_step(x, u, f, C.clone().requires_grad_(), D, out=o)
+    torch.library.opcheck(torch.ops.ssmkit.dplr_step_out, (x, u, *f, C, D, torch.empty_like(x)))
+
+
 def test_dplr_bad_input():
     dt, Lam, P, B, C, D = system(4, 5, 2)
     f = ops.dplr_setup(dt, Lam, P, B)

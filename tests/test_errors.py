@@ -223,3 +223,76 @@ def test_errors_are_exceptions_and_silent():
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stderr == "", f"the compiled core wrote to stderr: {r.stderr}"
     assert len(r.stdout.splitlines()) == ERRORS_SCRIPT.count("lambda:")
+
+
+# ---- the fake kernels' checks (torch.compile, the meta device) --------------------------
+# They never reach the compiled core, so they check what it checks, from each op's
+# description (ssmkit/ops/_spec.py), with messages naming the argument.
+
+
+def meta(*shape, dtype=torch.complex64):
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+F32, F64 = torch.float32, torch.float64
+STEP = (meta(4, 3), meta(4, 3), meta(4, 3))  # dA, dB, dC: (H, N)
+
+
+@pytest.mark.parametrize(
+    "call, exc, fragment",
+    [
+        (lambda: ops.cauchy(meta(2, 3, dtype=F32), meta(4), meta(3)), TypeError,
+         "v: expected a complex64 or complex128 tensor, got float32"),
+        (lambda: ops.cauchy(meta(2, 3), meta(4), meta(3, dtype=torch.complex128)), TypeError,
+         "w: expected complex64 like v, got complex128"),
+        (lambda: ops.cauchy(meta(2, 3), meta(4), meta(2)), ValueError, "w: expected shape (..., N) with N = 3 as in v"),
+        (lambda: ops.cauchy(meta(2, 3), meta(3, 4), meta(3)), ValueError, "must broadcast together"),
+        (lambda: ops.cauchy(meta(3), meta(4), torch.ones(3, dtype=torch.complex64)), ValueError,
+         "w: expected a tensor on meta like v, got one on cpu"),
+        (lambda: ops.vandermonde(meta(2, 3), meta(4), 5), ValueError, "x: expected shape (..., N) with N = 3 as in v"),
+        (lambda: ops.vandermonde_transpose(meta(5, dtype=F64), meta(3), meta(3)), TypeError,
+         "u: expected float32 or complex64 to match v, got float64"),
+        (lambda: ops.discretize(meta(4, dtype=F64), meta(4, 3), meta(4, 3)), TypeError,
+         "dt: expected float32 (the real dtype of A), got float64"),
+        (lambda: ops.discretize(meta(3, dtype=F32), meta(4, 3), meta(4, 3)), ValueError,
+         "dt: expected shape (H,) with H = 4 as in A"),
+        (lambda: ops.ssm_step(meta(2, 4, 3), meta(2, 4, dtype=F64), *STEP), TypeError,
+         "u: expected float32 (the real dtype of dA), got float64"),
+        (lambda: ops.ssm_step(meta(2, 4, 3), meta(3, 4, dtype=F32), *STEP), ValueError,
+         "u: expected shape (batch, H) with batch = 2 as in state"),
+        (lambda: ops.ssm_step(meta(2, 4, 3), meta(2, 4, dtype=F32), *STEP, meta(3, dtype=F32)), ValueError,
+         "D: expected shape (H,) with H = 4 as in dA"),
+        (lambda: ops.ssm_scan(meta(2, 4, dtype=F32), *STEP), ValueError, "u: expected an array of shape (batch, L, H)"),
+        (lambda: ops.ssm_scan(meta(2, 5, 4, dtype=F32), *STEP, None, meta(2, 4, 2)), ValueError,
+         "state: expected shape (batch, H, N) with N = 3 as in dA"),
+        (lambda: ops.dplr_step(meta(2, 4, 3), meta(2, 4, dtype=F32), (*STEP[:2], meta(4, 1, 3), meta(4, 1, 3),
+                                                                       meta(4, 1, 1)), STEP[2]),
+         TypeError, "R: expected float32 (the real dtype of dA), got complex64"),
+    ],
+)
+def test_fake_kernels_check_like_the_core(call, exc, fragment):
+    with pytest.raises(exc) as info:
+        call()
+    assert fragment in str(info.value)
+
+
+def test_fake_kernels_give_the_kernels_results():
+    """On the meta device each op's results have the shapes and dtypes of the CPU kernel's."""
+    c, r = torch.complex64, torch.float32
+    cpu = {
+        "cauchy": lambda t: ops.cauchy(t(2, 3), t(5), t(1, 3)),
+        "vandermonde": lambda t: ops.vandermonde(t(2, 3), t(3), 7),
+        "vandermonde complex": lambda t: ops.vandermonde(t(2, 3), t(3), 7, conj_pairs=False),
+        "vandermonde_transpose": lambda t: ops.vandermonde_transpose(t(2, 5, dtype=r), t(3), t(1, 3)),
+        "discretize": lambda t: ops.discretize(t(4, dtype=r).abs() + 1, t(4, 3), t(4, 3)),
+        "ssm_step": lambda t: ops.ssm_step(t(2, 4, 3), t(2, 4, dtype=r), t(4, 3), t(4, 3), t(4, 3), t(4, dtype=r)),
+        "ssm_scan": lambda t: ops.ssm_scan(t(2, 5, 4, dtype=r), t(4, 3), t(4, 3), t(4, 3)),
+        "dplr_step": lambda t: ops.dplr_step(t(2, 4, 3), t(2, 4, dtype=r),
+                                             (t(4, 3), t(4, 3), t(4, 1, 3), t(4, 1, 3), t(4, 1, 1, dtype=r)), t(4, 3)),
+    }  # fmt: skip
+    for name, call in cpu.items():
+        want = call(lambda *s, dtype=c: torch.ones(s, dtype=dtype))
+        got = call(lambda *s, dtype=c: torch.ones(s, dtype=dtype, device="meta"))
+        want, got = (want,) if torch.is_tensor(want) else want, (got,) if torch.is_tensor(got) else got
+        assert [(t.shape, t.dtype) for t in got] == [(t.shape, t.dtype) for t in want], name
+        assert all(t.device.type == "meta" for t in got), name

@@ -5,6 +5,7 @@ against a complex128 run of the same layer, caches, backends, parameter groups, 
 import copy
 import math
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from accuracy import assert_close_2x
 from conftest import run_steps
 
 from ssmkit.nn import S4, backend, hippo, param_groups
-from ssmkit.nn.kernels import diag_kernel, dplr_kernel, dplr_state_sum, full
+from ssmkit.nn.ssm_kernel import diag_kernel, dplr_kernel, dplr_state_sum, full
 from ssmkit.ops import reference as ref
 
 C128 = torch.complex128
@@ -105,11 +106,11 @@ def test_dplr_kernel_equals_dense_ground_truth(H, N, r, c, L):
     dt, Lambda, P, B, C = dplr_system(H, N, r, c)
     truth, dA = dense_kernel(dt, Lambda, P, B, C, L)
     Ct = tilde(C, dA, L)
-    for kern in (backend.COMPILED, backend.REFERENCE):
-        K = dplr_kernel(kern, dt, Lambda, P, B, Ct, L)
+    for prims in (backend.COMPILED, backend.REFERENCE):
+        K = dplr_kernel(prims, dt, Lambda, P, B, Ct, L)
         assert K.shape == (c, H, L) and K.dtype == torch.float64
         scale = truth.abs().max()
-        assert (K - truth).abs().max() <= 1e-11 * scale, kern.name
+        assert (K - truth).abs().max() <= 1e-11 * scale, prims.name
     # single precision: the 2x rule against the float32 reference of the same formula
     low = [t.to(torch.complex64) if t.is_complex() else t.float() for t in (dt, Lambda, P, B, Ct)]
     out = dplr_kernel(backend.COMPILED, *low, L)
@@ -141,10 +142,10 @@ def test_dplr_state_sum_equals_recurrence(L):
         x = torch.einsum("hij,bhj->bhi", dA, x) + dB * u[..., l : l + 1]
     power = torch.linalg.matrix_power(dA, L)
     eye = torch.eye(2 * N, dtype=C128)
-    for kern in (backend.COMPILED, backend.REFERENCE):
-        S = dplr_state_sum(kern, dt, Lambda, P, B, u)
+    for prims in (backend.COMPILED, backend.REFERENCE):
+        S = dplr_state_sum(prims, dt, Lambda, P, B, u)
         got = torch.einsum("hij,bhj->bhi", eye - power, full(S))
-        assert (got - x).abs().max() <= 1e-11 * x.abs().max(), kern.name
+        assert (got - x).abs().max() <= 1e-11 * x.abs().max(), prims.name
 
 
 # ---- the layer: three modes, 2x rule against complex128 ------------------------------
@@ -340,18 +341,41 @@ def test_bidirectional_sees_the_future_and_is_two_convolutions():
 
 
 def test_auto_backend_falls_back_with_one_warning(monkeypatch):
-    monkeypatch.setattr(backend, "_probe", lambda device: {n: n != "cauchy" for n in backend._PRIMITIVES})
-    monkeypatch.setattr(backend, "_has_kernel", {})
+    all_but_cauchy = tuple(n for n in backend.PRIMITIVES if n != "cauchy")
+    monkeypatch.setattr(backend, "compiled_primitives", lambda device: all_but_cauchy)
+    monkeypatch.setattr(backend, "_chosen", {})
     monkeypatch.setattr(backend, "_warned", set())
     device = torch.device("meta")  # stands for a device without compiled kernels
     with pytest.warns(UserWarning, match="cauchy"):
-        k = backend.kernels("auto", device)
+        k = backend.primitives("auto", device)
     assert k.cauchy is backend.REFERENCE.cauchy and k.vandermonde is backend.COMPILED.vandermonde
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        backend.kernels("auto", device)  # once only
-    assert backend.kernels("auto", torch.device("cpu")) is backend.COMPILED
-    assert backend.kernels("reference", torch.device("cpu")) is backend.REFERENCE
+        backend.primitives("auto", device)  # once only
+    assert backend.primitives("auto", torch.device("cpu")) is backend.COMPILED
+    assert backend.primitives("reference", torch.device("cpu")) is backend.REFERENCE
+
+
+@pytest.mark.parametrize("cuda_compiled", [True, False])
+def test_auto_backend_follows_the_build_report(monkeypatch, cuda_compiled):
+    """"auto" reads what the build compiled (_C.build_info()) and calls no op to find out,
+    so that a kernel that fails raises instead of looking like a missing one."""
+    monkeypatch.setattr(backend, "_C", SimpleNamespace(build_info=lambda: {"cuda_compiled": cuda_compiled}))
+    monkeypatch.setattr(backend, "ops", SimpleNamespace())  # any op called here would raise
+    monkeypatch.setattr(backend, "_chosen", {})
+    monkeypatch.setattr(backend, "_warned", set())
+    device = torch.device("cuda", 0)  # nothing runs there: no GPU is needed
+    assert backend.compiled_primitives(device) == (backend.PRIMITIVES if cuda_compiled else ())
+    if cuda_compiled:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert backend.primitives("auto", device) is backend.COMPILED
+    else:
+        with pytest.warns(UserWarning, match="no compiled kernel for " + ", ".join(backend.PRIMITIVES)):
+            chosen = backend.primitives("auto", device)
+        assert all(getattr(chosen, n) is getattr(backend.REFERENCE, n) for n in backend.PRIMITIVES)
+    assert backend.compiled_primitives(torch.device("cpu")) == backend.PRIMITIVES
+    assert backend.compiled_primitives(torch.device("meta")) == ()
 
 
 # ---- stability, parameter groups -----------------------------------------------------

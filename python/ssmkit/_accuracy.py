@@ -34,7 +34,7 @@ def rel_error(x: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
     return diff.max().item(), diff.mean().item()
 
 
-def _nonfinite_mismatch(name: str, out: torch.Tensor, truth: torch.Tensor) -> str | None:
+def nonfinite_mismatch(name: str, out: torch.Tensor, truth: torch.Tensor) -> str | None:
     """Why out's NaN and Inf entries are not the truth's (NaN where the truth is NaN, Inf
     of the same sign where it is Inf), or None when they are."""
     o, t = torch.view_as_real(out) if out.is_complex() else out, torch.view_as_real(truth) if truth.is_complex() else truth
@@ -80,7 +80,7 @@ def judge_2x(name: str, out: torch.Tensor, truth: torch.Tensor, ref_low: torch.T
     precision)."""
     if out.shape != truth.shape:
         return Verdict(name, problem=f"{name}: shape {tuple(out.shape)} != {tuple(truth.shape)}")
-    problem = _nonfinite_mismatch(name, out.to(truth.dtype), truth)
+    problem = nonfinite_mismatch(name, out.to(truth.dtype), truth)
     if problem is not None:
         return Verdict(name, problem=problem)
     err, mean = rel_error(out, truth)

@@ -28,7 +28,7 @@ from torch import nn
 from .. import _C
 from ..engine import Program, huge_page_copies, pack_linear
 from ..nn import S4
-from ..nn.backend import COMPILED, kernels
+from ..nn.backend import COMPILED, primitives
 from . import sashimi_step
 from .sashimi_step import SaShiMiState
 
@@ -44,7 +44,7 @@ def supported(model) -> bool:
                 return False
             layer = block.layer
             if isinstance(layer, S4):
-                if kernels(layer.backend, layer.log_dt.device) is not COMPILED:
+                if primitives(layer.backend, layer.log_dt.device) is not COMPILED:
                     return False
                 if not isinstance(layer.activation, (nn.GELU, nn.Identity)) or getattr(layer.activation, "approximate", "none") != "none":
                     return False

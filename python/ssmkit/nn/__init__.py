@@ -4,11 +4,12 @@
   stateful (chunked) and step-by-step modes.
 - :func:`param_groups`: optimizer groups with S4's learning rate for the SSM parameters.
 - :mod:`ssmkit.nn.hippo`: HiPPO-LegS (NPLR) and diagonal initialisations.
-- :mod:`ssmkit.nn.kernels`: the DPLR and diagonal convolution kernels.
+- :mod:`ssmkit.nn.ssm_kernel`: the DPLR and diagonal SSM convolution kernels.
+- :mod:`ssmkit.nn.backend`: the primitives a layer runs on (compiled or reference).
 """
 
-from . import hippo, kernels
+from . import hippo, ssm_kernel
 from .optim import param_groups
 from .s4 import S4
 
-__all__ = ["S4", "param_groups", "hippo", "kernels"]
+__all__ = ["S4", "param_groups", "hippo", "ssm_kernel"]

@@ -1,9 +1,11 @@
 """Which implementation of the primitives an S4 layer runs on.
 
-``"compiled"``: ssmkit's kernels (:mod:`ssmkit.ops`). ``"reference"``: the pure-PyTorch
-definitions (:mod:`ssmkit.ops.reference`), the same math materialised naively. ``"auto"``:
-the compiled kernel of each primitive where the tensors' device has one, else the
-reference, with one warning per primitive and device.
+The primitives are the ops an S4 layer is built from (Cauchy, Vandermonde,
+discretization, stepping). ``"compiled"``: ssmkit's kernels (:mod:`ssmkit.ops`).
+``"reference"``: the pure-PyTorch definitions (:mod:`ssmkit.ops.reference`), the same math
+materialised naively. ``"auto"``: the compiled primitive where this build has a kernel for
+the tensors' device (as ``_C.build_info()`` reports it), else the reference, with one
+warning per primitive and device.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import warnings
 
 import torch
 
-from .. import ops
+from .. import _C, ops
 from ..ops import reference
 
 BACKENDS = ("auto", "compiled", "reference")
@@ -40,7 +42,7 @@ def _dense_step(state, u, dense, C, D):
     return y, new
 
 
-class Kernels:
+class Primitives:
     """The primitives of one implementation, with the signatures of :mod:`ssmkit.ops`."""
 
     def __init__(self, name, cauchy, vandermonde, discretize, ssm_step, ssm_scan, dplr_setup, dplr_step):
@@ -54,7 +56,7 @@ class Kernels:
         self.dplr_step = dplr_step  # (state, u, factors, C, D) -> y, state'
 
 
-COMPILED = Kernels(
+COMPILED = Primitives(
     "compiled",
     cauchy=lambda v, z, w, conj_pairs=True: ops.cauchy(v, z, w, conj_pairs=conj_pairs),
     vandermonde=lambda v, x, L: ops.vandermonde(v, x, L),
@@ -65,7 +67,7 @@ COMPILED = Kernels(
     dplr_step=ops.dplr_step,
 )
 
-REFERENCE = Kernels(
+REFERENCE = Primitives(
     "reference",
     cauchy=reference.cauchy,
     vandermonde=reference.vandermonde,
@@ -76,48 +78,33 @@ REFERENCE = Kernels(
     dplr_step=_dense_step,
 )
 
-_PRIMITIVES = ("cauchy", "vandermonde", "discretize", "ssm_step", "ssm_scan", "dplr_setup", "dplr_step")
-_has_kernel: dict[tuple[str, str], bool] = {}
+PRIMITIVES = ("cauchy", "vandermonde", "discretize", "ssm_step", "ssm_scan", "dplr_setup", "dplr_step")
+_chosen: dict[str, Primitives] = {}  # device -> the "auto" primitives there
 _warned: set[str] = set()  # devices already warned about
 
 
-def _probe(device: torch.device) -> dict[str, bool]:
-    """Call each compiled primitive once on tiny inputs on `device`: which ones run there."""
-    c = torch.complex64
-    one = torch.ones(1, 1, dtype=c, device=device)
-    dt, u1, u = torch.ones(1, device=device), torch.ones(1, 1, device=device), torch.ones(1, 1, 1, device=device)
-    state = torch.zeros(1, 1, 1, dtype=c, device=device)
-    calls = {
-        "cauchy": lambda: ops.cauchy(one, one + 1, one),
-        "vandermonde": lambda: ops.vandermonde(one, -one, 2),
-        "discretize": lambda: ops.discretize(dt, -one, one),
-        "ssm_step": lambda: ops.ssm_step(state, u1, one, one, one),
-        "ssm_scan": lambda: ops.ssm_scan(u, one, one, one),
-        "dplr_setup": lambda: ops.dplr_setup(dt, -one, one.unsqueeze(1), one),
-        "dplr_step": lambda: ops.dplr_step(state, u1, ops.dplr_setup(dt, -one, one.unsqueeze(1), one), one),
-    }
-    found = {}
-    for name, call in calls.items():
-        try:
-            with torch.no_grad():
-                call()
-            found[name] = True
-        except (RuntimeError, ValueError, TypeError, NotImplementedError):
-            found[name] = False
-    return found
+def compiled_primitives(device: torch.device) -> tuple[str, ...]:
+    """The primitives this build has compiled kernels for on `device`, from the build's own
+    report: the CPU kernels are always built, the CUDA ones when ``cuda_compiled``."""
+    if device.type == "cpu" or (device.type == "cuda" and _C.build_info()["cuda_compiled"]):
+        return PRIMITIVES
+    return ()
 
 
-def kernels(backend: str, device: torch.device) -> Kernels:
+def primitives(backend: str, device: torch.device) -> Primitives:
     """The implementation an S4 layer with `backend` uses for tensors on `device`."""
     if backend == "reference":
         return REFERENCE
     if backend == "compiled" or device.type == "cpu":  # the CPU kernels are always built
         return COMPILED
     key = str(device)
-    if (key, "cauchy") not in _has_kernel:
-        for name, ok in _probe(device).items():
-            _has_kernel[(key, name)] = ok
-    missing = [name for name in _PRIMITIVES if not _has_kernel[(key, name)]]
+    if key not in _chosen:
+        _chosen[key] = _auto(key, compiled_primitives(device))
+    return _chosen[key]
+
+
+def _auto(key: str, compiled: tuple[str, ...]) -> Primitives:
+    missing = [name for name in PRIMITIVES if name not in compiled]
     if not missing:
         return COMPILED
     if key not in _warned:
@@ -126,9 +113,9 @@ def kernels(backend: str, device: torch.device) -> Kernels:
             f"ssmkit: no compiled kernel for {', '.join(missing)} on {key} in this build; the S4 layers "
             f"fall back to their pure-PyTorch reference there (slower, more memory). Build ssmkit with "
             f"CUDA (SSMKIT_CUDA=ON) for the GPU kernels.",
-            stacklevel=3,
+            stacklevel=4,
         )
-    mixed = {name: getattr(REFERENCE if name in missing else COMPILED, name) for name in _PRIMITIVES}
+    mixed = {name: getattr(REFERENCE if name in missing else COMPILED, name) for name in PRIMITIVES}
     if "dplr_setup" in missing or "dplr_step" in missing:  # the step's cache and step go together
         mixed["dplr_setup"], mixed["dplr_step"] = REFERENCE.dplr_setup, REFERENCE.dplr_step
-    return Kernels("auto", **mixed)
+    return Primitives("auto", **mixed)

@@ -27,18 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validate import positive_int
 from . import hippo
-from .backend import check_backend, kernels
-from .kernels import diag_kernel, dplr_dense_power, dplr_kernel, dplr_state_sum, full
+from .backend import check_backend, primitives
+from .ssm_kernel import diag_kernel, dplr_dense_power, dplr_kernel, dplr_state_sum, full
 
 MODES = ("dplr", "diag")
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "identity": nn.Identity}
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return value
 
 
 class S4(nn.Module):
@@ -90,7 +85,7 @@ class S4(nn.Module):
         l_max: Optional[int] = None,
     ):
         super().__init__()
-        H = _positive_int("d_model", d_model)
+        H = positive_int("d_model", d_model)
         if isinstance(d_state, bool) or not isinstance(d_state, int) or d_state < 2 or d_state % 2:
             raise ValueError(f"d_state: expected an even integer >= 2 (conjugate pairs), got {d_state!r}")
         if mode not in MODES:
@@ -109,7 +104,7 @@ class S4(nn.Module):
             allowed = '"bilinear"' if mode == "dplr" else '"zoh" or "bilinear"'
             raise ValueError(f"discretization: mode={mode!r} takes {allowed}, got {discretization!r}")
         if l_max is not None:
-            _positive_int("l_max", l_max)
+            positive_int("l_max", l_max)
         self.d_model, self.d_state, self.mode, self.init = H, d_state, mode, init
         self.bidirectional, self.backend = bool(bidirectional), check_backend(backend)
         self.discretization = discretization
@@ -162,7 +157,7 @@ class S4(nn.Module):
             s += f", l_kernel={self.l_kernel}"
         return s + (", bidirectional=True" if self.bidirectional else "")
 
-    # ---- kernels ----------------------------------------------------------------
+    # ---- SSM kernels ------------------------------------------------------------
 
     def _kernel_length(self, L: int) -> int:
         """The DPLR kernel length for an input of length L (>= L); doubles C~'s length if needed."""
@@ -185,12 +180,12 @@ class S4(nn.Module):
 
     def kernel(self, L: int) -> torch.Tensor:
         """The convolution kernel K_l = C dA^l dB for l < L: real (c, d_model, L)."""
-        L = _positive_int("L", L)
-        kern = kernels(self.backend, self.log_dt.device)
+        L = positive_int("L", L)
+        prims = primitives(self.backend, self.log_dt.device)
         dt, Lambda, P, B, C = self._ssm()
         if self.mode == "diag":
-            return diag_kernel(kern, dt, Lambda, B, C, L, self.discretization)
-        return dplr_kernel(kern, dt, Lambda, P, B, C, self._kernel_length(L))[..., :L]
+            return diag_kernel(prims, dt, Lambda, B, C, L, self.discretization)
+        return dplr_kernel(prims, dt, Lambda, P, B, C, self._kernel_length(L))[..., :L]
 
     # ---- forward ----------------------------------------------------------------
 
@@ -237,10 +232,10 @@ class S4(nn.Module):
             return self._output(y.transpose(-1, -2)), None
         self._check_state(state, batch)
         if self.mode == "diag":
-            kern = kernels(self.backend, x.device)
+            prims = primitives(self.backend, x.device)
             dt, Lambda, _, B, C = self._ssm()
-            dA, dB = kern.discretize(dt, Lambda, B, self.discretization)
-            y, next_state = kern.ssm_scan(x, dA, dB, C[0], self.D, state)
+            dA, dB = prims.discretize(dt, Lambda, B, self.discretization)
+            y, next_state = prims.ssm_scan(x, dA, dB, C[0], self.D, state)
             return self._output(y), next_state
         y, next_state = self._dplr_with_state(x.transpose(-1, -2), state)
         return self._output(y.transpose(-1, -2)), next_state
@@ -251,14 +246,14 @@ class S4(nn.Module):
         The start state x0 adds y0_l = C dA^(l+1) x0, the kernel formula with B replaced by
         B' = (I + dt/2 A) x0 / dt (since (I - dA z)^{-1} dA = 2/(1+z) (g - A)^{-1} (I + dt/2 A) / dt)
         and C~ taken for length L. The end state is dA^L x0 + (I - dA^L) S with S from
-        :func:`~ssmkit.nn.kernels.dplr_state_sum`. Dense (2N x 2N) matrices appear only
+        :func:`~ssmkit.nn.ssm_kernel.dplr_state_sum`. Dense (2N x 2N) matrices appear only
         for dA^L; the (L, N) trajectory is never formed.
         """
-        kern = kernels(self.backend, u.device)
+        prims = primitives(self.backend, u.device)
         L = u.shape[-1]
         dt, Lambda, P, B, C = self._ssm()
         lk = self._kernel_length(L)
-        y = self._convolve(u, dplr_kernel(kern, dt, Lambda, P, B, C, lk)[..., :L]) + self.D.unsqueeze(-1) * u
+        y = self._convolve(u, dplr_kernel(prims, dt, Lambda, P, B, C, lk)[..., :L]) + self.D.unsqueeze(-1) * u
         dA, _, power_k = dplr_dense_power(dt, Lambda, P, B, lk)
         eye = torch.eye(power_k.shape[-1], dtype=power_k.dtype, device=power_k.device)
         if L == lk:
@@ -269,8 +264,8 @@ class S4(nn.Module):
             C_L = torch.einsum("hi,hij->hj", C_true, eye - power)[..., : C.shape[-1]]
         s = 2 * (P.conj() * state.unsqueeze(-2)).sum(-1).real  # P^* x0 over the full state: (batch, H, r)
         B_start = state / dt.unsqueeze(-1) + (Lambda * state - (P * s.unsqueeze(-1)).sum(-2)) / 2
-        y = y + dplr_kernel(kern, dt, Lambda, P, B_start, C_L.unsqueeze(0), L)[..., 0, :, :]
-        S = dplr_state_sum(kern, dt, Lambda, P, B, u)
+        y = y + dplr_kernel(prims, dt, Lambda, P, B_start, C_L.unsqueeze(0), L)[..., 0, :, :]
+        S = dplr_state_sum(prims, dt, Lambda, P, B, u)
         end = torch.einsum("hij,bhj->bhi", power, full(state)) + torch.einsum("hij,bhj->bhi", eye - power, full(S))
         return y, end[..., : state.shape[-1]]
 
@@ -278,7 +273,7 @@ class S4(nn.Module):
 
     def default_state(self, batch: int, device=None) -> torch.Tensor:
         """The zero state, complex (batch, d_model, d_state/2), on the layer's device."""
-        _positive_int("batch", batch)
+        positive_int("batch", batch)
         if self.bidirectional:
             raise ValueError("a bidirectional layer has no state (it sees the future); use bidirectional=False")
         dtype = self.log_dt.dtype.to_complex()
@@ -291,16 +286,16 @@ class S4(nn.Module):
         return (self.l_kernel, self.backend, tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in params))
 
     @torch.no_grad()
-    def step_tensors(self, kern):
-        """What one step needs on the primitives `kern` (diag: (dA, dB, C); DPLR: (the
+    def step_tensors(self, prims):
+        """What one step needs on the primitives `prims` (diag: (dA, dB, C); DPLR: (the
         ``dplr_setup`` factors, C)), cached; rebuilt whenever a parameter changed (in place
         or replaced)."""
-        key = self._step_key() + (kern.name,)
+        key = self._step_key() + (prims.name,)
         if self._step_cache is not None and self._step_cache[0] == key:
             return self._step_cache[1]
         dt, Lambda, P, B, C = self._ssm()
         if self.mode == "diag":
-            tensors = kern.discretize(dt, Lambda, B, self.discretization) + (C[0].clone(),)
+            tensors = prims.discretize(dt, Lambda, B, self.discretization) + (C[0].clone(),)
         else:
             if self.l_kernel is None:
                 raise RuntimeError(
@@ -312,7 +307,7 @@ class S4(nn.Module):
             _, _, power = dplr_dense_power(dt.double(), d[0], d[1], d[2], self.l_kernel)
             eye = torch.eye(power.shape[-1], dtype=power.dtype, device=power.device)
             C_step = torch.linalg.solve((eye - power).transpose(-1, -2), full(d[3]).unsqueeze(-1)).squeeze(-1)
-            tensors = (kern.dplr_setup(dt, Lambda, P, B), C_step[..., : C.shape[-1]].to(C.dtype))
+            tensors = (prims.dplr_setup(dt, Lambda, P, B), C_step[..., : C.shape[-1]].to(C.dtype))
         self._step_cache = (key, tensors)
         return tensors
 
@@ -323,12 +318,12 @@ class S4(nn.Module):
         """
         self._check_input(x, "(batch, d_model)", 2)
         self._check_state(state, x.shape[0])
-        kern = kernels(self.backend, x.device)
-        tensors = self.step_tensors(kern)
+        prims = primitives(self.backend, x.device)
+        tensors = self.step_tensors(prims)
         if self.mode == "diag":
             dA, dB, C = tensors
-            y, next_state = kern.ssm_step(state, x, dA, dB, C, self.D)
+            y, next_state = prims.ssm_step(state, x, dA, dB, C, self.D)
         else:
             factors, C = tensors
-            y, next_state = kern.dplr_step(state, x, factors, C, self.D)
+            y, next_state = prims.dplr_step(state, x, factors, C, self.D)
         return self._output(y), next_state

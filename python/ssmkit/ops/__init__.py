@@ -1,6 +1,8 @@
 """ssmkit primitives: torch custom ops (with autograd) and NumPy entry points.
 
-Every op has a pure-PyTorch definition in :mod:`ssmkit.ops.reference`.
+Every op is described once, in its family's module, by an ``Op`` (``ops/_spec.py``: its
+arguments, shapes and results), from which its custom ops, fake kernel, checks and result
+allocation follow. Every op has a pure-PyTorch definition in :mod:`ssmkit.ops.reference`.
 """
 
 from .cauchy import cauchy

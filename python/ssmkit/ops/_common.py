@@ -1,4 +1,4 @@
-"""Helpers shared by the op modules: input kinds, shapes and tensor preparation."""
+"""Helpers shared by the op modules: input kinds, devices, streams and tensor preparation."""
 
 from __future__ import annotations
 
@@ -40,18 +40,6 @@ def as_array(name: str, x):
         return np.asarray(x)
     except Exception as e:  # noqa: BLE001 - report what could not be converted
         raise TypeError(f"{name}: expected an array, got {type(x).__name__}") from e
-
-
-def batch_shape(op: str, shapes: Mapping[str, tuple], layouts: Mapping[str, str]) -> tuple:
-    """Broadcast the leading dimensions (all but the last) of each named shape."""
-    for name, shape in shapes.items():
-        if len(shape) < 1:
-            raise ValueError(f"{name}: expected an array of shape {layouts[name]}, got shape {tuple(shape)}")
-    try:
-        return tuple(np.broadcast_shapes(*(tuple(s[:-1]) for s in shapes.values())))
-    except ValueError:
-        desc = ", ".join(f"{n} of shape {tuple(s)}" for n, s in shapes.items())
-        raise ValueError(f"{op}: the leading dimensions of the inputs must broadcast together; got {desc}") from None
 
 
 def run_core(fn, ref, *args):
@@ -116,26 +104,6 @@ def direct_call_ok(tensors) -> bool:
                 or not t.is_contiguous() or t.is_conj() or t.is_neg()):  # fmt: skip
             return False
     return True
-
-
-def _dtype_name(dtype) -> str:
-    return str(dtype).replace("torch.", "")
-
-
-def check_tensors(tensors: Mapping[str, object]) -> None:
-    """The compiled core's dtype and device checks, for fake (meta) kernels.
-
-    Fake kernels run under torch.compile and when an input is on the meta device;
-    they never reach the core, so they repeat its checks: every tensor complex64 or
-    complex128, all of the first one's dtype and device."""
-    (first, ref), *rest = tensors.items()
-    if ref.dtype not in (torch.complex64, torch.complex128):
-        raise TypeError(f"{first}: expected a complex64 or complex128 tensor, got {_dtype_name(ref.dtype)}")
-    for name, t in rest:
-        if t.dtype != ref.dtype:
-            raise TypeError(f"{name}: expected {_dtype_name(ref.dtype)} like {first}, got {_dtype_name(t.dtype)}")
-        if t.device != ref.device:
-            raise ValueError(f"{name}: expected a tensor on {ref.device} like {first}, got one on {t.device}")
 
 
 def sum_to(t, shape):

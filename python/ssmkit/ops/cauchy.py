@@ -8,20 +8,21 @@ torch.compile) or NumPy arrays (forward only). The meaning is defined by
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import _C
-from ._common import (
-    array_module, array_stream, as_array, batch_shape, check_tensors, device_of, plain, run_core, sum_to, torch,
-    use_torch,
-)
+from ._common import sum_to, torch
+from ._spec import COMPLEX, NEEDS, Flag, Op, Tensor
 
-_LAYOUT = {"v": "(..., N)", "z": "(..., L)", "w": "(..., N)"}
+_V, _Z, _W = Tensor("v", COMPLEX, "... N"), Tensor("z", COMPLEX, "... L"), Tensor("w", COMPLEX, "... N")
 
+CAUCHY = Op("cauchy", _C.cauchy, [_V, _Z, _W, Flag("conj_pairs")], [Tensor("out", COMPLEX, "... L")])
 
-def _out_shape(v_shape, z_shape, w_shape) -> tuple:
-    batch = batch_shape("cauchy", {"v": v_shape, "z": z_shape, "w": w_shape}, _LAYOUT)
-    return batch + (z_shape[-1],)
+# Gradients at the full broadcast shape (summed back by the caller); those not needed are empty.
+CAUCHY_BACKWARD = Op(
+    "cauchy_backward", _C.cauchy_backward,
+    [Tensor("grad", COMPLEX, "... L"), _V, _Z, _W, Flag("conj_pairs"), NEEDS],
+    [Tensor("dv", COMPLEX, "... N"), Tensor("dz", COMPLEX, "... L"), Tensor("dw", COMPLEX, "... N")],
+    ref="v",
+)  # fmt: skip
 
 
 def cauchy(v, z, w, *, conj_pairs: bool = True):
@@ -33,58 +34,10 @@ def cauchy(v, z, w, *, conj_pairs: bool = True):
     broadcast. Torch tensors give a differentiable result (in v, z and w); NumPy
     arrays give a NumPy array.
     """
-    if use_torch("cauchy", {"v": v, "z": z, "w": w}):
-        return torch.ops.ssmkit.cauchy(v, z, w, bool(conj_pairs))
-    v, z, w = as_array("v", v), as_array("z", z), as_array("w", w)
-    xp = array_module(v)  # CuPy arrays get a CuPy output on their device
-    with device_of(v):
-        out = xp.empty(_out_shape(np.shape(v), np.shape(z), np.shape(w)), dtype=getattr(v, "dtype", None))
-    _C.cauchy(v, z, w, out, bool(conj_pairs), stream=array_stream(v))
-    return out
+    return CAUCHY(v, z, w, conj_pairs)
 
 
 if torch is not None:
-
-    @torch.library.custom_op("ssmkit::cauchy", mutates_args=())
-    def _cauchy_op(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, conj_pairs: bool) -> torch.Tensor:
-        out = v.new_empty(_out_shape(v.shape, z.shape, w.shape))
-        run_core(_C.cauchy, v, plain(v), plain(z), plain(w), out, conj_pairs)
-        return out
-
-    @_cauchy_op.register_fake
-    def _(v, z, w, conj_pairs):
-        check_tensors({"v": v, "z": z, "w": w})
-        return v.new_empty(_out_shape(v.shape, z.shape, w.shape))
-
-    @torch.library.custom_op("ssmkit::cauchy_backward", mutates_args=())
-    def _cauchy_backward_op(
-        grad: torch.Tensor, v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, conj_pairs: bool, needs: list[bool]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        dv, dz, dw = _backward_buffers(grad, v, z, w, needs)
-        run_core(
-            _C.cauchy_backward, v, plain(grad), plain(v), plain(z), plain(w),
-            dv if needs[0] else None, dz if needs[1] else None, dw if needs[2] else None, conj_pairs,
-        )  # fmt: skip
-        return dv, dz, dw
-
-    def _backward_buffers(grad, v, z, w, needs):
-        # Gradients at the full broadcast shape; those not needed are empty.
-        shape = _out_shape(v.shape, z.shape, w.shape)
-        batch, n = shape[:-1], v.shape[-1]
-        dv = v.new_empty(batch + (n,) if needs[0] else (0,))
-        dz = v.new_empty(shape if needs[1] else (0,))
-        dw = v.new_empty(batch + (n,) if needs[2] else (0,))
-        return dv, dz, dw
-
-    @_cauchy_backward_op.register_fake
-    def _(grad, v, z, w, conj_pairs, needs):
-        check_tensors({"v": v, "z": z, "w": w, "grad": grad})
-        return _backward_buffers(grad, v, z, w, needs)
-
-    def _setup_context(ctx, inputs, output):
-        v, z, w, conj_pairs = inputs
-        ctx.save_for_backward(v, z, w)
-        ctx.conj_pairs = conj_pairs
 
     def _backward(ctx, grad):
         v, z, w = ctx.saved_tensors
@@ -99,4 +52,5 @@ if torch is not None:
             None,
         )
 
-    _cauchy_op.register_autograd(_backward, setup_context=_setup_context)
+    CAUCHY.register(_backward)
+    CAUCHY_BACKWARD.register()

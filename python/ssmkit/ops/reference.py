@@ -27,7 +27,7 @@ def cauchy(v: torch.Tensor, z: torch.Tensor, w: torch.Tensor, conj_pairs: bool =
     return terms.sum(dim=-1)
 
 
-# ---- discretization and stepping (issue 4) --------------------------------------
+# ---- discretization and stepping ------------------------------------------------
 # Conventions: A, B, C, dA, dB, dC are complex (H, N) with conjugate-pair storage (N
 # stored values stand for 2N: the output of a sum over the full state is 2 Re(...));
 # dt, D are real (H,); u, y are real.

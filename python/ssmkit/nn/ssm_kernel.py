@@ -31,7 +31,7 @@ import math
 import torch
 
 from ..ops import reference
-from .backend import Kernels
+from .backend import Primitives
 
 
 def _points(L: int, freqs: int, dtype: torch.dtype, device) -> torch.Tensor:
@@ -50,7 +50,7 @@ def _woodbury_inner(k10, k11):
     return x.squeeze(-1).movedim(-2, -1)
 
 
-def dplr_kernel(kern: Kernels, dt, Lambda, P, B, C, L: int) -> torch.Tensor:
+def dplr_kernel(prims: Primitives, dt, Lambda, P, B, C, L: int) -> torch.Tensor:
     """The DPLR kernel K_l = C dA^l dB, l < L, from C~ = C (I - dA^L) (the module docstring).
 
     dt (H,), Lambda (H, N), P (H, r, N), C (c, H, N); B (..., H, N) may carry batch
@@ -68,7 +68,7 @@ def dplr_kernel(kern: Kernels, dt, Lambda, P, B, C, L: int) -> torch.Tensor:
     right = torch.cat([B.unsqueeze(-2), P.expand(*batch, H, r, N)], -2)  # (..., H, 1 + r, N): B and P
     v = (left.unsqueeze(-2) * right.unsqueeze(-3)).flatten(-3, -2)  # (..., H, (c + r)(1 + r), N)
     v = v * dt.unsqueeze(-1).unsqueeze(-1)  # k_ij = dt sum v / (zhat - dt Lambda); scaled here, on N not L values
-    k = kern.cauchy(v, zhat.unsqueeze(0), w)  # (..., H, M, F)
+    k = prims.cauchy(v, zhat.unsqueeze(0), w)  # (..., H, M, F)
     k = k.unflatten(-2, (c + r, 1 + r))
     k00, k01, k10, k11 = k[..., :c, 0, :], k[..., :c, 1:, :], k[..., c:, 0, :], k[..., c:, 1:, :]
     low_rank = (k01 * _woodbury_inner(k10, k11).unsqueeze(-3)).sum(-2)  # k01 (I + k11)^{-1} k10
@@ -79,7 +79,7 @@ def dplr_kernel(kern: Kernels, dt, Lambda, P, B, C, L: int) -> torch.Tensor:
     return torch.fft.irfft(at_roots, n=L).transpose(-3, -2)  # (..., c, H, L)
 
 
-def dplr_state_sum(kern: Kernels, dt, Lambda, P, B, u) -> torch.Tensor:
+def dplr_state_sum(prims: Primitives, dt, Lambda, P, B, u) -> torch.Tensor:
     """The aliased state forwarding S = sum_m Fa_m u_{L-1-m} of a DPLR system, stored half.
 
     Fa_m = (I - dA^L)^{-1} dA^m dB (the inverse DFT of F(z) = (I - dA z)^{-1} dB at the
@@ -97,7 +97,7 @@ def dplr_state_sum(kern: Kernels, dt, Lambda, P, B, u) -> torch.Tensor:
     dtw = dt.unsqueeze(-1) * Lambda  # (H, N)
     # x(z) = (I + k11)^{-1} k10 with k10 = P^* R B, k11 = P^* R P: (H, r, F)
     v = (P.conj().unsqueeze(-2) * torch.cat([B.unsqueeze(-2), P], -2).unsqueeze(-3)).flatten(-3, -2)
-    k = kern.cauchy(v * dt[:, None, None], zhat.unsqueeze(0), dtw.unsqueeze(-2)).unflatten(-2, (r, 1 + r))
+    k = prims.cauchy(v * dt[:, None, None], zhat.unsqueeze(0), dtw.unsqueeze(-2)).unflatten(-2, (r, 1 + r))
     k10, k11 = k[..., 0, :], k[..., 1:, :]  # (H, r, F), (H, r, r, F)
     x = _woodbury_inner(k10, k11)
     # weights a_k = (2/(1+z_k)) z_k fft(u)_k / L
@@ -107,7 +107,7 @@ def dplr_state_sum(kern: Kernels, dt, Lambda, P, B, u) -> torch.Tensor:
     a = a_all[..., inner] * (1 + zhat / 2)  # (batch, H, F)
     terms = torch.cat([a.unsqueeze(-2), a.unsqueeze(-2) * x], -2)  # (batch, H, 1 + r, F)
     # T_j[n] = sum_k terms_j[k] / (zhat_k - dt Lambda_n) = -Cauchy(terms, dt Lambda, zhat)
-    T = -kern.cauchy(terms, dtw.unsqueeze(-2), zhat, conj_pairs=False)  # (batch, H, 1 + r, N)
+    T = -prims.cauchy(terms, dtw.unsqueeze(-2), zhat, conj_pairs=False)  # (batch, H, 1 + r, N)
     S = dt[:, None] * (B * T[..., 0, :] - (P * T[..., 1:, :]).sum(-2))
     if L % 2 == 0:  # z = -1: F(-1) = dt B / 2
         S = S + dt[:, None] * B * a_all[..., L // 2].unsqueeze(-1) / 2
@@ -125,8 +125,8 @@ def full(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, x.conj()], -1)
 
 
-def diag_kernel(kern: Kernels, dt, Lambda, B, C, L: int, method: str):
+def diag_kernel(prims: Primitives, dt, Lambda, B, C, L: int, method: str):
     """The diagonal kernel K_l = 2 Re sum_n C_n dB_n dA_n^l, l < L: real (c, H, L)."""
-    dA, dB = kern.discretize(dt, Lambda, B, method)
+    dA, dB = prims.discretize(dt, Lambda, B, method)
     log_dA = dt.unsqueeze(-1) * Lambda if method == "zoh" else torch.log(dA)
-    return kern.vandermonde(C * dB, log_dA, L)
+    return prims.vandermonde(C * dB, log_dA, L)
