@@ -1,4 +1,4 @@
-"""The accuracy rule of DESIGN.md, shared by every kernel test: the package's one
+"""The accuracy rule of docs/architecture.md, shared by every kernel test: the package's one
 implementation (ssmkit/_accuracy.py, which explains it), asserted."""
 
 from __future__ import annotations

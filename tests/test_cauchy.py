@@ -1,4 +1,4 @@
-"""Tests of ssmkit.ops.cauchy: accuracy (DESIGN.md's 2x rule), gradients, the torch
+"""Tests of ssmkit.ops.cauchy: accuracy (docs/architecture.md's 2x rule), gradients, the torch
 custom-op contract, input layouts, bad input, non-finite values, ISAs, determinism.
 
 Ground truth is ssmkit.ops.reference.cauchy in complex128 on the complex64 inputs

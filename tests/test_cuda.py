@@ -1,7 +1,7 @@
 """Every op on every available device (tests/devices.py), and what only a GPU can show:
 streams, CUDA graph capture, a second GPU, device checks with real CUDA tensors.
 
-The accuracy rule is DESIGN.md's (tests/accuracy.py): a device's result against the
+The accuracy rule is docs/architecture.md's (tests/accuracy.py): a device's result against the
 complex128 reference on the CPU, within twice the complex64 reference's error. On the
 CPU these cases repeat the CPU tests at a few shapes (cheap); on a GPU they are the
 CUDA kernels' correctness grid. Without a GPU the CUDA-only tests skip, saying why.

@@ -4,7 +4,7 @@ through the torch and the NumPy entry points.
 Each example draws sizes (0, 1 and odd ones included), broadcast leading dimensions,
 a layout for every input (contiguous, strided, transposed, a lazy conjugate or
 negative view, a NumPy array), the dtype, and possibly one NaN or Inf. The call
-must then either match the complex128 reference by DESIGN.md's 2x rule
+must then either match the complex128 reference by docs/architecture.md's 2x rule
 (tests/accuracy.py) or, for input that is not valid, raise a TypeError or ValueError
 whose message names the argument. Nothing may crash.
 

@@ -1,4 +1,4 @@
-"""discretize, ssm_step and ssm_scan against the complex128 references (DESIGN.md's
+"""discretize, ssm_step and ssm_scan against the complex128 references (docs/architecture.md's
 2x rule), gradients, the agreement of the step, scan and convolution modes, long
 horizons, bad input, opcheck and torch.compile."""
 

@@ -1,4 +1,4 @@
-"""Log-Vandermonde products: accuracy (the 2x rule of DESIGN.md), gradients, overflow,
+"""Log-Vandermonde products: accuracy (the 2x rule of docs/architecture.md), gradients, overflow,
 the torch/NumPy entry points and argument checks."""
 
 import math

@@ -418,8 +418,9 @@ inline const T* element(const Batch& b, const In& a, int64_t r, int64_t n) {
 
 template <typename T>
 void vandermonde_t(const VandermondeParams& p) {
-  if (p.N == 0) {  // empty sum
-    std::memset(p.out, 0, sizeof(T) * p.batch.rows() * p.L * (p.conj_pairs ? 1 : 2));
+  if (p.N == 0) {  // empty sum; an empty output may have no storage (memset of null is undefined)
+    const int64_t n = p.batch.rows() * p.L * (p.conj_pairs ? 1 : 2);
+    if (n > 0) std::memset(p.out, 0, sizeof(T) * n);
     return;
   }
   auto coef = [&](int64_t r, double* cr, double* ci) {
@@ -507,7 +508,8 @@ void vandermonde_transpose_backward_t(const VandermondeTransposeBackwardParams& 
     };
     T* du = static_cast<T*>(p.du);
     if (p.N == 0) {
-      std::memset(du, 0, sizeof(T) * (kRealU ? 1 : 2) * p.batch.rows() * p.L);
+      const int64_t n = (kRealU ? 1 : 2) * p.batch.rows() * p.L;
+      if (n > 0) std::memset(du, 0, sizeof(T) * n);
       return;
     }
     vandermonde_forward_impl<T, kRealU>(p.batch, p.x, p.N, p.L, T(1), true, coef, du);

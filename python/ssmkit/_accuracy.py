@@ -1,4 +1,4 @@
-"""The accuracy rule of DESIGN.md (the 2x rule), one implementation for the tests
+"""The accuracy rule of docs/architecture.md (the 2x rule), one implementation for the tests
 (tests/accuracy.py asserts it) and for ``ssmkit bench`` (which checks each case with it
 before timing).
 

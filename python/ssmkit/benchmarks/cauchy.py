@@ -1,4 +1,4 @@
-"""Cauchy product benchmarks at DESIGN.md's standard shapes (S4 with H=256, N=64 state).
+"""Cauchy product benchmarks at docs/architecture.md's standard shapes (S4 with H=256, N=64 state).
 
 One term is one (row, n, l) triple and a conjugate pair counts as two, so a call does
 rows * 2N * L terms. Forward times one product; backward times the three input
@@ -24,7 +24,7 @@ from . import Case, Impl
 
 STANDARD_SHAPES = [(1024, 32, 2049), (1024, 32, 8193)]  # (rows, N pairs, L)
 QUICK_SHAPES = [(16, 8, 129)]
-GPU_SHAPES = [(4096, 32, 8193)]  # issue 5's target shape (2 T terms/s on an H100)
+GPU_SHAPES = [(4096, 32, 8193)]  # a large layer's Cauchy product, sized for a GPU
 REFERENCE_MEMORY = 1.5e9  # bytes the reference may use at its peak
 # Peak memory of the reference in units of its (rows, L, 2N) matrix, as measured with
 # ru_maxrss: forward holds the differences and the quotients; backward's graph holds two

@@ -180,7 +180,7 @@ class Engine:
             starts.append(len(e.p.code))
             sections += section or (-1, -1)
         views = [list(v) for v in e.p.views]
-        # the parameters, read by every step, on huge pages (the state stays the dict's own)
+        # the parameters, read by every step, on huge pages (the state keeps its own arrays)
         buffers = list(e.p.buffers)
         params = sorted(e.p.params)
         for i, copy in zip(params, huge_page_copies([buffers[i] for i in params])):

@@ -5,15 +5,13 @@ arguments, shapes and results), from which its custom ops, fake kernel, checks a
 allocation follow. Every op has a pure-PyTorch definition in :mod:`ssmkit.ops.reference`.
 """
 
-from .cauchy import cauchy
-from .dplr import DPLRFactors, dplr_setup, dplr_step
-from .step import discretize, ssm_scan, ssm_step
-from .vandermonde import vandermonde, vandermonde_transpose
+from . import cauchy as _cauchy, dplr as _dplr, step as _step, vandermonde as _vandermonde
+from .cauchy import *  # noqa: F401,F403 (each family module's __all__)
+from .dplr import *  # noqa: F401,F403
+from .step import *  # noqa: F401,F403
+from .vandermonde import *  # noqa: F401,F403
 
-__all__ = [
-    "cauchy", "vandermonde", "vandermonde_transpose",
-    "discretize", "ssm_step", "ssm_scan", "dplr_setup", "dplr_step", "DPLRFactors", "reference",
-]
+__all__ = [*_cauchy.__all__, *_vandermonde.__all__, *_step.__all__, *_dplr.__all__, "reference"]
 
 
 def __getattr__(name):

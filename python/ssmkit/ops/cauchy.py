@@ -12,6 +12,8 @@ from .. import _C
 from ._common import sum_to, torch
 from ._spec import COMPLEX, NEEDS, Flag, Op, Tensor
 
+__all__ = ["cauchy"]  # what ssmkit.ops exports
+
 _V, _Z, _W = Tensor("v", COMPLEX, "... N"), Tensor("z", COMPLEX, "... L"), Tensor("w", COMPLEX, "... N")
 
 CAUCHY = Op("cauchy", _C.cauchy, [_V, _Z, _W, Flag("conj_pairs")], [Tensor("out", COMPLEX, "... L")])

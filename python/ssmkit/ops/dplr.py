@@ -30,6 +30,8 @@ from .. import _C
 from ._common import as_array, torch, use_torch
 from ._spec import COMPLEX, REAL, Op, Tensor
 
+__all__ = ["DPLRFactors", "dplr_setup", "dplr_step"]  # what ssmkit.ops exports
+
 
 class DPLRFactors(NamedTuple):
     """Per-channel factors of the bilinear DPLR step (see the module docstring)."""

@@ -19,6 +19,8 @@ from .. import _C
 from ._common import torch
 from ._spec import COMPLEX, NEEDS, REAL, Choice, Op, Tensor
 
+__all__ = ["discretize", "ssm_step", "ssm_scan"]  # what ssmkit.ops exports
+
 _METHOD = Choice("method", ("zoh", "bilinear"))
 _DT, _A, _B = Tensor("dt", REAL, "H"), Tensor("A", COMPLEX, "H N"), Tensor("B", COMPLEX, "H N")
 _dA, _dB, _dC = Tensor("dA", COMPLEX, "H N"), Tensor("dB", COMPLEX, "H N"), Tensor("dC", COMPLEX, "H N")

@@ -13,6 +13,8 @@ from .. import _C
 from ._common import sum_to, torch
 from ._spec import COMPLEX, NEEDS, REAL_OR_COMPLEX, Flag, Op, Size, Tensor
 
+__all__ = ["vandermonde", "vandermonde_transpose"]  # what ssmkit.ops exports
+
 _V, _X = Tensor("v", COMPLEX, "... N"), Tensor("x", COMPLEX, "... N")
 _U = Tensor("u", REAL_OR_COMPLEX, "... L")
 
