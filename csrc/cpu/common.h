@@ -2,12 +2,20 @@
 // namespace ssmkit::SSMKIT_ISA.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <new>
 
 #include "ssmkit/host_device.h"  // Cx, row_offset
 
 namespace ssmkit {
 namespace SSMKIT_ISA {
+
+// Zeros n values of type T at p. An empty output may have no storage (a null pointer),
+// which memset must not be given even for zero bytes.
+template <typename T>
+inline void zero_fill(void* p, int64_t n) {
+  if (n > 0) std::memset(p, 0, sizeof(T) * n);
+}
 
 // Copies n complex values of row `off` of a, starting at index i0, into separate
 // real and imaginary arrays (SIMD-friendly), and zero-fills up to `padded`.

@@ -29,7 +29,6 @@
 // overflows, and NaN only from 0 * Inf or NaN inputs, as in the reference.
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <new>
 
 #include "common.h"
@@ -418,9 +417,8 @@ inline const T* element(const Batch& b, const In& a, int64_t r, int64_t n) {
 
 template <typename T>
 void vandermonde_t(const VandermondeParams& p) {
-  if (p.N == 0) {  // empty sum; an empty output may have no storage (memset of null is undefined)
-    const int64_t n = p.batch.rows() * p.L * (p.conj_pairs ? 1 : 2);
-    if (n > 0) std::memset(p.out, 0, sizeof(T) * n);
+  if (p.N == 0) {  // empty sum
+    zero_fill<T>(p.out, p.batch.rows() * p.L * (p.conj_pairs ? 1 : 2));
     return;
   }
   auto coef = [&](int64_t r, double* cr, double* ci) {
@@ -508,8 +506,7 @@ void vandermonde_transpose_backward_t(const VandermondeTransposeBackwardParams& 
     };
     T* du = static_cast<T*>(p.du);
     if (p.N == 0) {
-      const int64_t n = (kRealU ? 1 : 2) * p.batch.rows() * p.L;
-      if (n > 0) std::memset(du, 0, sizeof(T) * n);
+      zero_fill<T>(du, (kRealU ? 1 : 2) * p.batch.rows() * p.L);
       return;
     }
     vandermonde_forward_impl<T, kRealU>(p.batch, p.x, p.N, p.L, T(1), true, coef, du);
