@@ -28,12 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import hippo
-from .._validate import positive_int
+from .._validate import S4_ACTIVATIONS, positive_int, s4_options
 from .backend import check_backend, primitives
 from .ssm_kernel import diag_kernel, dplr_dense_power, dplr_kernel, dplr_state_sum, full
 
-MODES = ("dplr", "diag")
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "identity": nn.Identity}
+ACTIVATIONS = dict(zip(S4_ACTIVATIONS, (nn.GELU, nn.ReLU, nn.SiLU, nn.Tanh, nn.Identity)))
 
 
 class S4(nn.Module):
@@ -86,23 +85,7 @@ class S4(nn.Module):
     ):
         super().__init__()
         H = positive_int("d_model", d_model)
-        if isinstance(d_state, bool) or not isinstance(d_state, int) or d_state < 2 or d_state % 2:
-            raise ValueError(f"d_state: expected an even integer >= 2 (conjugate pairs), got {d_state!r}")
-        if mode not in MODES:
-            raise ValueError(f'mode: expected "dplr" or "diag", got {mode!r}')
-        if mode == "dplr" and init != "legs":
-            raise ValueError(f'init: mode="dplr" supports init="legs" (HiPPO-LegS NPLR), got {init!r}')
-        if not (isinstance(dt_min, (int, float)) and isinstance(dt_max, (int, float)) and 0 < dt_min <= dt_max):
-            raise ValueError(f"dt_min, dt_max: expected 0 < dt_min <= dt_max, got dt_min={dt_min!r}, dt_max={dt_max!r}")
-        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation: expected one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}")
-        if discretization is None:
-            discretization = "bilinear" if mode == "dplr" else "zoh"
-        if discretization not in ("zoh", "bilinear") or (mode == "dplr" and discretization != "bilinear"):
-            allowed = '"bilinear"' if mode == "dplr" else '"zoh" or "bilinear"'
-            raise ValueError(f"discretization: mode={mode!r} takes {allowed}, got {discretization!r}")
+        discretization = s4_options(d_state, mode, init, dt_min, dt_max, dropout, activation, discretization)
         if l_max is not None:
             positive_int("l_max", l_max)
         self.d_model, self.d_state, self.mode, self.init = H, d_state, mode, init
