@@ -12,7 +12,8 @@ import torch
 from accuracy import assert_close_2x
 from conftest import run_steps
 
-from ssmkit.nn import S4, backend, hippo, param_groups
+from ssmkit import hippo
+from ssmkit.nn import S4, backend, param_groups
 from ssmkit.nn.ssm_kernel import diag_kernel, dplr_kernel, dplr_state_sum, full
 from ssmkit.ops import reference as ref
 
@@ -20,6 +21,11 @@ C128 = torch.complex128
 
 
 # ---- HiPPO ---------------------------------------------------------------------------
+
+
+def _tensors(arrays):
+    """ssmkit.hippo's NumPy results as torch tensors."""
+    return tuple(map(torch.from_numpy, arrays))
 
 
 def _transfer(A, left, right, s):
@@ -30,8 +36,8 @@ def _transfer(A, left, right, s):
 
 @pytest.mark.parametrize("d_state", [2, 8, 64])
 def test_legs_nplr_is_hippo_legs_in_another_basis(d_state):
-    A, B, P = hippo.legs(d_state)
-    Lambda, Pv, Bv = hippo.legs_nplr(d_state)
+    A, B, P = _tensors(hippo.legs(d_state))
+    Lambda, Pv, Bv = _tensors(hippo.legs_nplr(d_state))
     assert Lambda.shape == (d_state // 2,) and Pv.shape == (1, d_state // 2)
     assert torch.all(Lambda.real == -0.5) and torch.all(Lambda.imag > 0)
     # full NPLR matrix diag(Lambda_f) - P_f P_f^* (conjugate pairs written out)
@@ -44,7 +50,7 @@ def test_legs_nplr_is_hippo_legs_in_another_basis(d_state):
 
 
 def test_legs_matrix_entries():
-    A, B, P = hippo.legs(4)
+    A, B, P = _tensors(hippo.legs(4))
     assert A[2, 0] == -math.sqrt(5 * 1) and A[3, 1] == -math.sqrt(7 * 3) and A[1, 1] == -2 and A[0, 2] == 0
     assert torch.allclose(B, torch.sqrt(torch.tensor([1.0, 3, 5, 7], dtype=torch.float64)))
     S = A + P.unsqueeze(1) * P.unsqueeze(0)  # normal: -I/2 plus skew-symmetric
@@ -53,7 +59,7 @@ def test_legs_matrix_entries():
 
 @pytest.mark.parametrize("kind", hippo.DIAG_INITS)
 def test_diag_inits(kind):
-    Lambda, B = hippo.diag_init(kind, 16)
+    Lambda, B = _tensors(hippo.diag_init(kind, 16))
     assert Lambda.shape == B.shape == (8,) and torch.all(Lambda.real < 0)
     n = torch.arange(8, dtype=torch.float64)
     if kind == "lin":
@@ -61,7 +67,7 @@ def test_diag_inits(kind):
     if kind == "inv":
         assert torch.allclose(Lambda.imag, 16 / math.pi * (16 / (2 * n + 1) - 1))
     if kind == "legs":
-        assert torch.allclose(Lambda, hippo.legs_nplr(16)[0])
+        assert torch.allclose(Lambda, _tensors(hippo.legs_nplr(16))[0])
 
 
 @pytest.mark.parametrize("bad", [0, 3, -2, 2.0, True])

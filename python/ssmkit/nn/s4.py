@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import hippo
 from .._validate import positive_int
-from . import hippo
 from .backend import check_backend, primitives
 from .ssm_kernel import diag_kernel, dplr_dense_power, dplr_kernel, dplr_state_sum, full
 
@@ -113,10 +113,10 @@ class S4(nn.Module):
         N, c = d_state // 2, 2 if bidirectional else 1
         real = torch.get_default_dtype()
         if mode == "dplr":
-            Lambda, P, B = hippo.legs_nplr(d_state)
+            Lambda, P, B = map(torch.from_numpy, hippo.legs_nplr(d_state))
             self.P = nn.Parameter(torch.view_as_real(P.expand(H, 1, N)).to(real).clone())
         else:
-            Lambda, B = hippo.diag_init(init, d_state)
+            Lambda, B = map(torch.from_numpy, hippo.diag_init(init, d_state))
         log_dt = torch.rand(H, dtype=torch.float64) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         self.log_dt = nn.Parameter(log_dt.to(real))
         self.Lambda_real_log = nn.Parameter(torch.log(-Lambda.real).expand(H, N).to(real).clone())

@@ -1,15 +1,17 @@
 """Initial state matrices for S4 (HiPPO-LegS, normal plus low rank) and S4D (diagonal).
 
-Every function returns conjugate-pair storage: a real state matrix of size ``d_state``
-has its eigenvalues in conjugate pairs, and only the half with positive imaginary part
-is kept (N = d_state / 2 values), as everywhere in ssmkit.
+Framework-free (NumPy, float64 and complex128): the torch layer (:class:`ssmkit.nn.S4`)
+and the JAX layer (:mod:`ssmkit.jax.s4`) start from these same values. Every function
+returns conjugate-pair storage: a real state matrix of size ``d_state`` has its
+eigenvalues in conjugate pairs, and only the half with positive imaginary part is kept
+(N = d_state / 2 values), as everywhere in ssmkit.
 """
 
 from __future__ import annotations
 
 import math
 
-import torch
+import numpy as np
 
 DIAG_INITS = ("legs", "lin", "inv")
 
@@ -20,7 +22,7 @@ def _check_d_state(d_state) -> int:
     return d_state
 
 
-def legs(d_state: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def legs(d_state: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""The HiPPO-LegS matrices (A, B) and its rank-1 correction P, float64.
 
     .. math:: A_{nk} = -\sqrt{(2n+1)(2k+1)}\ (n > k), \quad A_{nn} = -(n+1), \quad A_{nk} = 0\ (n < k),
@@ -29,13 +31,13 @@ def legs(d_state: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     A + P P^T = -I/2 + (a skew-symmetric matrix), a normal matrix.
     Returns A (d_state, d_state), B (d_state,), P (d_state,).
     """
-    n = torch.arange(_check_d_state(d_state), dtype=torch.float64)
-    root = torch.sqrt(2 * n + 1)
-    A = -torch.tril(root.unsqueeze(1) * root.unsqueeze(0), diagonal=-1) - torch.diag(n + 1)
-    return A, root.clone(), torch.sqrt(n + 0.5)
+    n = np.arange(_check_d_state(d_state), dtype=np.float64)
+    root = np.sqrt(2 * n + 1)
+    A = -np.tril(root[:, None] * root[None, :], k=-1) - np.diag(n + 1)
+    return A, root, np.sqrt(n + 0.5)
 
 
-def legs_nplr(d_state: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def legs_nplr(d_state: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""HiPPO-LegS as normal plus low rank in the eigenbasis of its normal part.
 
     A = V (diag(Lambda) - P P^*) V^* with V unitary: Lambda are the eigenvalues of the
@@ -44,18 +46,17 @@ def legs_nplr(d_state: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     each conjugate pair (positive imaginary part, ascending).
     """
     A, B, P = legs(d_state)
-    S = A + P.unsqueeze(1) * P.unsqueeze(0)
+    S = A + P[:, None] * P[None, :]
     # S = -I/2 + K with K real skew-symmetric: -iK is Hermitian and eigh is accurate for it.
-    K = S - torch.diag(torch.diagonal(S))
-    freq, V = torch.linalg.eigh(-1j * K.to(torch.complex128))  # K = V diag(i freq) V^*
+    K = S - np.diag(np.diagonal(S))
+    freq, V = np.linalg.eigh(-1j * K)  # K = V diag(i freq) V^*
     keep = freq > 0  # one of each pair (freq, -freq); eigh sorts ascending
-    V = V[:, keep]
-    Lambda = torch.complex(torch.full_like(freq[keep], -0.5), freq[keep])
-    Vh = V.conj().transpose(0, 1)
-    return Lambda, (Vh @ P.to(V.dtype)).unsqueeze(0), Vh @ B.to(V.dtype)
+    Vh = V[:, keep].conj().T
+    Lambda = -0.5 + 1j * freq[keep]
+    return Lambda, (Vh @ P)[None, :], Vh @ B
 
 
-def diag_init(kind: str, d_state: int) -> tuple[torch.Tensor, torch.Tensor]:
+def diag_init(kind: str, d_state: int) -> tuple[np.ndarray, np.ndarray]:
     r"""S4D's diagonal initialisations; returns Lambda, B (N,) complex128, N = d_state / 2.
 
     - ``"legs"``: the eigenvalues of HiPPO-LegS's normal part (-1/2 + i freq), with its
@@ -67,11 +68,11 @@ def diag_init(kind: str, d_state: int) -> tuple[torch.Tensor, torch.Tensor]:
     if kind == "legs":
         Lambda, _, B = legs_nplr(d_state)
         return Lambda, B
-    n = torch.arange(N, dtype=torch.float64)
+    n = np.arange(N, dtype=np.float64)
     if kind == "lin":
         imag = math.pi * n
     elif kind == "inv":
         imag = d_state / math.pi * (d_state / (2 * n + 1) - 1)
     else:
         raise ValueError(f"init: expected one of {', '.join(map(repr, DIAG_INITS))} for a diagonal SSM, got {kind!r}")
-    return torch.complex(torch.full_like(n, -0.5), imag), torch.ones(N, dtype=torch.complex128)
+    return -0.5 + 1j * imag, np.ones(N, dtype=np.complex128)
