@@ -1,0 +1,270 @@
+"""The primitives of :mod:`ssmkit.ops` for JAX, each a ``jax.custom_vjp`` function whose
+forward and backward kernels are XLA custom calls to the compiled core (``_ffi.py``).
+
+Every call follows from the op's one description (``ssmkit/ops/_spec.py``): the results'
+shapes and dtypes, the order of the arrays the handler takes, and, while JAX traces the
+call, the core's own argument checks (``_C.ffi_check``, the messages of the torch and
+NumPy paths), so a bad argument raises at the call. The kernels see the same arrays as
+through torch, so results are the torch path's bit for bit. Under ``vmap`` one batched
+call is one custom call (see csrc/ffi/handlers.cpp).
+
+Gradients follow JAX's convention for complex inputs: each vjp is the conjugate of the
+PyTorch backward kernel applied to the conjugate cotangent, which agrees with
+``jax.grad`` of :mod:`ssmkit.jax.reference`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _C
+from ..ops._spec import _REAL, Choice, Flag, Size
+from ..ops.cauchy import CAUCHY, CAUCHY_BACKWARD
+from ..ops.dplr import DPLR_STEP
+from ..ops.step import DISCRETIZE, DISCRETIZE_BACKWARD, SSM_SCAN, SSM_SCAN_BACKWARD, SSM_STEP
+from ..ops.vandermonde import (
+    VANDERMONDE,
+    VANDERMONDE_BACKWARD,
+    VANDERMONDE_TRANSPOSE,
+    VANDERMONDE_TRANSPOSE_BACKWARD,
+)
+from ._ffi import target
+
+__all__ = ["cauchy", "vandermonde", "vandermonde_transpose", "discretize", "ssm_step", "ssm_scan", "dplr_step"]
+
+
+def _run(op, args) -> list:
+    """The op's kernel on args (its parameters in schema order; None for an absent
+    optional tensor). Returns its results, None for those a backward does not need."""
+    args = list(args)
+    for i in op._tensors:
+        if args[i] is not None:
+            args[i] = jnp.asarray(args[i])
+    for i in op._scalars:
+        args[i] = op.params[i].normalize(args[i])
+    options = {op.params[i].name: args[i] for i in op._scalars}
+    needs = [True] * len(op.results) if op._needs is None else list(args[op._needs])
+    ref = args[op._ref]
+    cplx = np.dtype(ref.dtype)
+
+    def spec(shape, dtype):
+        return jax.ShapeDtypeStruct(tuple(shape), dtype)
+
+    try:
+        results = op._allocate(args, spec, lambda a, dtype: spec(a.shape, dtype), cplx, _REAL.get(cplx, cplx))
+    except ValueError:  # a shape the core's checks below name first
+        results = None
+    arrays = [None if args[i] is None else (tuple(args[i].shape), str(args[i].dtype)) for i in op._tensors]
+    outs = [None] * len(op.results) if results is None else [
+        (r.shape, str(r.dtype)) if need else None for r, need in zip(results, needs)]  # fmt: skip
+    _C.ffi_check(
+        op.name, arrays + outs, conj_pairs=options.get("conj_pairs", True), L=options.get("L", 0),
+        method=options.get("method", ""),
+    )  # fmt: skip
+    if results is None:
+        op._allocate(args, spec, lambda a, dtype: spec(a.shape, dtype), cplx, _REAL.get(cplx, cplx))
+    # Operands with broadcasting leading dimensions get the same rank, so that the
+    # dimensions vmap puts in front line up.
+    batched = [i for i in op._tensors if args[i] is not None and op.params[i].batched]
+    if batched:
+        lead = max(args[i].ndim - len(op.params[i].sizes) for i in batched)
+        for i in batched:
+            args[i] = args[i].reshape((1,) * (lead + len(op.params[i].sizes) - args[i].ndim) + args[i].shape)
+    present = [args[i] is not None for i in op._tensors] + needs
+    wanted = [r for r, need in zip(results, needs) if need]
+    if not wanted:
+        return [None] * len(results)
+    attrs = {"present": np.int64(sum(1 << j for j, p in enumerate(present) if p))}
+    for i in op._scalars:
+        p = op.params[i]
+        attrs[p.name] = np.int64(args[i]) if isinstance(p, Size) else bool(args[i]) if isinstance(p, Flag) else args[i]
+    call = jax.ffi.ffi_call(target(op.name), wanted, vmap_method="expand_dims")
+    got = iter(call(*(args[i] for i in op._tensors if args[i] is not None), **attrs))
+    return [next(got) if need else None for need in needs]
+
+
+def _conj(x):
+    return x if x is None or not jnp.iscomplexobj(x) else jnp.conj(x)
+
+
+def _sum_to(g, shape):
+    """g summed over the dimensions that broadcasting added to an input of this shape."""
+    lead = g.ndim - len(shape)
+    if lead:
+        g = g.sum(tuple(range(lead)))
+    axes = tuple(d for d, (n, m) in enumerate(zip(g.shape, shape)) if m == 1 and n != 1)
+    return g.sum(axes, keepdims=True) if axes else g
+
+
+def _vjp(backward, inputs, outputs):
+    """JAX's vjp from a PyTorch-convention backward kernel's gradients (see the module doc):
+    each conjugated and summed back to its input's shape."""
+    return tuple(None if x is None else _sum_to(_conj(g), jnp.shape(x)) for g, x in zip(backward, inputs))
+
+
+# ---- Cauchy ---------------------------------------------------------------------------
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _cauchy(v, z, w, conj_pairs):
+    return _run(CAUCHY, (v, z, w, conj_pairs))[0]
+
+
+def _cauchy_fwd(v, z, w, conj_pairs):
+    return _cauchy(v, z, w, conj_pairs), (v, z, w)
+
+
+def _cauchy_bwd(conj_pairs, inputs, g):
+    return _vjp(_run(CAUCHY_BACKWARD, (jnp.conj(g), *inputs, conj_pairs, [True] * 3)), inputs, g)
+
+
+_cauchy.defvjp(_cauchy_fwd, _cauchy_bwd)
+
+
+def cauchy(v, z, w, *, conj_pairs: bool = True):
+    """Cauchy product of v, w (..., N) with the points z (..., L); returns (..., L), as
+    :func:`ssmkit.ops.cauchy`. Differentiable in v, z and w."""
+    return _cauchy(jnp.asarray(v), jnp.asarray(z), jnp.asarray(w), bool(conj_pairs))
+
+
+# ---- log-Vandermonde ------------------------------------------------------------------
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _vandermonde(v, x, L, conj_pairs):
+    return _run(VANDERMONDE, (v, x, L, conj_pairs))[0]
+
+
+def _vandermonde_fwd(v, x, L, conj_pairs):
+    return _vandermonde(v, x, L, conj_pairs), (v, x)
+
+
+def _vandermonde_bwd(L, conj_pairs, inputs, g):
+    return _vjp(_run(VANDERMONDE_BACKWARD, (_conj(g), *inputs, conj_pairs, [True] * 2)), inputs, g)
+
+
+_vandermonde.defvjp(_vandermonde_fwd, _vandermonde_bwd)
+
+
+def vandermonde(v, x, L, *, conj_pairs: bool = True):
+    """Log-Vandermonde product of v, x (..., N) over l = 0..L-1, as
+    :func:`ssmkit.ops.vandermonde`: real ``2 Re(...)`` with ``conj_pairs``, else complex.
+    Differentiable in v and x; L is static under jit."""
+    return _vandermonde(jnp.asarray(v), jnp.asarray(x), Size("L").normalize(L), bool(conj_pairs))
+
+
+@jax.custom_vjp
+def _vandermonde_transpose(u, v, x):
+    return _run(VANDERMONDE_TRANSPOSE, (u, v, x))[0]
+
+
+def _vandermonde_transpose_fwd(u, v, x):
+    return _vandermonde_transpose(u, v, x), (u, v, x)
+
+
+def _vandermonde_transpose_bwd(inputs, g):
+    return _vjp(_run(VANDERMONDE_TRANSPOSE_BACKWARD, (jnp.conj(g), *inputs, [True] * 3)), inputs, g)
+
+
+_vandermonde_transpose.defvjp(_vandermonde_transpose_fwd, _vandermonde_transpose_bwd)
+
+
+def vandermonde_transpose(u, v, x):
+    """Transposed log-Vandermonde product, ``v[..., n] sum_l u[..., l] exp(x[..., n] l)``, as
+    :func:`ssmkit.ops.vandermonde_transpose`. Differentiable in u, v and x."""
+    return _vandermonde_transpose(jnp.asarray(u), jnp.asarray(v), jnp.asarray(x))
+
+
+# ---- discretization and stepping ------------------------------------------------------
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _discretize(dt, A, B, method):
+    return tuple(_run(DISCRETIZE, (dt, A, B, method)))
+
+
+def _discretize_fwd(dt, A, B, method):
+    return _discretize(dt, A, B, method), (dt, A, B)
+
+
+def _discretize_bwd(method, inputs, g):
+    gdA, gdB = g
+    return _vjp(_run(DISCRETIZE_BACKWARD, (*inputs, jnp.conj(gdA), jnp.conj(gdB), method)), inputs, g)
+
+
+_discretize.defvjp(_discretize_fwd, _discretize_bwd)
+
+
+def discretize(dt, A, B, *, method: str = "zoh"):
+    """Discretize the diagonal system (A, B) with per-channel steps dt; returns (dA, dB), as
+    :func:`ssmkit.ops.discretize`. Differentiable in dt, A and B. A non-positive dt raises
+    when the kernel runs (it reads the values)."""
+    return _discretize(jnp.asarray(dt), jnp.asarray(A), jnp.asarray(B), Choice("method", ("zoh", "bilinear")).normalize(method))
+
+
+@jax.custom_vjp
+def _ssm_scan(u, dA, dB, dC, D, state):
+    return tuple(_run(SSM_SCAN, (u, dA, dB, dC, D, state)))
+
+
+def _ssm_scan_fwd(u, dA, dB, dC, D, state):
+    return _ssm_scan(u, dA, dB, dC, D, state), (u, dA, dB, dC, D, state)
+
+
+def _ssm_scan_bwd(inputs, g):
+    u, dA, dB, dC, D, state = inputs
+    gy, gstate = g
+    needs = [True] * 4 + [D is not None, state is not None]
+    gu, gA, gB, gC, gD, gs = _run(SSM_SCAN_BACKWARD, (*inputs, gy, jnp.conj(gstate), needs))
+    # the channel parameters' gradients come per batch element
+    per_channel = [g if g is None else g.sum(0) for g in (gA, gB, gC, gD)]
+    return _vjp((gu, *per_channel, gs), inputs, g)
+
+
+_ssm_scan.defvjp(_ssm_scan_fwd, _ssm_scan_bwd)
+
+
+def ssm_scan(u, dA, dB, dC, D=None, state=None):
+    """The diagonal SSM over a sequence: u (batch, L, H) -> (y (batch, L, H), final state), as
+    :func:`ssmkit.ops.ssm_scan`. Differentiable in every array input."""
+    opt = (lambda a: None if a is None else jnp.asarray(a))  # noqa: E731
+    return _ssm_scan(jnp.asarray(u), jnp.asarray(dA), jnp.asarray(dB), jnp.asarray(dC), opt(D), opt(state))
+
+
+def _inference_only(name, train):
+    def fwd(*args):
+        return f(*args), None
+
+    def bwd(res, g):
+        raise RuntimeError(f"ssmkit.jax.{name} is inference only (no gradient); train with {train} "
+                           f"and use {name} to generate")  # fmt: skip
+
+    @jax.custom_vjp
+    def f(*args):
+        return tuple(_run(OPS[name], args))
+
+    OPS = {"ssm_step": SSM_STEP, "dplr_step": DPLR_STEP}
+    f.defvjp(fwd, bwd)
+    return f
+
+
+_ssm_step = _inference_only("ssm_step", "ssmkit.jax.ssm_scan")
+_dplr_step = _inference_only("dplr_step", "the convolution mode")
+
+
+def ssm_step(state, u, dA, dB, dC, D=None):
+    """One step of the diagonal SSM: returns (y (batch, H), new state), as
+    :func:`ssmkit.ops.ssm_step` (JAX arrays are immutable: no ``out=``). Inference only."""
+    return _ssm_step(*(None if a is None else jnp.asarray(a) for a in (state, u, dA, dB, dC, D)))
+
+
+def dplr_step(state, u, factors, C, D=None):
+    """One bilinear step of a DPLR system from the factors (dA, dB, P, Pd, R) of
+    :func:`ssmkit.ops.dplr_setup`: returns (y, new state), as :func:`ssmkit.ops.dplr_step`.
+    Inference only."""
+    a, b, P, Pd, R = factors
+    return _dplr_step(*(None if t is None else jnp.asarray(t) for t in (state, u, a, b, P, Pd, R, C, D)))
