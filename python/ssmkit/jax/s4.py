@@ -104,12 +104,26 @@ REFERENCE = Primitives(reference.cauchy, reference.vandermonde, reference.discre
                        reference.ssm_scan, reference.dplr_dense, _dense_step)  # fmt: skip
 
 
+def dplr_setup(dt, Lambda, P, B):
+    """The factors of :func:`ssmkit.jax.dplr_step`: :func:`ssmkit.ops.dplr_setup` in jnp
+    (its module docstring derives them). dt (H,); Lambda, B (H, N); P (H, r, N)."""
+    from ..ops.dplr import DPLRFactors
+
+    g = 2 / dt[:, None]
+    inv = 1 / (g - Lambda)
+    Pd = P * inv[:, None, :]
+    M = 2 * jnp.einsum("hkn,hjn->hkj", jnp.conj(P), Pd).real  # P_full^* E^-1 P_full
+    R = jnp.linalg.inv(jnp.eye(P.shape[1], dtype=M.dtype) + M)
+    return DPLRFactors((g + Lambda) * inv, 2 * B * inv, P, Pd, R)
+
+
 def primitives(backend: str) -> Primitives:
     if backend == "reference":
         return REFERENCE
-    from .. import jax as kernels  # the package's custom calls; imported here, after it is initialised
+    from . import ops  # the custom calls; imported here, once the package is initialised
 
-    return Primitives(*(getattr(kernels, name) for name in Primitives._fields))
+    return Primitives(ops.cauchy, ops.vandermonde, ops.discretize, ops.ssm_step, ops.ssm_scan, dplr_setup,
+                      ops.dplr_step)  # fmt: skip
 
 
 # ---- parameters ----------------------------------------------------------------------
