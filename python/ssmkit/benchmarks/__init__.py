@@ -66,13 +66,16 @@ FAMILIES: dict[str, str] = {
 TIMING = {True: {"min_time": 0.002, "repeats": 3}, False: {"min_time": 0.2, "repeats": 5}}
 
 
-def load_cases(families: list[str] | None, quick: bool, device: str = "cpu") -> list[Case]:
+def load_cases(families: list[str] | None, quick: bool, device: str = "cpu", framework: str = "torch") -> list[Case]:
     """The cases of the named families (all when None or empty), in FAMILIES order if all,
-    with their inputs on ``device`` ("cpu" or "cuda")."""
+    with their inputs on ``device`` ("cpu" or "cuda"). framework "jax": the same families
+    through ssmkit.jax (benchmarks/jax.py; none where jax is not installed)."""
     names = list(dict.fromkeys(families)) if families else list(FAMILIES)
     unknown = [name for name in names if name not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown benchmark family {', '.join(map(repr, unknown))}; known: {', '.join(FAMILIES)}")
+    if framework == "jax":
+        return importlib.import_module("ssmkit.benchmarks.jax").cases(quick, device, names)
     cases: list[Case] = []
     for name in names:
         cases += importlib.import_module(FAMILIES[name]).cases(quick, device)

@@ -23,6 +23,10 @@ def arguments(p: argparse.ArgumentParser) -> None:
         "--device", choices=["cpu", "cuda"], default="cpu",
         help="where the kernels and the torch baselines run (cuda: the current GPU, with the fraction of its peak)",
     )  # fmt: skip
+    p.add_argument(
+        "--framework", choices=["torch", "jax"], default="torch",
+        help="jax: each kernel through ssmkit.jax under jit, against its jitted jnp reference and the torch path",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +40,13 @@ def run(args: argparse.Namespace) -> int:
             "cuda_compiled"] else "torch sees no CUDA GPU"  # fmt: skip
         print(f"ssmkit bench: --device cuda: {why}", file=sys.stderr)
         return 2
+    if args.framework == "jax":
+        from ..benchmarks import jax as jax_cases
+
+        if not jax_cases.available() or args.device != "cpu":
+            why = 'needs JAX: pip install "ssmkit[jax]"' if not jax_cases.available() else "runs on the CPU only"
+            print(f"ssmkit bench: --framework jax {why}", file=sys.stderr)
+            return 2
     machine = benchmarks.machine_info() | {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
     print(
         f"ssmkit {machine['ssmkit_version']} on {machine['cpu']} ({machine['logical_cpus']} logical CPUs): "
@@ -51,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             f"{peaks['byte'] / 1e12:.2f} TB/s (from the device's attributes)",
             flush=True,
         )
-    cases = benchmarks.load_cases(args.families, quick=args.quick, device=args.device)
+    cases = benchmarks.load_cases(args.families, quick=args.quick, device=args.device, framework=args.framework)
     results = benchmarks.run(cases, quick=args.quick, progress=True, device=args.device)
     print(benchmarks.format_table(results))
     if args.json is not None:
