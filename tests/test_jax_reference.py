@@ -90,12 +90,30 @@ def _jax(name, args, kw):
     return list(out) if isinstance(out, tuple) else [out]
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_complex64_within_2x_of_the_torch_reference(case):
+def _of_arrays(name, args, kw):
+    """The reference as a function of the case's arrays alone (sizes held fixed), and those arrays."""
+    arrays = [i for i, a in enumerate(args) if isinstance(a, np.ndarray)]
+
+    def call(*xs):
+        full = list(args)
+        for i, x in zip(arrays, xs):
+            full[i] = x
+        return _jax(name, full, kw)
+
+    return call, arrays
+
+
+def _complex64(case):
+    """The case's name, arrays in complex64/float32 and options; exact_exponent cases skip."""
     _, name, args, kw = case
     if kw.get("exact_exponent"):
         pytest.skip("exact_exponent is complex128 only")
-    args = _cast(args, 64)
+    return name, _cast(args, 64), kw
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_complex64_within_2x_of_the_torch_reference(case):
+    name, args, kw = _complex64(case)
     outs, truths, lows = _jax(name, args, kw), _torch(name, args, kw, "double"), _torch(name, args, kw)
     for i, (o, t, low) in enumerate(zip(outs, truths, lows)):
         assert o.dtype == np.dtype(str(low.dtype).replace("torch.", "")), (o.dtype, low.dtype)
@@ -123,7 +141,7 @@ def test_grad_is_conjugate_of_torch_autograd(case):
     to torch autograd's gradient for real inputs and to its conjugate for complex ones."""
     _, name, args, kw = case
     args = _cast(args, 128)
-    arrays = [i for i, a in enumerate(args) if isinstance(a, np.ndarray)]
+    call, arrays = _of_arrays(name, args, kw)
     ts = [torch.from_numpy(a).requires_grad_() if i in arrays else a for i, a in enumerate(args)]
     outs = getattr(tref, name)(*ts, **kw)
     outs = list(outs) if isinstance(outs, tuple) else [outs]
@@ -135,11 +153,7 @@ def test_grad_is_conjugate_of_torch_autograd(case):
     with jax.enable_x64(True):
 
         def jloss(*xs):
-            full = list(args)
-            for i, x in zip(arrays, xs):
-                full[i] = x
-            res = _jax(name, full, kw)
-            return sum(jnp.sum(jnp.real(o) * a) + jnp.sum(jnp.imag(o) * b) for o, (a, b) in zip(res, weights))
+            return sum(jnp.sum(jnp.real(o) * a) + jnp.sum(jnp.imag(o) * b) for o, (a, b) in zip(call(*xs), weights))
 
         got = jax.grad(jloss, argnums=tuple(range(len(arrays))))(*[jnp.asarray(args[i]) for i in arrays])
         for i, g, e in zip(arrays, got, expected):
@@ -151,18 +165,8 @@ def test_grad_is_conjugate_of_torch_autograd(case):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_jit_equals_eager(case):
-    _, name, args, kw = case
-    if kw.get("exact_exponent"):
-        pytest.skip("exact_exponent is complex128 only")
-    args = _cast(args, 64)
-    arrays = [i for i, a in enumerate(args) if isinstance(a, np.ndarray)]
-
-    def call(*xs):
-        full = list(args)
-        for i, x in zip(arrays, xs):
-            full[i] = x
-        return _jax(name, full, kw)
-
+    name, args, kw = _complex64(case)
+    call, arrays = _of_arrays(name, args, kw)
     eager = call(*[jnp.asarray(args[i]) for i in arrays])
     jitted = jax.jit(call)(*[jnp.asarray(args[i]) for i in arrays])
     for e, j in zip(eager, jitted):

@@ -168,6 +168,7 @@ def _step_cases(quick):
 
     batch, H, N = (2, 64, 16) if quick else (16, 256, 32)
     L = 256 if quick else 4096
+    short = 64 if quick else 256  # steps (of 2 sequences for gradients) where the jnp scan's residuals must fit
     unit = "G state updates/s"
     dt, A, B, C, D = torch_step._diag(batch, H, N)
     dA, dB = ops.discretize(dt, A, B, method="zoh")
@@ -197,7 +198,8 @@ def _step_cases(quick):
         "ssmkit.jax": Impl(_blocking(sj.ssm_scan, *scan_args), batch * L * H * N),
         "jnp reference": Impl(_blocking(ref.ssm_scan, *scan_args), batch * L * H * N),
         "torch ssmkit": Impl(lambda: ops.ssm_scan(us, dA, dB, C, D), batch * L * H * N),
-    }, _check(["y", "final state"], sj.ssm_scan, ref.ssm_scan, scan_args), note="the jnp reference is a lax.scan of its step"))  # fmt: skip
+    }, _check(["y", "final state"], sj.ssm_scan, ref.ssm_scan, (j["us"][:, :short],) + scan_args[1:]),
+       note=f"the jnp reference is a lax.scan of its step; checked over the first {short} steps"))  # fmt: skip
 
     def scan_loss(scan):
         return lambda u, dA, dB, dC, D, gy: jnp.sum(scan(u, dA, dB, dC, D)[0] * gy)
@@ -210,12 +212,15 @@ def _step_cases(quick):
         return torch.autograd.grad(y, (usg, dAg, dBg, Cg), gy)
 
     grad_args = scan_args + (j["gy"],)
+    # the jnp scan's gradient keeps every step's state: it runs on the first steps of 2 sequences
+    few = (j["us"][:2, :short],) + scan_args[1:] + (j["gy"][:2, :short],)
     out.append(Case("step", "ssm_scan fwd+bwd", f"{shape} L={L}", unit, {
         "ssmkit.jax": Impl(_blocking(grads(sj.ssm_scan), *grad_args), batch * L * H * N),
-        "jnp reference": Impl(_blocking(grads(ref.ssm_scan), *grad_args), batch * L * H * N),
+        "jnp reference": Impl(_blocking(grads(ref.ssm_scan), *few), 2 * short * H * N),
         "torch ssmkit": Impl(torch_scan_grads, batch * L * H * N),
-    }, _check(["du", "ddA", "ddB", "ddC"], grads(sj.ssm_scan), grads(ref.ssm_scan), grad_args),
-       note="forward plus the gradients of u, dA, dB, dC"))  # fmt: skip
+    }, _check(["du", "ddA", "ddB", "ddC"], grads(sj.ssm_scan), grads(ref.ssm_scan), few),
+       note=f"forward plus the gradients of u, dA, dB, dC; the jnp reference timed and the gradients checked "
+            f"over the first {short} steps of 2 sequences (it keeps every step's state)"))  # fmt: skip
 
     factors = dplr_setup(j["dt"], j["A"], j["P"], j["B"])
     dense = jax.jit(ref.dplr_dense)(j["dt"], j["A"], j["P"], j["B"])  # the jnp baseline's step matrices, made once
