@@ -6,6 +6,7 @@ the lowered HLO, threads, and bad input."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from accuracy import assert_close_2x
+from conftest import complex_normal, decaying, s4_poles
 
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
@@ -32,42 +34,29 @@ def _x64():
         yield
 
 
-def _c(rng, *shape):
-    return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
-
-
-def _poles(rng, *shape):
-    return -rng.uniform(0.05, 1.0, shape) + 1j * rng.uniform(0.0, 10.0, shape)
-
-
-def _decay(rng, *shape):
-    return rng.uniform(0.5, 0.99, shape) * np.exp(1j * rng.uniform(-np.pi, np.pi, shape))
-
-
 def _cases():
     """(id, name, positional args in complex128/float64 (sizes as ints), keyword options,
     whether the op is differentiable)."""
     rng = np.random.default_rng(1)
+    c, poles = functools.partial(complex_normal, rng), functools.partial(s4_poles, rng)
     H, N, batch, L = 3, 5, 2, 9
     dt = rng.uniform(0.01, 0.5, H)
-    step = [_c(rng, batch, H, N), rng.standard_normal((batch, H)), _decay(rng, H, N), _c(rng, H, N), _c(rng, H, N)]
-    scan = [rng.standard_normal((batch, L, H)), _decay(rng, H, N), _c(rng, H, N), _c(rng, H, N)]
+    step = [c(batch, H, N), rng.standard_normal((batch, H)), decaying(rng, H, N), c(H, N), c(H, N)]
+    scan = [rng.standard_normal((batch, L, H)), decaying(rng, H, N), c(H, N), c(H, N)]
     return [
-        ("cauchy-pairs", "cauchy", [_c(rng, 2, 1, N), 1j * _c(rng, 3, L).imag, _poles(rng, 2, 1, N)], {}, True),
-        ("cauchy", "cauchy", [_c(rng, 3, N), _c(rng, 3, L), _poles(rng, 3, N)], {"conj_pairs": False}, True),
-        ("vandermonde-pairs", "vandermonde", [_c(rng, 2, 1, N), 0.1 * _poles(rng, 3, N), L], {}, True),
-        ("vandermonde", "vandermonde", [_c(rng, 3, N), 0.1 * _poles(rng, 3, N), L], {"conj_pairs": False}, True),
-        ("transpose-real", "vandermonde_transpose", [rng.standard_normal((3, L)), _c(rng, 3, N), 0.1 * _poles(rng, N)],
-         {}, True),
-        ("transpose-complex", "vandermonde_transpose", [_c(rng, 1, L), _c(rng, 3, N), 0.1 * _poles(rng, 3, N)], {},
-         True),
-        ("zoh", "discretize", [dt, _poles(rng, H, N), _c(rng, H, N)], {}, True),
-        ("bilinear", "discretize", [dt, _poles(rng, H, N), _c(rng, H, N)], {"method": "bilinear"}, True),
+        ("cauchy-pairs", "cauchy", [c(2, 1, N), 1j * c(3, L).imag, poles(2, 1, N)], {}, True),
+        ("cauchy", "cauchy", [c(3, N), c(3, L), poles(3, N)], {"conj_pairs": False}, True),
+        ("vandermonde-pairs", "vandermonde", [c(2, 1, N), 0.1 * poles(3, N), L], {}, True),
+        ("vandermonde", "vandermonde", [c(3, N), 0.1 * poles(3, N), L], {"conj_pairs": False}, True),
+        ("transpose-real", "vandermonde_transpose", [rng.standard_normal((3, L)), c(3, N), 0.1 * poles(N)], {}, True),
+        ("transpose-complex", "vandermonde_transpose", [c(1, L), c(3, N), 0.1 * poles(3, N)], {}, True),
+        ("zoh", "discretize", [dt, poles(H, N), c(H, N)], {}, True),
+        ("bilinear", "discretize", [dt, poles(H, N), c(H, N)], {"method": "bilinear"}, True),
         ("step", "ssm_step", step + [rng.standard_normal(H)], {}, False),
         ("step-no-D", "ssm_step", step, {}, False),
-        ("scan", "ssm_scan", scan + [rng.standard_normal(H), _c(rng, batch, H, N)], {}, True),
+        ("scan", "ssm_scan", scan + [rng.standard_normal(H), c(batch, H, N)], {}, True),
         ("scan-zero-start", "ssm_scan", scan + [rng.standard_normal(H)], {}, True),
-    ]  # fmt: skip
+    ]
 
 
 CASES = _cases()
@@ -109,7 +98,8 @@ def _diff_argnums(args):
 
 
 def _cotangents(outs, rng):
-    return [np.asarray(_c(rng, *o.shape) if jnp.iscomplexobj(o) else rng.standard_normal(o.shape), o.dtype) for o in outs]
+    return [np.asarray(complex_normal(rng, *o.shape) if jnp.iscomplexobj(o) else rng.standard_normal(o.shape), o.dtype)
+            for o in outs]
 
 
 def _vjp(fn, args, kw, cts):
@@ -173,8 +163,9 @@ def test_gradients_agree_with_jax_grad_of_the_jnp_reference(case):
 def test_dplr_step_within_2x_and_bitwise_the_torch_path():
     rng = np.random.default_rng(3)
     H, N, r, batch = 3, 6, 1, 2
-    dt, Lam, P, B = rng.uniform(0.01, 0.5, H), _poles(rng, H, N), 0.5 * _c(rng, H, r, N), _c(rng, H, N)
-    state, u, C, D = _c(rng, batch, H, N), rng.standard_normal((batch, H)), _c(rng, H, N), rng.standard_normal(H)
+    c = functools.partial(complex_normal, rng)
+    dt, Lam, P, B = rng.uniform(0.01, 0.5, H), s4_poles(rng, H, N), 0.5 * c(H, r, N), c(H, N)
+    state, u, C, D = c(batch, H, N), rng.standard_normal((batch, H)), c(H, N), rng.standard_normal(H)
     single = _cast([state, u, dt, Lam, P, B, C, D], single=True)
     s, x, dt_, Lam_, P_, B_, C_, D_ = single
     factors = so.dplr_setup(*_tensors([dt_, Lam_, P_, B_]))
@@ -246,7 +237,7 @@ def test_vmap_equals_a_python_loop(case):
 
 def test_vmap_of_a_gradient_and_nested_vmap():
     rng = np.random.default_rng(5)
-    v, z, w = _c(rng, 4, 3, 5), _c(rng, 7), _poles(rng, 5)
+    v, z, w = complex_normal(rng, 4, 3, 5), complex_normal(rng, 7), s4_poles(rng, 5)
     loss = lambda v: jnp.sum(jnp.abs(sj.cauchy(v, z, w)) ** 2)  # noqa: E731
     per_example = jax.jit(jax.vmap(jax.vmap(jax.grad(loss))))(v)
     for i in range(4):
@@ -256,7 +247,8 @@ def test_vmap_of_a_gradient_and_nested_vmap():
 
 def test_a_batched_call_is_one_custom_call():
     rng = np.random.default_rng(6)
-    u, dA, dB, dC = rng.standard_normal((4, 2, 8, 3)), _decay(rng, 3, 5), _c(rng, 3, 5), _c(rng, 3, 5)
+    u, dA = rng.standard_normal((4, 2, 8, 3)), decaying(rng, 3, 5)
+    dB, dC = complex_normal(rng, 3, 5), s4_poles(rng, 3, 5)
     text = jax.jit(jax.vmap(lambda u: sj.ssm_scan(u, dA, dB, dC)[0])).lower(u).as_text()
     assert text.count("ssmkit_ssm_scan") == 1, text
 
@@ -279,9 +271,10 @@ def test_threads_calling_jitted_functions_get_the_serial_results():
     jobs = []  # single precision: the x64 switch of the test's thread does not reach the pool's
     for k in range(16):
         if k % 2:
-            jobs.append((cauchy, _cast([_c(rng, 8, 16), _c(rng, 33), _poles(rng, 16)], True)))
+            jobs.append((cauchy, _cast([complex_normal(rng, 8, 16), complex_normal(rng, 33), s4_poles(rng, 16)], True)))
         else:
-            args = [rng.standard_normal((2, 40, 4)), _decay(rng, 4, 8), _c(rng, 4, 8), _c(rng, 4, 8)]
+            c = complex_normal(rng, 4, 8)
+            args = [rng.standard_normal((2, 40, 4)), decaying(rng, 4, 8), c, 2 * c]
             jobs.append((scan, _cast(args, True)))
     serial = [np.asarray(f(*a)) for f, a in jobs]
     with ThreadPoolExecutor(4) as pool:
@@ -296,7 +289,7 @@ def test_threads_calling_jitted_functions_get_the_serial_results():
 
 def test_bad_input_raises_naming_the_argument_and_the_process_survives():
     rng = np.random.default_rng(8)
-    v, z, w = _c(rng, 4).astype(np.complex64), _c(rng, 6).astype(np.complex64), _poles(rng, 4).astype(np.complex64)
+    v, z, w = (a.astype(np.complex64) for a in (complex_normal(rng, 4), complex_normal(rng, 6), s4_poles(rng, 4)))
     with pytest.raises(ValueError, match=r"^w: expected the last dimension to be N = 4 as in v"):
         sj.cauchy(v, z, w[:3])
     with pytest.raises(ValueError, match=r"^w: expected the last dimension to be N = 4 as in v"):
@@ -308,12 +301,12 @@ def test_bad_input_raises_naming_the_argument_and_the_process_survives():
     with pytest.raises(ValueError, match=r"^L: expected a non-negative integer length, got -1"):
         sj.vandermonde(v, v, -1)
     H, N = 3, 4
-    dA, dB, dC = (_c(rng, H, N).astype(np.complex64) for _ in range(3))
+    dA, dB, dC = (complex_normal(rng, H, N).astype(np.complex64) for _ in range(3))
     u = rng.standard_normal((2, H)).astype(np.float32)
     with pytest.raises(ValueError, match=r"^state: expected shape \(batch, H, N\) with batch from u"):
-        sj.ssm_step(_c(rng, 3, H, N).astype(np.complex64), u, dA, dB, dC)
+        sj.ssm_step(complex_normal(rng, 3, H, N).astype(np.complex64), u, dA, dB, dC)
     with pytest.raises(TypeError, match=r"^u: expected a real float32 array"):
-        sj.ssm_step(_c(rng, 2, H, N).astype(np.complex64), u.astype(np.float64), dA, dB, dC)
+        sj.ssm_step(complex_normal(rng, 2, H, N).astype(np.complex64), u.astype(np.float64), dA, dB, dC)
     with pytest.raises(ValueError, match=r'^method: expected "zoh" or "bilinear"'):
         sj.discretize(np.ones(H, np.float32), dA, dB, method="euler")
     # the step sizes are data: checked when the kernel runs, eagerly or under jit
@@ -322,7 +315,7 @@ def test_bad_input_raises_naming_the_argument_and_the_process_survives():
             with pytest.raises(Exception, match=r"dt: expected positive step sizes, got dt\[1\]"):
                 jax.block_until_ready(fn(dt, dA, dB))
     with pytest.raises(RuntimeError, match=r"ssm_step is inference only .* train with ssmkit.jax.ssm_scan"):
-        jax.grad(lambda u: jnp.sum(sj.ssm_step(_c(rng, 2, H, N).astype(np.complex64), u, dA, dB, dC)[0]))(u)
+        jax.grad(lambda u: jnp.sum(sj.ssm_step(complex_normal(rng, 2, H, N).astype(np.complex64), u, dA, dB, dC)[0]))(u)
     out = sj.cauchy(v, z, w)  # still working
     np.testing.assert_array_equal(np.asarray(out), so.cauchy(v, z, w))
 
