@@ -163,10 +163,15 @@ x::Error* run(x::CallFrame* f, bool cuda) {
   for (const Array& a : full) {
     if (a.name.empty()) continue;
     if (a.ndim() < k)
-      throw py::value_error(a.name + ": expected the " + std::to_string(k) +
-                            " leading (vmap) dimensions of " + full[0].name + ", got shape " + a.shape_str());
-    for (int64_t d = 0; d < k; ++d)
-      if (a.shape[d] != 1) batch[d] = a.shape[d];
+      throw py::value_error(a.name + ": expected the " + std::to_string(k) + " leading (vmap) dimensions of " +
+                            full[0].name + ", got shape " + a.shape_str());
+    for (int64_t d = 0; d < k; ++d) {
+      if (a.shape[d] == 1) continue;
+      if (batch[d] != 1 && batch[d] != a.shape[d])
+        throw py::value_error(a.name + ": expected leading (vmap) dimensions that broadcast with the other "
+                              "operands', got shape " + a.shape_str());
+      batch[d] = a.shape[d];
+    }
   }
   int64_t count = 1;
   for (int64_t n : batch) count *= n;
