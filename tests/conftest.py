@@ -5,6 +5,7 @@ import copy
 import os
 import sys
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
@@ -41,6 +42,23 @@ def run_steps(m, x, state=None):
             y, state = m.step(x[:, t], state)
             ys.append(y)
     return torch.stack(ys, 1), state
+
+
+# ---- random values for the JAX tests (NumPy) ----------------------------------------
+
+
+def complex_normal(rng, *shape):
+    return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+
+
+def s4_poles(rng, *shape):
+    """S4-like stable values: Re in [-1, -0.05], Im in [0, 10]."""
+    return -rng.uniform(0.05, 1.0, shape) + 1j * rng.uniform(0.0, 10.0, shape)
+
+
+def decaying(rng, *shape):
+    """Discrete poles inside the unit circle, |dA| in [0.5, 0.99]."""
+    return rng.uniform(0.5, 0.99, shape) * np.exp(1j * rng.uniform(-np.pi, np.pi, shape))
 
 
 # ---- SaShiMi -------------------------------------------------------------------------

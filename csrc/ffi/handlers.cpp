@@ -134,15 +134,16 @@ x::Error* run(x::CallFrame* f, bool cuda) {
   int64_t next_arg = 0, next_ret = 0;
   for (size_t i = 0; i < args.size(); ++i) {
     if (!(present >> i & 1)) {
-      if (!args[i].optional) throw py::type_error(std::string(args[i].name) + ": expected an array, got None");
+      if (!args[i].optional)
+        throw py::type_error(std::string(args[i].name) + ": expected an array, got None");
       continue;
     }
     const bool input = static_cast<int>(i) < Op::inputs;
-    const x::Args& list = f->args;
-    const x::Rets& rets = f->rets;
-    if (input ? next_arg >= list.size : next_ret >= rets.size)
+    const x::Operands& list = input ? f->args : f->rets;
+    int64_t& next = input ? next_arg : next_ret;
+    if (next >= list.size)
       throw std::runtime_error(std::string(Op::op) + ": the call has fewer operands than `present` names");
-    const auto* b = static_cast<const x::Buffer*>(input ? list.args[next_arg++] : rets.rets[next_ret++]);
+    const auto* b = static_cast<const x::Buffer*>(list.items[next++]);
     Array& a = full[i];
     a.name = args[i].name;
     a.data = b->data;
@@ -162,10 +163,15 @@ x::Error* run(x::CallFrame* f, bool cuda) {
   for (const Array& a : full) {
     if (a.name.empty()) continue;
     if (a.ndim() < k)
-      throw py::value_error(a.name + ": expected the " + std::to_string(k) +
-                            " leading (vmap) dimensions of " + full[0].name + ", got shape " + a.shape_str());
-    for (int64_t d = 0; d < k; ++d)
-      if (a.shape[d] != 1) batch[d] = a.shape[d];
+      throw py::value_error(a.name + ": expected the " + std::to_string(k) + " leading (vmap) dimensions of " +
+                            full[0].name + ", got shape " + a.shape_str());
+    for (int64_t d = 0; d < k; ++d) {
+      if (a.shape[d] == 1) continue;
+      if (batch[d] != 1 && batch[d] != a.shape[d])
+        throw py::value_error(a.name + ": expected leading (vmap) dimensions that broadcast with the other "
+                              "operands', got shape " + a.shape_str());
+      batch[d] = a.shape[d];
+    }
   }
   int64_t count = 1;
   for (int64_t n : batch) count *= n;
@@ -218,8 +224,9 @@ void check_shapes(const py::list& arrays, const Options& o) {
                           " array descriptions, got " + std::to_string(arrays.size()));
   std::vector<Array> a(args.size());
   for (size_t i = 0; i < args.size(); ++i) {
-    if (arrays[i].is_none()) {
-      if (!args[i].optional) throw py::type_error(std::string(args[i].name) + ": expected an array, got None");
+    if (arrays[i].is_none()) {  // results may be left out: the trace checks its inputs first
+      if (!args[i].optional && static_cast<int>(i) < OpArgs<P>::inputs)
+        throw py::type_error(std::string(args[i].name) + ": expected an array, got None");
       continue;
     }
     const auto desc = arrays[i].cast<std::pair<std::vector<int64_t>, std::string>>();
@@ -257,7 +264,8 @@ void register_ffi(py::module_& m) {
       "empty for CUDA in a build without CUDA)");
   m.def(
       "ffi_check",
-      [](const std::string& op, const py::list& arrays, bool conj_pairs, int64_t L, const std::string& method) {
+      [](const std::string& op, const py::list& arrays, bool conj_pairs, int64_t L,
+         const std::string& method) {
         Options o;
         o.conj_pairs = conj_pairs, o.L = L, o.method = method;
 #define SSMKIT_FFI_CHECK(name, Params) \
@@ -269,7 +277,8 @@ void register_ffi(py::module_& m) {
       py::arg("op"), py::arg("arrays"), py::arg("conj_pairs") = true, py::arg("L") = 0,
       py::arg("method") = "",
       "The checks of op on its arrays' (shape, dtype) pairs (None for an absent one), in the "
-      "order of its core function: raises as a call with such arrays would");
+      "order of its core function: raises as a call with such arrays would. Results may be "
+      "None (not checked)");
 }
 
 }  // namespace ssmkit::ffi

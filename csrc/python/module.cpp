@@ -93,8 +93,8 @@ PYBIND11_MODULE(_C, m) {
         call<CauchyParams>({v, z, w, out}, conj(conj_pairs), stream);
       },
       py::arg("v"), py::arg("z"), py::arg("w"), py::arg("out"),
-        py::arg("conj_pairs") = true, py::arg("stream") = 0,
-        "out[..., l] = sum_n v/(z_l - w_n) (+ conjugate pairs) into the preallocated out");
+      py::arg("conj_pairs") = true, py::arg("stream") = 0,
+      "out[..., l] = sum_n v/(z_l - w_n) (+ conjugate pairs) into the preallocated out");
   m.def(
       "cauchy_backward",
       [](py::handle grad, py::handle v, py::handle z, py::handle w, py::handle dv, py::handle dz,
@@ -102,14 +102,14 @@ PYBIND11_MODULE(_C, m) {
         call<CauchyBackwardParams>({grad, v, z, w, dv, dz, dw}, conj(conj_pairs), stream);
       },
       py::arg("grad"), py::arg("v"), py::arg("z"),
-        py::arg("w"), py::arg("dv"), py::arg("dz"), py::arg("dw"), py::arg("conj_pairs") = true, py::arg("stream") = 0,
-        "Gradients of cauchy into preallocated dv, dz, dw (each may be None)");
+      py::arg("w"), py::arg("dv"), py::arg("dz"), py::arg("dw"), py::arg("conj_pairs") = true, py::arg("stream") = 0,
+      "Gradients of cauchy into preallocated dv, dz, dw (each may be None)");
   m.def(
       "discretize",
       [](py::handle dt, py::handle A, py::handle B, py::handle dA, py::handle dB, const std::string& m,
          int64_t stream) { call<DiscretizeParams>({dt, A, B, dA, dB}, method(m), stream); },
       py::arg("dt"), py::arg("A"), py::arg("B"), py::arg("dA"),
-        py::arg("dB"), py::arg("method"), py::arg("stream") = 0, "Discretize a diagonal SSM into preallocated dA, dB");
+      py::arg("dB"), py::arg("method"), py::arg("stream") = 0, "Discretize a diagonal SSM into preallocated dA, dB");
   m.def(
       "discretize_backward",
       [](py::handle dt, py::handle A, py::handle B, py::handle gdA, py::handle gdB, py::handle gdt,
@@ -117,8 +117,8 @@ PYBIND11_MODULE(_C, m) {
         call<DiscretizeBackwardParams>({dt, A, B, gdA, gdB, gdt, gA, gB}, method(m), stream);
       },
       py::arg("dt"), py::arg("A"), py::arg("B"),
-        py::arg("gdA"), py::arg("gdB"), py::arg("gdt"), py::arg("gA"), py::arg("gB"),
-        py::arg("method"), py::arg("stream") = 0, "Gradients of discretize (outputs may be None)");
+      py::arg("gdA"), py::arg("gdB"), py::arg("gdt"), py::arg("gA"), py::arg("gB"),
+      py::arg("method"), py::arg("stream") = 0, "Gradients of discretize (outputs may be None)");
   m.def(
       "ssm_step",
       [](py::handle state, py::handle u, py::handle dA, py::handle dB, py::handle dC, py::handle D,
@@ -126,8 +126,8 @@ PYBIND11_MODULE(_C, m) {
         call<StepParams>({state, u, dA, dB, dC, D, y, new_state}, {}, stream);
       },
       py::arg("state"), py::arg("u"), py::arg("dA"), py::arg("dB"),
-        py::arg("dC"), py::arg("D"), py::arg("y"), py::arg("new_state"), py::arg("stream") = 0,
-        "One step of the diagonal SSM into y and new_state (which may be state)");
+      py::arg("dC"), py::arg("D"), py::arg("y"), py::arg("new_state"), py::arg("stream") = 0,
+      "One step of the diagonal SSM into y and new_state (which may be state)");
   m.def(
       "ssm_scan",
       [](py::handle u, py::handle dA, py::handle dB, py::handle dC, py::handle D, py::handle state0,
@@ -135,8 +135,8 @@ PYBIND11_MODULE(_C, m) {
         call<ScanParams>({u, dA, dB, dC, D, state0, y, state}, {}, stream);
       },
       py::arg("u"), py::arg("dA"), py::arg("dB"), py::arg("dC"),
-        py::arg("D"), py::arg("state0"), py::arg("y"), py::arg("state"), py::arg("stream") = 0,
-        "The diagonal SSM over a sequence into y and the final state");
+      py::arg("D"), py::arg("state0"), py::arg("y"), py::arg("state"), py::arg("stream") = 0,
+      "The diagonal SSM over a sequence into y and the final state");
   m.def(
       "ssm_scan_backward",
       [](py::handle u, py::handle dA, py::handle dB, py::handle dC, py::handle D, py::handle state0,
@@ -146,9 +146,9 @@ PYBIND11_MODULE(_C, m) {
                                  {}, stream);
       },
       py::arg("u"), py::arg("dA"), py::arg("dB"),
-        py::arg("dC"), py::arg("D"), py::arg("state0"), py::arg("gy"), py::arg("gstate"),
-        py::arg("gu"), py::arg("gdA"), py::arg("gdB"), py::arg("gdC"), py::arg("gD"),
-        py::arg("gstate0"), py::arg("stream") = 0, "Gradients of ssm_scan by a reverse scan (per batch element)");
+      py::arg("dC"), py::arg("D"), py::arg("state0"), py::arg("gy"), py::arg("gstate"),
+      py::arg("gu"), py::arg("gdA"), py::arg("gdB"), py::arg("gdC"), py::arg("gD"),
+      py::arg("gstate0"), py::arg("stream") = 0, "Gradients of ssm_scan by a reverse scan (per batch element)");
   m.def(
       "dplr_step",
       [](py::handle state, py::handle u, py::handle a, py::handle b, py::handle P, py::handle Pd,
@@ -156,8 +156,8 @@ PYBIND11_MODULE(_C, m) {
         call<DplrStepParams>({state, u, a, b, P, Pd, R, C, D, y, new_state}, {}, stream);
       },
       py::arg("state"), py::arg("u"), py::arg("dA"), py::arg("dB"),
-        py::arg("P"), py::arg("Pd"), py::arg("R"), py::arg("C"), py::arg("D"), py::arg("y"),
-        py::arg("new_state"), py::arg("stream") = 0, "One bilinear DPLR step from dplr_setup's factors");
+      py::arg("P"), py::arg("Pd"), py::arg("R"), py::arg("C"), py::arg("D"), py::arg("y"),
+      py::arg("new_state"), py::arg("stream") = 0, "One bilinear DPLR step from dplr_setup's factors");
   m.def(
       "vandermonde",
       [](py::handle v, py::handle x, int64_t L, py::handle out, bool conj_pairs, int64_t stream) {
@@ -166,23 +166,23 @@ PYBIND11_MODULE(_C, m) {
         call<VandermondeParams>({v, x, out}, o, stream);
       },
       py::arg("v"), py::arg("x"), py::arg("L"), py::arg("out"),
-        py::arg("conj_pairs") = true, py::arg("stream") = 0,
-        "out[..., l] = sum_n v_n exp(x_n l), l < L (2 Re(...) with conj_pairs) into out");
+      py::arg("conj_pairs") = true, py::arg("stream") = 0,
+      "out[..., l] = sum_n v_n exp(x_n l), l < L (2 Re(...) with conj_pairs) into out");
   m.def(
       "vandermonde_backward",
       [](py::handle grad, py::handle v, py::handle x, py::handle dv, py::handle dx, bool conj_pairs,
          int64_t stream) { call<VandermondeBackwardParams>({grad, v, x, dv, dx}, conj(conj_pairs), stream); },
       py::arg("grad"), py::arg("v"),
-        py::arg("x"), py::arg("dv"), py::arg("dx"), py::arg("conj_pairs") = true, py::arg("stream") = 0,
-        "Gradients of vandermonde into preallocated dv, dx (each may be None)");
+      py::arg("x"), py::arg("dv"), py::arg("dx"), py::arg("conj_pairs") = true, py::arg("stream") = 0,
+      "Gradients of vandermonde into preallocated dv, dx (each may be None)");
   m.def(
       "vandermonde_transpose",
       [](py::handle u, py::handle v, py::handle x, py::handle out, int64_t stream) {
         call<VandermondeTransposeParams>({u, v, x, out}, {}, stream);
       },
       py::arg("u"), py::arg("v"),
-        py::arg("x"), py::arg("out"), py::arg("stream") = 0,
-        "out[..., n] = v_n sum_l u_l exp(x_n l) into the preallocated out");
+      py::arg("x"), py::arg("out"), py::arg("stream") = 0,
+      "out[..., n] = v_n sum_l u_l exp(x_n l) into the preallocated out");
   m.def(
       "vandermonde_transpose_backward",
       [](py::handle grad, py::handle u, py::handle v, py::handle x, py::handle du, py::handle dv,
@@ -190,8 +190,8 @@ PYBIND11_MODULE(_C, m) {
         call<VandermondeTransposeBackwardParams>({grad, u, v, x, du, dv, dx}, {}, stream);
       },
       py::arg("grad"),
-        py::arg("u"), py::arg("v"), py::arg("x"), py::arg("du"), py::arg("dv"), py::arg("dx"), py::arg("stream") = 0,
-        "Gradients of vandermonde_transpose into preallocated du, dv, dx (each may be None)");
+      py::arg("u"), py::arg("v"), py::arg("x"), py::arg("du"), py::arg("dv"), py::arg("dx"), py::arg("stream") = 0,
+      "Gradients of vandermonde_transpose into preallocated du, dv, dx (each may be None)");
   register_engine(m);
   ssmkit::ffi::register_ffi(m);
   m.def("build_info", &build_info, "How this build was made and what it runs with");
@@ -209,5 +209,5 @@ PYBIND11_MODULE(_C, m) {
       py::arg("index"), "SM count, compute capability, clocks and memory bus width of a CUDA device");
   m.def("get_num_threads", &num_threads, "Threads the CPU kernels use");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
-        "Set the threads the CPU kernels use (for calls from this thread)");
+      "Set the threads the CPU kernels use (for calls from this thread)");
 }

@@ -91,20 +91,13 @@ struct Scalar {
   void* value;
 };
 
-struct Args {
+// The call's arguments, or its results (the same layout).
+struct Operands {
   size_t struct_size;
   ExtensionBase* extension_start;
   int64_t size;
   int32_t* types;  // 1: a buffer
-  void** args;     // Buffer*
-};
-
-struct Rets {
-  size_t struct_size;
-  ExtensionBase* extension_start;
-  int64_t size;
-  int32_t* types;  // 1: a buffer
-  void** rets;     // Buffer*
+  void** items;    // Buffer*
 };
 
 // Sorted by name.
@@ -125,8 +118,8 @@ struct CallFrame {
   const Api* api;
   ExecutionContext* ctx;
   ExecutionStage stage;
-  Args args;
-  Rets rets;
+  Operands args;
+  Operands rets;
   Attrs attrs;
 };
 

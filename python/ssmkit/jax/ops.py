@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _C
-from ..ops._spec import _REAL, Choice, Flag, Size
+from ..ops._spec import _REAL, Flag, Size
 from ..ops.cauchy import CAUCHY, CAUCHY_BACKWARD
 from ..ops.dplr import DPLR_STEP
 from ..ops.step import DISCRETIZE, DISCRETIZE_BACKWARD, SSM_SCAN, SSM_SCAN_BACKWARD, SSM_STEP
@@ -154,7 +154,7 @@ def vandermonde(v, x, L, *, conj_pairs: bool = True):
     """Log-Vandermonde product of v, x (..., N) over l = 0..L-1, as
     :func:`ssmkit.ops.vandermonde`: real ``2 Re(...)`` with ``conj_pairs``, else complex.
     Differentiable in v and x; L is static under jit."""
-    return _vandermonde(jnp.asarray(v), jnp.asarray(x), Size("L").normalize(L), bool(conj_pairs))
+    return _vandermonde(jnp.asarray(v), jnp.asarray(x), VANDERMONDE.params[2].normalize(L), bool(conj_pairs))
 
 
 @jax.custom_vjp
@@ -203,7 +203,7 @@ def discretize(dt, A, B, *, method: str = "zoh"):
     """Discretize the diagonal system (A, B) with per-channel steps dt; returns (dA, dB), as
     :func:`ssmkit.ops.discretize`. Differentiable in dt, A and B. A non-positive dt raises
     when the kernel runs (it reads the values)."""
-    return _discretize(jnp.asarray(dt), jnp.asarray(A), jnp.asarray(B), Choice("method", ("zoh", "bilinear")).normalize(method))
+    return _discretize(jnp.asarray(dt), jnp.asarray(A), jnp.asarray(B), DISCRETIZE.params[3].normalize(method))
 
 
 @jax.custom_vjp
