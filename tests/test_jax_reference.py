@@ -5,10 +5,13 @@ convention: the conjugate of torch's for a complex input), and jit."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
 from accuracy import assert_close_2x
+from conftest import complex_normal, decaying, s4_poles
 
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
@@ -17,47 +20,33 @@ from ssmkit.jax import reference as jref  # noqa: E402
 from ssmkit.ops import reference as tref  # noqa: E402
 
 
-def _c(rng, *shape):
-    return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
-
-
-def _poles(rng, *shape):
-    """S4-like stable values: Re in [-1, -0.05], Im in [0, 10]."""
-    return -rng.uniform(0.05, 1.0, shape) + 1j * rng.uniform(0.0, 10.0, shape)
-
-
-def _decay(rng, *shape):
-    """Discrete poles inside the unit circle, |dA| in [0.5, 0.99]."""
-    return rng.uniform(0.5, 0.99, shape) * np.exp(1j * rng.uniform(-np.pi, np.pi, shape))
-
-
 def _cases():
     """(id, function name, positional arrays, static keyword options)."""
     rng = np.random.default_rng(0)
+    c, poles, decay = (functools.partial(f, rng) for f in (complex_normal, s4_poles, decaying))
+    real = rng.standard_normal
     H, N, batch, L = 3, 4, 2, 7
     dt = rng.uniform(0.01, 0.5, H)
-    step = [_c(rng, batch, H, N), rng.standard_normal((batch, H)), _decay(rng, H, N), _c(rng, H, N), _c(rng, H, N)]
-    dplr = [dt, _poles(rng, H, N), 0.5 * _c(rng, H, 1, N), _c(rng, H, N)]
-    scan = [rng.standard_normal((batch, L, H)), _decay(rng, H, N), _c(rng, H, N), _c(rng, H, N)]
+    step = [c(batch, H, N), real((batch, H)), decay(H, N), c(H, N), c(H, N)]
+    dplr = [dt, poles(H, N), 0.5 * c(H, 1, N), c(H, N)]
+    scan = [real((batch, L, H)), decay(H, N), c(H, N), c(H, N)]
     return [
-        ("cauchy-pairs", "cauchy", [_c(rng, 2, 1, N), 1j * _c(rng, 3, L).imag, _poles(rng, 2, 1, N)], {}),
-        ("cauchy", "cauchy", [_c(rng, 3, N), _c(rng, 3, L), _poles(rng, 3, N)], {"conj_pairs": False}),
-        ("vandermonde-pairs", "vandermonde", [_c(rng, 2, 1, N), 0.1 * _poles(rng, 3, N), L], {}),
-        ("vandermonde", "vandermonde", [_c(rng, 3, N), 0.1 * _poles(rng, 3, N), L], {"conj_pairs": False}),
-        ("vandermonde-exact", "vandermonde", [_c(rng, 3, N), 0.1 * _poles(rng, 3, N), L], {"exact_exponent": True}),
-        ("transpose-real", "vandermonde_transpose", [rng.standard_normal((3, L)), _c(rng, 3, N), 0.1 * _poles(rng, N)],
-         {}),
-        ("transpose-complex", "vandermonde_transpose", [_c(rng, 1, L), _c(rng, 3, N), 0.1 * _poles(rng, 3, N)], {}),
-        ("zoh", "discretize", [dt, _poles(rng, H, N), _c(rng, H, N)], {}),
-        ("bilinear", "discretize", [dt, _poles(rng, H, N), _c(rng, H, N)], {"method": "bilinear"}),
-        ("step", "ssm_step", step + [rng.standard_normal(H)], {}),
+        ("cauchy-pairs", "cauchy", [c(2, 1, N), 1j * c(3, L).imag, poles(2, 1, N)], {}),
+        ("cauchy", "cauchy", [c(3, N), c(3, L), poles(3, N)], {"conj_pairs": False}),
+        ("vandermonde-pairs", "vandermonde", [c(2, 1, N), 0.1 * poles(3, N), L], {}),
+        ("vandermonde", "vandermonde", [c(3, N), 0.1 * poles(3, N), L], {"conj_pairs": False}),
+        ("vandermonde-exact", "vandermonde", [c(3, N), 0.1 * poles(3, N), L], {"exact_exponent": True}),
+        ("transpose-real", "vandermonde_transpose", [real((3, L)), c(3, N), 0.1 * poles(N)], {}),
+        ("transpose-complex", "vandermonde_transpose", [c(1, L), c(3, N), 0.1 * poles(3, N)], {}),
+        ("zoh", "discretize", [dt, poles(H, N), c(H, N)], {}),
+        ("bilinear", "discretize", [dt, poles(H, N), c(H, N)], {"method": "bilinear"}),
+        ("step", "ssm_step", step + [real(H)], {}),
         ("step-no-D", "ssm_step", step, {}),
-        ("scan", "ssm_scan", scan + [rng.standard_normal(H), _c(rng, batch, H, N)], {}),
-        ("scan-zero-start", "ssm_scan", scan + [rng.standard_normal(H)], {}),
-        ("ssm-kernel", "ssm_kernel", [_decay(rng, H, N), _c(rng, H, N), _c(rng, H, N), L], {}),
+        ("scan", "ssm_scan", scan + [real(H), c(batch, H, N)], {}),
+        ("scan-zero-start", "ssm_scan", scan + [real(H)], {}),
+        ("ssm-kernel", "ssm_kernel", [decay(H, N), c(H, N), c(H, N), L], {}),
         ("dplr-dense", "dplr_dense", dplr, {}),
-        ("dplr-step", "dplr_step", [_c(rng, batch, H, N), rng.standard_normal((batch, H))] + dplr
-         + [_c(rng, H, N), rng.standard_normal(H)], {}),  # fmt: skip
+        ("dplr-step", "dplr_step", [c(batch, H, N), real((batch, H))] + dplr + [c(H, N), real(H)], {}),
     ]
 
 
