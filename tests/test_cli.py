@@ -48,6 +48,23 @@ def test_bench_quick_writes_json(tmp_path):
     assert all(r["x_ssmkit"] == 1.0 for r in report["results"] if r["impl"] == "ssmkit")
 
 
+def test_bench_quick_framework_jax(tmp_path):
+    """--framework jax: each case checked, then ssmkit.jax timed beside its jnp baseline and the torch path."""
+    pytest.importorskip("jax")
+    out = tmp_path / "out.json"
+    done = run(sys.executable, "-m", "ssmkit", "bench", "--quick", "--framework", "jax", "cauchy", "layer",
+               "--json", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())["results"]
+    impls = {(r["family"], r["case"]): set() for r in results}
+    for r in results:
+        assert r["valid"] and r["seconds"] > 0, r
+        impls[(r["family"], r["case"])].add(r["impl"])
+    assert impls == {("cauchy", "forward"): {"ssmkit.jax", "jnp reference", "torch ssmkit"},
+                     ("cauchy", "backward"): {"ssmkit.jax", "jnp reference", "torch ssmkit"},
+                     ("layer", "S4D fwd+bwd"): {"ssmkit.jax", "jnp layer", "torch ssmkit"}}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
