@@ -97,10 +97,11 @@ def test_run_checks_before_timing_and_does_not_time_a_failed_case():
 
 
 def test_bench_exits_1_when_a_case_fails_its_check(monkeypatch, capsys):
-    monkeypatch.setattr(benchmarks, "load_cases", lambda families, quick, device: [_passing_case(), _failing_case()])
+    monkeypatch.setattr(benchmarks, "load_cases",
+                        lambda families, quick, device, framework: [_passing_case(), _failing_case()])  # fmt: skip
     assert main(["bench", "--quick"]) == 1
     out, err = capsys.readouterr()
     assert "FAILED: out: max error" in out
     assert "1 case(s) failed their check against the reference, not timed: fake broken n=64" in err
-    monkeypatch.setattr(benchmarks, "load_cases", lambda families, quick, device: [_passing_case()])
+    monkeypatch.setattr(benchmarks, "load_cases", lambda families, quick, device, framework: [_passing_case()])
     assert main(["bench", "--quick"]) == 0
