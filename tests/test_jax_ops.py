@@ -235,6 +235,32 @@ def test_vmap_equals_a_python_loop(case):
             np.testing.assert_array_equal(np.asarray(b[k]), np.asarray(o))
 
 
+@pytest.mark.parametrize("name, axes", [
+    ("ssm_step", (0, 0, None, None, None, None)),  # a batch of inputs and states
+    ("ssm_scan", (0, None, None, None, None, 0)),
+    ("discretize", (0, 0, 0)),  # a batch of systems
+])  # fmt: skip
+def test_vmap_folded_into_one_kernel_call_equals_a_python_loop(name, axes):
+    """Where the batched arrays are exactly those that start with one dimension, the vmap
+    dimensions fold into it: one kernel call (csrc/ffi/handlers.cpp); values and (scan)
+    gradients as a loop."""
+    _, _, args, kw, diff = next(c for c in CASES if c[1] == name and len(c[2]) == len(axes))
+    stacked = [a if ax is None else np.stack([a * (1 + 0.1 * k) for k in range(3)]) for a, ax in zip(args, axes)]
+    fn = getattr(sj, name)
+    batched = jax.jit(jax.vmap(lambda *a: fn(*a, **kw), axes))(*stacked)
+    for k in range(3):
+        one = fn(*[s if ax is None else s[k] for s, ax in zip(stacked, axes)], **kw)
+        for b, o in zip(_outputs(batched), _outputs(one)):
+            np.testing.assert_array_equal(np.asarray(b[k]), np.asarray(o))
+    if diff:
+        loss = lambda *a: sum(jnp.sum(jnp.abs(o) ** 2) for o in _outputs(fn(*a, **kw)))  # noqa: E731
+        grads = jax.jit(jax.vmap(jax.grad(loss, range(len(args))), axes))(*stacked)
+        for k in range(3):
+            one = jax.grad(loss, range(len(args)))(*[s if ax is None else s[k] for s, ax in zip(stacked, axes)])
+            for b, o in zip(grads, one):
+                np.testing.assert_array_equal(np.asarray(b[k]), np.asarray(o))
+
+
 def test_vmap_of_a_gradient_and_nested_vmap():
     rng = np.random.default_rng(5)
     v, z, w = complex_normal(rng, 4, 3, 5), complex_normal(rng, 7), s4_poles(rng, 5)

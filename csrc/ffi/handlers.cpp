@@ -10,8 +10,10 @@
 // attribute `present` (a bit mask over them) names, inputs first, then results. Under
 // jax.vmap every operand gains the same leading dimensions, of size 1 or the batch
 // size: the broadcasting ops (rank 0) take them as batch dimensions with stride 0 where
-// the size is 1; the others are run once per batch element, again reading size-1
-// dimensions with stride 0 (no broadcast copy).
+// the size is 1. The others fold them into their first dimension where that is exact
+// (a vmap over the batch of ssm_scan's inputs, or over every array of discretize), and
+// else run once per batch element, reading size-1 dimensions with stride 0 (no
+// broadcast copy).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -175,16 +177,43 @@ x::Error* run(x::CallFrame* f, bool cuda) {
   }
   int64_t count = 1;
   for (int64_t n : batch) count *= n;
+  // One call when the batched operands are exactly those whose first dimension is one
+  // symbol (and, for channels, which every operand has first), batched in every vmap
+  // dimension: the vmap dimensions then fold into that first dimension, in place.
+  std::vector<char> batched(full.size(), 0), unbatched(full.size(), 1);
+  char fold = 0;
+  bool foldable = true;
+  for (size_t i = 0; i < full.size(); ++i) {
+    if (full[i].name.empty()) continue;
+    bool all = true;
+    for (int64_t d = 0; d < k; ++d) {
+      all = all && full[i].shape[d] == batch[d];
+      unbatched[i] = unbatched[i] && full[i].shape[d] == 1;
+    }
+    batched[i] = all && !unbatched[i];
+    if (!batched[i] && !unbatched[i]) foldable = false;
+    if (batched[i]) {
+      if (!args[i].first || (fold && fold != args[i].first)) foldable = false;
+      fold = args[i].first;
+    }
+  }
+  for (size_t i = 0; i < full.size(); ++i) {
+    if (full[i].name.empty() || !fold) continue;
+    const bool same = args[i].first == fold;
+    if (same ? !batched[i] : (fold == 'H' || !unbatched[i])) foldable = false;
+  }
   std::vector<Array> one(full.size());
   for (size_t i = 0; i < full.size(); ++i) {
     if (full[i].name.empty()) continue;
     one[i] = full[i];
-    set_dense(one[i], std::vector<int64_t>(full[i].shape.begin() + k, full[i].shape.end()));
+    std::vector<int64_t> shape(full[i].shape.begin() + k, full[i].shape.end());
+    if (foldable && fold && args[i].first == fold) shape[0] *= count;
+    set_dense(one[i], std::move(shape));
   }
-  for (int64_t e = 0; e < count; ++e) {
+  for (int64_t e = 0; e < (foldable ? 1 : count); ++e) {
     for (size_t i = 0; i < full.size(); ++i) {
       const Array& a = full[i];
-      if (a.name.empty() || !k) continue;
+      if (a.name.empty() || foldable) continue;
       int64_t offset = 0;
       for (int64_t d = k - 1, rest = e; d >= 0; --d) {
         const int64_t index = rest % batch[d];

@@ -253,8 +253,8 @@ void OpArgs<CauchyBackwardParams>::prepare(const Array* a, const Options& o, Cau
   output(a[6], v, out_shape(p.batch, p.N), p.dw);
 }
 
-SSMKIT_OP_ARGS(DiscretizeParams, 3, 1, {"dt", false}, {"A", false}, {"B", false}, {"dA", false},
-               {"dB", false})
+SSMKIT_OP_ARGS(DiscretizeParams, 3, 1, {"dt", false, 'H'}, {"A", false, 'H'}, {"B", false, 'H'}, {"dA", false, 'H'},
+               {"dB", false, 'H'})
 void OpArgs<DiscretizeParams>::prepare(const Array* a, const Options& o, DiscretizeParams& p) {
   const Checked c = check_discretize(a[0], a[1], a[2], o.method, op, p);
   c.out_(a[3], a[1], a[1].shape);
@@ -262,8 +262,8 @@ void OpArgs<DiscretizeParams>::prepare(const Array* a, const Options& o, Discret
   p.dA = a[3].data, p.dB = a[4].data;
 }
 
-SSMKIT_OP_ARGS(DiscretizeBackwardParams, 5, 1, {"dt", false}, {"A", false}, {"B", false},
-               {"gdA", true}, {"gdB", true}, {"gdt", true}, {"gA", true}, {"gB", true})
+SSMKIT_OP_ARGS(DiscretizeBackwardParams, 5, 1, {"dt", false, 'H'}, {"A", false, 'H'}, {"B", false, 'H'},
+               {"gdA", true, 'H'}, {"gdB", true, 'H'}, {"gdt", true, 'H'}, {"gA", true, 'H'}, {"gB", true, 'H'})
 void OpArgs<DiscretizeBackwardParams>::prepare(const Array* a, const Options& o,
                                                DiscretizeBackwardParams& p) {
   const Array &dt = a[0], &A = a[1];
@@ -275,8 +275,8 @@ void OpArgs<DiscretizeBackwardParams>::prepare(const Array* a, const Options& o,
   c.opt_out_(a[7], A, A.shape, p.gB);
 }
 
-SSMKIT_OP_ARGS(StepParams, 6, 3, {"state", false}, {"u", false}, {"dA", false}, {"dB", false},
-               {"dC", false}, {"D", true}, {"y", false}, {"out", false})
+SSMKIT_OP_ARGS(StepParams, 6, 3, {"state", false, 'b'}, {"u", false, 'b'}, {"dA", false, 'H'}, {"dB", false, 'H'},
+               {"dC", false, 'H'}, {"D", true, 'H'}, {"y", false, 'b'}, {"out", false, 'b'})
 void OpArgs<StepParams>::prepare(const Array* a, const Options&, StepParams& p) {
   const Array &state = a[0], &u = a[1];
   const Checked c = check_diagonal(a[2], a[3], a[4], a[5], u, op, 2, p);
@@ -286,8 +286,8 @@ void OpArgs<StepParams>::prepare(const Array* a, const Options&, StepParams& p) 
   p.state = state.data, p.u = u.data, p.y = a[6].data, p.new_state = a[7].data;
 }
 
-SSMKIT_OP_ARGS(ScanParams, 6, 3, {"u", false}, {"dA", false}, {"dB", false}, {"dC", false},
-               {"D", true}, {"state", true}, {"y", false}, {"final_state", false})
+SSMKIT_OP_ARGS(ScanParams, 6, 3, {"u", false, 'b'}, {"dA", false, 'H'}, {"dB", false, 'H'}, {"dC", false, 'H'},
+               {"D", true, 'H'}, {"state", true, 'b'}, {"y", false, 'b'}, {"final_state", false, 'b'})
 void OpArgs<ScanParams>::prepare(const Array* a, const Options&, ScanParams& p) {
   const Checked c = check_scan(a, op, p);
   c.out_(a[6], a[0], a[0].shape);
@@ -295,10 +295,10 @@ void OpArgs<ScanParams>::prepare(const Array* a, const Options&, ScanParams& p) 
   p.y = a[6].data, p.state = a[7].data;
 }
 
-SSMKIT_OP_ARGS(ScanBackwardParams, 8, 3, {"u", false}, {"dA", false}, {"dB", false},
-               {"dC", false}, {"D", true}, {"state", true}, {"gy", false}, {"gstate", true},
-               {"gu", true}, {"gdA", true}, {"gdB", true}, {"gdC", true}, {"gD", true},
-               {"gstate0", true})
+SSMKIT_OP_ARGS(ScanBackwardParams, 8, 3, {"u", false, 'b'}, {"dA", false, 'H'}, {"dB", false, 'H'},
+               {"dC", false, 'H'}, {"D", true, 'H'}, {"state", true, 'b'}, {"gy", false, 'b'}, {"gstate", true, 'b'},
+               {"gu", true, 'b'}, {"gdA", true, 'b'}, {"gdB", true, 'b'}, {"gdC", true, 'b'}, {"gD", true, 'b'},
+               {"gstate0", true, 'b'})
 void OpArgs<ScanBackwardParams>::prepare(const Array* a, const Options&, ScanBackwardParams& p) {
   const Checked c = check_scan(a, op, p);
   const Array &u = a[0], &dA = a[1];
@@ -314,9 +314,9 @@ void OpArgs<ScanBackwardParams>::prepare(const Array* a, const Options&, ScanBac
   c.opt_out_(a[13], dA, sshape, p.gstate0);
 }
 
-SSMKIT_OP_ARGS(DplrStepParams, 9, 3, {"state", false}, {"u", false}, {"dA", false},
-               {"dB", false}, {"P", false}, {"Pd", false}, {"R", false}, {"C", false},
-               {"D", true}, {"y", false}, {"out", false})
+SSMKIT_OP_ARGS(DplrStepParams, 9, 3, {"state", false, 'b'}, {"u", false, 'b'}, {"dA", false, 'H'},
+               {"dB", false, 'H'}, {"P", false, 'H'}, {"Pd", false, 'H'}, {"R", false, 'H'}, {"C", false, 'H'},
+               {"D", true, 'H'}, {"y", false, 'b'}, {"out", false, 'b'})
 void OpArgs<DplrStepParams>::prepare(const Array* a, const Options&, DplrStepParams& p) {
   const Array &state = a[0], &u = a[1], &dA = a[2], &P = a[4], &D = a[8];
   const Checked c = check_params(dA, a[3], a[7], D, op);

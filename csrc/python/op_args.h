@@ -19,11 +19,14 @@ struct Options {
   std::string method;  // discretize's "zoh" or "bilinear"
 };
 
-// An array argument of an op: its name in error messages, and whether it may be absent
-// (an optional input, or a gradient that is not needed).
+// An array argument of an op: its name in error messages, whether it may be absent (an
+// optional input, or a gradient that is not needed), and for the ops of fixed rank the
+// symbol of its first dimension ('b' batch, 'H' channels), along which arrays that
+// share it can be stacked into one call (csrc/ffi/handlers.cpp).
 struct ArrayArg {
   const char* name;
   bool optional;
+  char first = 0;
 };
 
 // What an op of SSMKIT_OPS takes. arrays: its array arguments in the compiled core's

@@ -48,14 +48,16 @@ def _run(op, args) -> list:
         args[i] = op.params[i].normalize(args[i])
     options = {op.params[i].name: args[i] for i in op._scalars}
     needs = [True] * len(op.results) if op._needs is None else list(args[op._needs])
-    ref = args[op._ref]
-    cplx = np.dtype(ref.dtype)
+    cplx = np.dtype(args[op._ref].dtype)
 
     def spec(shape, dtype):
         return jax.ShapeDtypeStruct(tuple(shape), dtype)
 
+    def allocate():  # the results' shapes and dtypes, from the description
+        return op._allocate(args, spec, lambda a, dtype: spec(a.shape, dtype), cplx, _REAL.get(cplx, cplx))
+
     try:
-        results = op._allocate(args, spec, lambda a, dtype: spec(a.shape, dtype), cplx, _REAL.get(cplx, cplx))
+        results = allocate()
     except ValueError:  # a shape the core's checks below name first
         results = None
     arrays = [None if args[i] is None else (tuple(args[i].shape), str(args[i].dtype)) for i in op._tensors]
@@ -66,7 +68,7 @@ def _run(op, args) -> list:
         method=options.get("method", ""),
     )  # fmt: skip
     if results is None:
-        op._allocate(args, spec, lambda a, dtype: spec(a.shape, dtype), cplx, _REAL.get(cplx, cplx))
+        allocate()  # raises
     # Operands with broadcasting leading dimensions get the same rank, so that the
     # dimensions vmap puts in front line up.
     batched = [i for i in op._tensors if args[i] is not None and op.params[i].batched]
