@@ -494,6 +494,58 @@ void vandermonde_transpose_backward(py::handle grad_, py::handle u_, py::handle 
   launch(v, stream, p);
 }
 
+// ---- the long convolution ----
+
+// u: real (batch, L, H) fixes dtype and device; k: (c, H, L) with c = 1 or 2 like u.
+// Both contiguous (the Python layer copies).
+struct FftConvArrays {
+  Array u, k;
+  FftConvArrays(py::handle u_, py::handle k_) : u(view(u_, "u")), k(view(k_, "k")) {}
+
+  void check(const char* op, FftConvInputs& p) const {
+    require_cpu_or_cuda_build(u, op);
+    require_cpu_or_cuda_build(k, op);
+    require_real(u);
+    if (u.ndim() != 3) throw py::value_error("u: expected shape (batch, L, H), got " + u.shape_str());
+    require_contiguous(u);
+    require_same_dtype(k, u);
+    require_same_device(k, u);
+    if (k.ndim() != 3 || (k.shape[0] != 1 && k.shape[0] != 2) || k.shape[1] != u.shape[2] ||
+        k.shape[2] != u.shape[1])
+      throw py::value_error("k: expected shape (c, H, L) with c = 1 (causal) or 2 (bidirectional) and H = " +
+                            std::to_string(u.shape[2]) + ", L = " + std::to_string(u.shape[1]) +
+                            " as in u, got " + k.shape_str());
+    require_contiguous(k);
+    p.dtype = dtype_of(u);
+    p.batch = u.shape[0], p.L = u.shape[1], p.H = u.shape[2], p.c = k.shape[0];
+    p.u = u.data, p.k = k.data;
+  }
+};
+
+void fft_conv(py::handle u_, py::handle k_, py::handle y_, int64_t stream) {
+  const FftConvArrays in(u_, k_);
+  FftConvParams p;
+  in.check("fft_conv", p);
+  const Array y = output(y_, "y", in.u, in.u.shape, p.y);
+  launch(in.u, stream, p);
+}
+
+void fft_conv_backward(py::handle u_, py::handle k_, py::handle gy_, py::handle du_,
+                       py::handle dk_, int64_t stream) {
+  const FftConvArrays in(u_, k_);
+  FftConvBackwardParams p;
+  in.check("fft_conv_backward", p);
+  const Array gy = view(gy_, "gy");
+  require_same_dtype(gy, in.u);
+  require_same_device(gy, in.u);
+  require_shape(gy, in.u.shape, "(batch, L, H) like u");
+  require_contiguous(gy);
+  p.gy = gy.data;
+  const Array du = optional_output(du_, "du", in.u, in.u.shape, p.du);
+  const Array dk = optional_output(dk_, "dk", in.u, in.k.shape, p.dk);
+  launch(in.u, stream, p);
+}
+
 py::dict build_info() {
   py::dict d;
   d["version"] = SSMKIT_VERSION;
@@ -560,6 +612,11 @@ PYBIND11_MODULE(_C, m) {
   m.def("vandermonde_transpose_backward", &vandermonde_transpose_backward, py::arg("grad"),
         py::arg("u"), py::arg("v"), py::arg("x"), py::arg("du"), py::arg("dv"), py::arg("dx"), py::arg("stream") = 0,
         "Gradients of vandermonde_transpose into preallocated du, dv, dx (each may be None)");
+  m.def("fft_conv", &fft_conv, py::arg("u"), py::arg("k"), py::arg("y"), py::arg("stream") = 0,
+        "Causal convolution of u (batch, L, H) with k (c, H, L) along L into the preallocated y");
+  m.def("fft_conv_backward", &fft_conv_backward, py::arg("u"), py::arg("k"), py::arg("gy"),
+        py::arg("du"), py::arg("dk"), py::arg("stream") = 0,
+        "Gradients of fft_conv into preallocated du, dk (each may be None)");
   register_engine(m);
   m.def("build_info", &build_info, "How this build was made and what it runs with");
   m.def("cuda_devices", &cuda_devices, "CUDA devices visible to ssmkit's CUDA runtime");
