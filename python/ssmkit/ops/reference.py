@@ -179,6 +179,8 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     second kernel is anticausal: it sees the strictly later inputs). Returns (batch, L, H).
     """
     L = u.shape[-2]
+    if L == 0:  # no outputs (torch.fft refuses a length of 0)
+        return torch.zeros_like(u)
     x = u.transpose(-1, -2)  # (batch, H, L)
     kf = k[0] if k.shape[0] == 1 else torch.nn.functional.pad(k[0], (0, L)) + torch.nn.functional.pad(k[1].flip(-1), (L, 0))
     n = 2 * L  # zero padding: a linear, not circular, convolution
