@@ -120,8 +120,8 @@ class Op:
 
     params: the arguments in schema order (Tensor, Size, Flag, Choice, Needs). results:
     Tensors. core: the compiled core's function. ref: the tensor that fixes the precision
-    and device (default: the first complex one; a real one for an op on real arrays). contiguous: the core reads
-    contiguous inputs only (copies are made where needed). out: the result that
+    and device (default: the first complex one; a real one for an op on real arrays).
+    contiguous: the core reads contiguous inputs only (copies are made where needed). out: the result that
     ``out=`` receives, and in_place the input it may be (then updated in place). train:
     the op is inference only; its backward raises, naming what to train with. direct:
     eager inference on CPU calls the core directly (per-sample ops, where the dispatch
@@ -211,8 +211,9 @@ class Op:
 
         For the fake kernels (under torch.compile and on the meta device they never reach
         the core) and for ops written in PyTorch: the reference is complex64 or
-        complex128, the other tensors of its precision (complex, real or either as
-        described) and on its device, shapes agree on every symbol, options are valid."""
+        complex128 (float32 or float64 when it is real), the other tensors of its
+        precision (complex, real or either as described) and on its device, shapes agree
+        on every symbol, options are valid."""
         rp, ref = self.params[self._ref], args[self._ref]
         if rp.kind == REAL:  # an op on real arrays: the reference is float32 or float64
             if ref.dtype not in (torch.float32, torch.float64):
