@@ -179,7 +179,7 @@ def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     second kernel is anticausal: it sees the strictly later inputs). Returns (batch, L, H).
     """
     L = u.shape[-2]
-    if L == 0:  # no outputs (torch.fft refuses a length of 0)
+    if u.numel() == 0:  # no outputs (torch.fft refuses empty transforms)
         return torch.zeros_like(u)
     x = u.transpose(-1, -2)  # (batch, H, L)
     kf = k[0] if k.shape[0] == 1 else torch.nn.functional.pad(k[0], (0, L)) + torch.nn.functional.pad(k[1].flip(-1), (L, 0))
