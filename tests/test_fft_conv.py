@@ -165,6 +165,7 @@ def test_empty_sizes():
         (lambda u, k: ops.fft_conv(u.to(torch.complex64), k), TypeError,
          "u: expected a float32 or float64"),
         (lambda u, k: ops.fft_conv(u, k.double()), TypeError, "k: expected float32"),
+        (lambda u, k: ops.fft_conv(u.int(), k), TypeError, "u: expected a float32 or float64 array, got int32"),
         (lambda u, k: ops.fft_conv(u[0], k), ValueError, "u: expected"),
         (lambda u, k: ops.fft_conv(u, k[:, :2]), ValueError, "k: expected shape (c, H, L)"),
         (lambda u, k: ops.fft_conv(u, k.expand(3, 4, 6)), ValueError, "c = 1 (causal) or 2"),

@@ -263,7 +263,9 @@ class Op:
 
     def _torch_results(self, args, skip=None) -> list:
         ref = args[self._ref]
-        return self._allocate(args, ref.new_empty, _empty_like, ref.dtype.to_complex(), ref.dtype.to_real(), skip)
+        # a real reference's complex partner; any other dtype as it is (the core names it)
+        cplx = ref.dtype.to_complex() if ref.dtype.is_floating_point else ref.dtype
+        return self._allocate(args, ref.new_empty, _empty_like, cplx, ref.dtype.to_real(), skip)
 
     def _returned(self, results: list, skip=None):
         if skip is not None:  # the result out= received: the caller has it
