@@ -178,6 +178,20 @@ def test_ssm_scan(device, dtype, batch, L, H, N):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [C64, C128])
+@pytest.mark.parametrize("c", [1, 2])
+@pytest.mark.parametrize("batch, L, H", [(1, 1, 1), (3, 97, 17), (2, 1025, 33), (1, 0, 4)])
+def test_fft_conv(device, dtype, c, batch, L, H):
+    u, k = torch.randn(batch, L, H).to(REAL[dtype]), (torch.randn(c, H, L) / max(L, 1) ** 0.5).to(REAL[dtype])
+    y = ops.fft_conv(*on(device, u, k))
+    check("y", y, ref.fft_conv(*up(u, k)), ref.fft_conv(u, k))
+    if L == 0:
+        return  # the reference's empty y has no graph to differentiate
+    g = torch.randn(batch, L, H).to(REAL[dtype])
+    check_grads("fft_conv grad", ("u", "k"), ops.fft_conv, ref.fft_conv, ref.fft_conv, (u, k), (g,), device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch, H, N, r", [(1, 1, 1, 1), (3, 17, 5, 2), (2, 4, 64, 3), (2, 3, 70, 1)])
 def test_dplr_step(device, batch, H, N, r):
     Lam = torch.complex(-0.5 - torch.rand(H, N), torch.pi * torch.arange(N) * (1 + torch.rand(H, N))).to(C64)

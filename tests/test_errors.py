@@ -268,6 +268,12 @@ STEP = (meta(4, 3), meta(4, 3), meta(4, 3))  # dA, dB, dC: (H, N)
         (lambda: ops.dplr_step(meta(2, 4, 3), meta(2, 4, dtype=F32), (*STEP[:2], meta(4, 1, 3), meta(4, 1, 3),
                                                                        meta(4, 1, 1)), STEP[2]),
          TypeError, "R: expected float32 (the real dtype of dA), got complex64"),
+        (lambda: ops.fft_conv(meta(2, 5, 4), meta(1, 4, 5, dtype=F32)), TypeError,
+         "u: expected a float32 or float64 tensor, got complex64"),
+        (lambda: ops.fft_conv(meta(2, 5, 4, dtype=F32), meta(1, 4, 5, dtype=F64)), TypeError,
+         "k: expected float32 (the real dtype of u), got float64"),
+        (lambda: ops.fft_conv(meta(2, 5, 4, dtype=F32), meta(1, 3, 5, dtype=F32)), ValueError,
+         "k: expected shape (c, H, L) with H = 4 as in u"),
     ],
 )
 def test_fake_kernels_check_like_the_core(call, exc, fragment):
@@ -289,6 +295,7 @@ def test_fake_kernels_give_the_kernels_results():
         "ssm_scan": lambda t: ops.ssm_scan(t(2, 5, 4, dtype=r), t(4, 3), t(4, 3), t(4, 3)),
         "dplr_step": lambda t: ops.dplr_step(t(2, 4, 3), t(2, 4, dtype=r),
                                              (t(4, 3), t(4, 3), t(4, 1, 3), t(4, 1, 3), t(4, 1, 1, dtype=r)), t(4, 3)),
+        "fft_conv": lambda t: ops.fft_conv(t(3, 5, 4, dtype=r), t(2, 4, 5, dtype=r)),
     }  # fmt: skip
     for name, call in cpu.items():
         want = call(lambda *s, dtype=c: torch.ones(s, dtype=dtype))

@@ -364,6 +364,24 @@ def test_ssm_scan(batch, L, H, N, with_D, with_state, dtype, seed, layouts, spec
         grads=[torch.randn(batch, L, H, generator=g, dtype=torch.float64), crandn(g, (batch, H, N))])  # fmt: skip
 
 
+@given(batch=st.sampled_from([0, 1, 2, 3, 5]), L=st.sampled_from(LENGTHS), H=st.sampled_from([0, 1, 2, 3, 5, 17]),
+       c=st.sampled_from([1, 2]), dtype=DTYPES, seed=SEEDS, layouts=layouts_for(["u", "k"]), spec=special(["u", "k"]))  # fmt: skip
+def test_fft_conv(batch, L, H, c, dtype, seed, layouts, spec):
+    g = gen(seed)
+    inputs = {"u": torch.randn(batch, L, H, generator=g, dtype=torch.float64),
+              "k": torch.randn(c, H, L, generator=g, dtype=torch.float64)}  # fmt: skip
+
+    def paired_reference(u, k):
+        # batch elements 2i and 2i+1 share the kernel's transforms, so a NaN or Inf of one
+        # reaches the other: + 0 * (the other's output) adds exactly 0 where that is finite
+        y = ref.fft_conv(u, k)
+        other = torch.clamp(torch.arange(y.shape[0]) ^ 1, max=max(y.shape[0] - 1, 0))
+        return (y + 0 * y[other],)
+
+    run("fft_conv", lambda u, k: (ops.fft_conv(u, k),), paired_reference, inputs, dtype, spec, layouts,
+        grads=[torch.randn(batch, L, H, generator=g, dtype=torch.float64)])  # fmt: skip
+
+
 @given(batch=st.sampled_from([0, 1, 2, 3]), H=st.sampled_from([0, 1, 2, 3, 5]), N=st.sampled_from([0, 1, 2, 3, 5, 8]),
        r=st.sampled_from([0, 1, 2, 3]), with_D=st.booleans(), dtype=DTYPES, seed=SEEDS,
        layouts=layouts_for(["state", "u", "C"]), spec=special(["state", "u", "C"]))  # fmt: skip

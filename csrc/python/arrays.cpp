@@ -291,6 +291,11 @@ void require_complex(const Array& a) {
     type_error(a.name + ": expected a complex64 or complex128 array, got " + kinds_of(a));
 }
 
+void require_real(const Array& a) {
+  if (!a.dtype.empty() && a.kind != Kind::float32 && a.kind != Kind::float64)
+    type_error(a.name + ": expected a float32 or float64 array, got " + kinds_of(a));
+}
+
 void require_same_dtype(const Array& a, const Array& ref) {
   if (a.kind != ref.kind)
     type_error(a.name + ": expected " + ref.dtype + " like " + ref.name + ", got " + a.dtype);
@@ -416,7 +421,7 @@ In as_in(const Array& a) {
 }
 
 DType dtype_of(const Array& a) {
-  return a.kind == Kind::complex128 ? DType::complex128 : DType::complex64;
+  return a.kind == Kind::complex128 || a.kind == Kind::float64 ? DType::complex128 : DType::complex64;
 }
 
 }  // namespace ssmkit::py_arrays

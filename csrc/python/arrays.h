@@ -44,6 +44,7 @@ Array view(py::handle obj, const char* name);
 
 // Checks, each raising with the argument's name.
 void require_complex(const Array& a);                      // complex64 or complex128
+void require_real(const Array& a);                         // float32 or float64
 void require_same_dtype(const Array& a, const Array& ref);
 void require_min_ndim(const Array& a, int64_t n, const char* layout);
 void require_same_device(const Array& a, const Array& ref);
@@ -63,6 +64,6 @@ void broadcast_batch(const std::vector<const Array*>& operands, Batch& batch,
                      const std::vector<In*>& ins);
 
 In as_in(const Array& a);  // data and last-dimension stride; batch strides by broadcast_batch
-DType dtype_of(const Array& a);
+DType dtype_of(const Array& a);  // the precision: complex64 for complex64 and float32 arrays
 
 }  // namespace ssmkit::py_arrays

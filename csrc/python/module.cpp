@@ -192,6 +192,18 @@ PYBIND11_MODULE(_C, m) {
       py::arg("grad"),
       py::arg("u"), py::arg("v"), py::arg("x"), py::arg("du"), py::arg("dv"), py::arg("dx"), py::arg("stream") = 0,
       "Gradients of vandermonde_transpose into preallocated du, dv, dx (each may be None)");
+  m.def(
+      "fft_conv",
+      [](py::handle u, py::handle k, py::handle y, int64_t stream) { call<FftConvParams>({u, k, y}, {}, stream); },
+      py::arg("u"), py::arg("k"), py::arg("y"), py::arg("stream") = 0,
+      "Causal convolution of u (batch, L, H) with k (c, H, L) along L into the preallocated y");
+  m.def(
+      "fft_conv_backward",
+      [](py::handle u, py::handle k, py::handle gy, py::handle du, py::handle dk, int64_t stream) {
+        call<FftConvBackwardParams>({u, k, gy, du, dk}, {}, stream);
+      },
+      py::arg("u"), py::arg("k"), py::arg("gy"), py::arg("du"), py::arg("dk"), py::arg("stream") = 0,
+      "Gradients of fft_conv into preallocated du, dk (each may be None)");
   register_engine(m);
   ssmkit::ffi::register_ffi(m);
   m.def("build_info", &build_info, "How this build was made and what it runs with");

@@ -219,6 +219,27 @@ int64_t check_length(int64_t L) {
   return L;
 }
 
+// u: real (batch, L, H) fixes dtype and device; k: (c, H, L) with c = 1 (causal) or 2
+// (bidirectional) like u. Both contiguous (the Python layer copies).
+void check_fft_conv(const Array& u, const Array& k, const char* op, FftConvInputs& p) {
+  require_cpu_or_cuda_build(u, op);
+  require_cpu_or_cuda_build(k, op);
+  require_real(u);
+  if (u.ndim() != 3) throw py::value_error("u: expected shape (batch, L, H), got " + u.shape_str());
+  require_contiguous(u);
+  require_same_dtype(k, u);
+  require_same_device(k, u);
+  if (k.ndim() != 3 || (k.shape[0] != 1 && k.shape[0] != 2) || k.shape[1] != u.shape[2] ||
+      k.shape[2] != u.shape[1])
+    throw py::value_error("k: expected shape (c, H, L) with c = 1 (causal) or 2 (bidirectional) and H = " +
+                          std::to_string(u.shape[2]) + ", L = " + std::to_string(u.shape[1]) +
+                          " as in u, got " + k.shape_str());
+  require_contiguous(k);
+  p.dtype = dtype_of(u);
+  p.batch = u.shape[0], p.L = u.shape[1], p.H = u.shape[2], p.c = k.shape[0];
+  p.u = u.data, p.k = k.data;
+}
+
 }  // namespace
 
 #define SSMKIT_OP_ARGS(Params, inputs_, rank_, ...)                            \
@@ -412,6 +433,26 @@ void OpArgs<VandermondeTransposeBackwardParams>::prepare(const Array* a, const O
   }
   output(a[5], v, out_shape(p.batch, p.N), p.dv);
   output(a[6], v, out_shape(p.batch, p.N), p.dx);
+}
+
+SSMKIT_OP_ARGS(FftConvParams, 2, 3, {"u", false, 'b'}, {"k", false}, {"y", false, 'b'})
+void OpArgs<FftConvParams>::prepare(const Array* a, const Options&, FftConvParams& p) {
+  check_fft_conv(a[0], a[1], op, p);
+  output(a[2], a[0], a[0].shape, p.y);
+}
+
+SSMKIT_OP_ARGS(FftConvBackwardParams, 3, 3, {"u", false, 'b'}, {"k", false}, {"gy", false, 'b'},
+               {"du", true, 'b'}, {"dk", true})
+void OpArgs<FftConvBackwardParams>::prepare(const Array* a, const Options&, FftConvBackwardParams& p) {
+  const Array &u = a[0], &gy = a[2];
+  check_fft_conv(u, a[1], op, p);
+  require_same_dtype(gy, u);
+  require_same_device(gy, u);
+  require_shape(gy, u.shape, "(batch, L, H) like u");
+  require_contiguous(gy);
+  p.gy = gy.data;
+  output(a[3], u, u.shape, p.du);
+  output(a[4], u, a[1].shape, p.dk);
 }
 
 #undef SSMKIT_OP_ARGS

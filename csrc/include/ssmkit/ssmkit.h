@@ -189,6 +189,27 @@ struct VandermondeTransposeBackwardParams : VandermondeTransposeInputs {
   void *dv = nullptr, *dx = nullptr;  // dv, dx: (rows, N), contiguous complex
 };
 
+// Causal convolution along the length of u with one kernel per channel (see
+// python/ssmkit/ops/reference.py), the S4 layer's long convolution:
+//   y[b,t,h] = sum_{s<=t} k[0,h,s] u[b,t-s,h]
+//            (+ sum_{s<L-1-t} k[1,h,s] u[b,t+1+s,h] when c = 2: a second, anticausal kernel)
+// Arrays are contiguous and real: float32 with dtype complex64, float64 with complex128.
+struct FftConvInputs {
+  DType dtype = DType::complex64;
+  int64_t batch = 0, L = 0, H = 0, c = 1;  // c: 1 (causal) or 2 (bidirectional)
+  const void* u = nullptr;  // u: (batch, L, H)
+  const void* k = nullptr;  // k: (c, H, L)
+};
+struct FftConvParams : FftConvInputs {
+  void* y = nullptr;  // y: (batch, L, H) out
+};
+// Gradients of fft_conv; du or dk may be null (not needed).
+struct FftConvBackwardParams : FftConvInputs {
+  const void* gy = nullptr;  // gy: (batch, L, H), the gradient of y
+  void* du = nullptr;        // du: (batch, L, H) out
+  void* dk = nullptr;        // dk: (c, H, L) out
+};
+
 // Every op of the core, once: X(name, its params struct). This list declares, for each
 // op, the CPU entry point name_cpu(p) (csrc/cpu/dispatch.cpp: runs the kernel of the
 // widest instruction set, ssmkit::<isa>::name in csrc/cpu/<family>.cpp) and the CUDA
@@ -212,7 +233,9 @@ struct VandermondeTransposeBackwardParams : VandermondeTransposeInputs {
   X(ssm_step, StepParams)                                               \
   X(ssm_scan, ScanParams)                                               \
   X(ssm_scan_backward, ScanBackwardParams)                              \
-  X(dplr_step, DplrStepParams)
+  X(dplr_step, DplrStepParams)                                          \
+  X(fft_conv, FftConvParams)                                            \
+  X(fft_conv_backward, FftConvBackwardParams)
 
 #define SSMKIT_DECLARE_ENTRY_POINTS(name, Params) \
   void name##_cpu(const Params& p);               \

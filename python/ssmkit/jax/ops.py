@@ -25,6 +25,7 @@ from .. import _C
 from ..ops._spec import _REAL, Flag, Size
 from ..ops.cauchy import CAUCHY, CAUCHY_BACKWARD
 from ..ops.dplr import DPLR_STEP
+from ..ops.fft_conv import FFT_CONV, FFT_CONV_BACKWARD
 from ..ops.step import DISCRETIZE, DISCRETIZE_BACKWARD, SSM_SCAN, SSM_SCAN_BACKWARD, SSM_STEP
 from ..ops.vandermonde import (
     VANDERMONDE,
@@ -34,7 +35,9 @@ from ..ops.vandermonde import (
 )
 from ._ffi import target
 
-__all__ = ["cauchy", "vandermonde", "vandermonde_transpose", "discretize", "ssm_step", "ssm_scan", "dplr_step"]
+__all__ = [
+    "cauchy", "vandermonde", "vandermonde_transpose", "discretize", "ssm_step", "ssm_scan", "dplr_step", "fft_conv",
+]
 
 
 def _run(op, args) -> list:
@@ -235,6 +238,31 @@ def ssm_scan(u, dA, dB, dC, D=None, state=None):
     :func:`ssmkit.ops.ssm_scan`. Differentiable in every array input."""
     opt = (lambda a: None if a is None else jnp.asarray(a))  # noqa: E731
     return _ssm_scan(jnp.asarray(u), jnp.asarray(dA), jnp.asarray(dB), jnp.asarray(dC), opt(D), opt(state))
+
+
+# ---- the long convolution -------------------------------------------------------------
+
+
+@jax.custom_vjp
+def _fft_conv(u, k):
+    return _run(FFT_CONV, (u, k))[0]
+
+
+def _fft_conv_fwd(u, k):
+    return _fft_conv(u, k), (u, k)
+
+
+def _fft_conv_bwd(inputs, g):
+    return tuple(_run(FFT_CONV_BACKWARD, (*inputs, g, [True, True])))
+
+
+_fft_conv.defvjp(_fft_conv_fwd, _fft_conv_bwd)
+
+
+def fft_conv(u, k):
+    """Causal convolution of u (batch, L, H) with the per-channel kernels k (c, H, L), as
+    :func:`ssmkit.ops.fft_conv` (c = 2 adds an anticausal kernel). Differentiable in u and k."""
+    return _fft_conv(jnp.asarray(u), jnp.asarray(k))
 
 
 def _inference_only(name, train):

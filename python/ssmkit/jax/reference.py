@@ -154,3 +154,20 @@ def dplr_step(state, u, dt, Lambda, P, B, C, D=None):
     if D is not None:
         y = y + D * u
     return y, new
+
+
+# ---- the long convolution -------------------------------------------------------
+
+
+def fft_conv(u, k):
+    """Causal convolution along the length, per channel, by a zero-padded FFT, as
+    :func:`ssmkit.ops.reference.fft_conv`: u real (batch, L, H), k real (c, H, L) with c = 1,
+    or 2 for a second, anticausal kernel over the strictly later inputs."""
+    L = u.shape[-2]
+    if u.size == 0:  # no outputs (an empty transform has no length to pad to)
+        return jnp.zeros_like(u)
+    x = jnp.swapaxes(u, -1, -2)  # (batch, H, L)
+    kf = k[0] if k.shape[0] == 1 else jnp.pad(k[0], ((0, 0), (0, L))) + jnp.pad(k[1][..., ::-1], ((0, 0), (L, 0)))
+    n = 2 * L  # zero padding: a linear, not circular, convolution
+    y = jnp.fft.irfft(jnp.fft.rfft(x, n=n) * jnp.fft.rfft(kf, n=n), n=n)[..., :L]
+    return jnp.swapaxes(y, -1, -2).astype(u.dtype)

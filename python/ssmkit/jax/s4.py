@@ -90,6 +90,7 @@ class Primitives(NamedTuple):
     ssm_scan: object
     dplr_setup: object  # (dt, Lambda, P, B) -> what dplr_step takes as factors
     dplr_step: object  # (state, u, factors, C, D) -> y, state'
+    fft_conv: object  # (u (batch, L, H), k (c, H, L)) -> causal convolution (batch, L, H)
 
 
 def _dense_step(state, u, dense, C, D):
@@ -101,7 +102,7 @@ def _dense_step(state, u, dense, C, D):
 
 
 REFERENCE = Primitives(reference.cauchy, reference.vandermonde, reference.discretize, reference.ssm_step,
-                       reference.ssm_scan, reference.dplr_dense, _dense_step)  # fmt: skip
+                       reference.ssm_scan, reference.dplr_dense, _dense_step, reference.fft_conv)  # fmt: skip
 
 
 def dplr_setup(dt, Lambda, P, B):
@@ -123,7 +124,7 @@ def primitives(backend: str) -> Primitives:
     from . import ops  # the custom calls; imported here, once the package is initialised
 
     return Primitives(ops.cauchy, ops.vandermonde, ops.discretize, ops.ssm_step, ops.ssm_scan, dplr_setup,
-                      ops.dplr_step)  # fmt: skip
+                      ops.dplr_step, ops.fft_conv)  # fmt: skip
 
 
 # ---- parameters ----------------------------------------------------------------------
@@ -354,12 +355,10 @@ def _output(params, y, config: S4Config, key):
     return a * jax.nn.sigmoid(gate)
 
 
-def _convolve(u, K):
-    """Causal (or, with two kernels, bidirectional) convolution of u (B, H, L) with K (c, H, L)."""
-    L = u.shape[-1]
-    k = K[0] if K.shape[0] == 1 else jnp.pad(K[0], ((0, 0), (0, L))) + jnp.pad(K[1][..., ::-1], ((0, 0), (L, 0)))
-    n = 2 * L  # zero padding: a linear, not circular, convolution
-    return jnp.fft.irfft(jnp.fft.rfft(u, n=n) * jnp.fft.rfft(k, n=n), n=n)[..., :L]
+def _convolve(prims: Primitives, x, K, D):
+    """The causal (or, with two kernels, bidirectional) convolution of x (batch, L, H) with
+    K (c, H, L), plus the skip D x as the causal kernel's lag 0 (one convolution, as nn.S4)."""
+    return prims.fft_conv(x, K.at[0, :, 0].add(D))
 
 
 def apply(params: dict, x, config: S4Config, *, key=None):
@@ -369,9 +368,8 @@ def apply(params: dict, x, config: S4Config, *, key=None):
     _check_input(params, x, "(batch, length, d_model)", 3, config)
     if x.shape[1] == 0:
         return _output(params, x, config, key)
-    u = jnp.swapaxes(x, -1, -2)
-    y = _convolve(u, kernel(params, x.shape[1], config)) + params["D"][:, None] * u
-    return _output(params, jnp.swapaxes(y, -1, -2), config, key)
+    y = _convolve(primitives(config.backend), x, kernel(params, x.shape[1], config), params["D"])
+    return _output(params, y, config, key)
 
 
 def scan(params: dict, x, state, config: S4Config, *, key=None):
@@ -393,8 +391,7 @@ def scan(params: dict, x, state, config: S4Config, *, key=None):
         return _output(params, y, config, key), end
     L, lk, N = x.shape[1], config.l_max, state.shape[-1]
     _check_length(L, config)
-    u = jnp.swapaxes(x, -1, -2)
-    y = _convolve(u, dplr_kernel(prims, dt, Lambda, P, B, C, lk)[..., :L]) + D[:, None] * u
+    y = _convolve(prims, x, dplr_kernel(prims, dt, Lambda, P, B, C, lk)[..., :L], D)
     dA, _ = reference.dplr_dense(dt, Lambda, P, B)
     power_k = jnp.linalg.matrix_power(dA, lk)
     eye = jnp.eye(2 * N, dtype=dA.dtype)
@@ -407,10 +404,10 @@ def scan(params: dict, x, state, config: S4Config, *, key=None):
     # the start state's response: the kernel with B' = (I + dt/2 A) x0 / dt (see nn.S4._dplr_with_state)
     s = 2 * (jnp.conj(P) * state[..., None, :]).sum(-1).real  # P^* x0 over the full state: (batch, H, r)
     B_start = state / dt[:, None] + (Lambda * state - (P * s[..., None]).sum(-2)) / 2
-    y = y + dplr_kernel(prims, dt, Lambda, P, B_start, C_L[None], L)[..., 0, :, :]
-    S = dplr_state_sum(prims, dt, Lambda, P, B, u)
+    y = y + jnp.swapaxes(dplr_kernel(prims, dt, Lambda, P, B_start, C_L[None], L)[..., 0, :, :], -1, -2)
+    S = dplr_state_sum(prims, dt, Lambda, P, B, jnp.swapaxes(x, -1, -2))
     end = jnp.einsum("hij,bhj->bhi", power, _full(state)) + jnp.einsum("hij,bhj->bhi", eye - power, _full(S))
-    return _output(params, jnp.swapaxes(y, -1, -2), config, key), end[..., :N]
+    return _output(params, y, config, key), end[..., :N]
 
 
 def step_tensors(params: dict, config: S4Config):

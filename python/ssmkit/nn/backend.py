@@ -1,7 +1,7 @@
 """Which implementation of the primitives an S4 layer runs on.
 
 The primitives are the ops an S4 layer is built from (Cauchy, Vandermonde,
-discretization, stepping). ``"compiled"``: ssmkit's kernels (:mod:`ssmkit.ops`).
+discretization, stepping, the long convolution). ``"compiled"``: ssmkit's kernels (:mod:`ssmkit.ops`).
 ``"reference"``: the pure-PyTorch definitions (:mod:`ssmkit.ops.reference`), the same math
 materialised naively. ``"auto"``: the compiled primitive where this build has a kernel for
 the tensors' device (as ``_C.build_info()`` reports it), else the reference, with one
@@ -45,7 +45,7 @@ def _dense_step(state, u, dense, C, D):
 class Primitives:
     """The primitives of one implementation, with the signatures of :mod:`ssmkit.ops`."""
 
-    def __init__(self, name, cauchy, vandermonde, discretize, ssm_step, ssm_scan, dplr_setup, dplr_step):
+    def __init__(self, name, cauchy, vandermonde, discretize, ssm_step, ssm_scan, dplr_setup, dplr_step, fft_conv):
         self.name = name
         self.cauchy = cauchy  # (v, z, w, conj_pairs=True) -> Cauchy product
         self.vandermonde = vandermonde  # (v, x, L) -> 2 Re sum v exp(x l)
@@ -54,6 +54,7 @@ class Primitives:
         self.ssm_scan = ssm_scan  # (u, dA, dB, dC, D, state) -> y, final state
         self.dplr_setup = dplr_setup  # (dt, Lambda, P, B) -> factors for dplr_step
         self.dplr_step = dplr_step  # (state, u, factors, C, D) -> y, state'
+        self.fft_conv = fft_conv  # (u (batch, L, H), k (c, H, L)) -> causal convolution (batch, L, H)
 
 
 COMPILED = Primitives(
@@ -65,6 +66,7 @@ COMPILED = Primitives(
     ssm_scan=ops.ssm_scan,
     dplr_setup=ops.dplr_setup,
     dplr_step=ops.dplr_step,
+    fft_conv=ops.fft_conv,
 )
 
 REFERENCE = Primitives(
@@ -76,9 +78,10 @@ REFERENCE = Primitives(
     ssm_scan=reference.ssm_scan,
     dplr_setup=_dense_setup,
     dplr_step=_dense_step,
+    fft_conv=reference.fft_conv,
 )
 
-PRIMITIVES = ("cauchy", "vandermonde", "discretize", "ssm_step", "ssm_scan", "dplr_setup", "dplr_step")
+PRIMITIVES = ("cauchy", "vandermonde", "discretize", "ssm_step", "ssm_scan", "dplr_setup", "dplr_step", "fft_conv")
 _chosen: dict[str, Primitives] = {}  # device -> the "auto" primitives there
 _warned: set[str] = set()  # devices already warned about
 

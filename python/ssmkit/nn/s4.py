@@ -3,7 +3,7 @@
 Input and output are (batch, length, d_model). Three ways to run the same layer:
 
 - convolution (``layer(x)``): the SSM kernel (DPLR via Cauchy + Woodbury + inverse FFT,
-  or diagonal via Vandermonde) convolved with the input by a zero-padded FFT; training.
+  or diagonal via Vandermonde) convolved with the input (``ops.fft_conv``); training.
 - with a state (``layer(x, state=s)``): the output from start state s and the state
   after the sequence, for chunked processing of long inputs; differentiable (S4D: the
   fused ``ops.ssm_scan``; S4: the convolution plus the start state's response, and the
@@ -196,12 +196,13 @@ class S4(nn.Module):
         """activation, dropout, output linear + GLU on (..., H)."""
         return F.glu(self.output_linear(self.dropout(self.activation(y))), dim=-1)
 
-    def _convolve(self, u, K):
-        """Causal (or, with two kernels, bidirectional) convolution of u (B, H, L) with K (c, H, L)."""
-        L = u.shape[-1]
-        k = K[0] if K.shape[0] == 1 else F.pad(K[0], (0, L)) + F.pad(K[1].flip(-1), (L, 0))
-        n = 2 * L  # zero padding: a linear, not circular, convolution
-        return torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(k, n=n), n=n)[..., :L]
+    def _convolve(self, prims, x, K):
+        """The causal (or, with two kernels, bidirectional) convolution of x (batch, L, H)
+        with K (c, H, L), plus the skip D x: D is the causal kernel's lag 0 (one
+        convolution; D's gradient is that lag's)."""
+        K = K.clone()
+        K[0, :, 0] += self.D
+        return prims.fft_conv(x, K)
 
     def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None):
         """x (batch, L, d_model) -> (y (batch, L, d_model), next_state or None)."""
@@ -210,9 +211,8 @@ class S4(nn.Module):
         if L == 0:
             return self._output(x), state
         if state is None:
-            u = x.transpose(-1, -2)
-            y = self._convolve(u, self.kernel(L)) + self.D.unsqueeze(-1) * u
-            return self._output(y.transpose(-1, -2)), None
+            y = self._convolve(primitives(self.backend, x.device), x, self.kernel(L))
+            return self._output(y), None
         self._check_state(state, batch)
         if self.mode == "diag":
             prims = primitives(self.backend, x.device)
@@ -220,10 +220,10 @@ class S4(nn.Module):
             dA, dB = prims.discretize(dt, Lambda, B, self.discretization)
             y, next_state = prims.ssm_scan(x, dA, dB, C[0], self.D, state)
             return self._output(y), next_state
-        y, next_state = self._dplr_with_state(x.transpose(-1, -2), state)
-        return self._output(y.transpose(-1, -2)), next_state
+        y, next_state = self._dplr_with_state(x, state)
+        return self._output(y), next_state
 
-    def _dplr_with_state(self, u, state):
+    def _dplr_with_state(self, x, state):
         """DPLR from a start state: convolution + the state's response, and the end state.
 
         The start state x0 adds y0_l = C dA^(l+1) x0, the kernel formula with B replaced by
@@ -232,11 +232,11 @@ class S4(nn.Module):
         :func:`~ssmkit.nn.ssm_kernel.dplr_state_sum`. Dense (2N x 2N) matrices appear only
         for dA^L; the (L, N) trajectory is never formed.
         """
-        prims = primitives(self.backend, u.device)
-        L = u.shape[-1]
+        prims = primitives(self.backend, x.device)
+        L = x.shape[1]
         dt, Lambda, P, B, C = self._ssm()
         lk = self._kernel_length(L)
-        y = self._convolve(u, dplr_kernel(prims, dt, Lambda, P, B, C, lk)[..., :L]) + self.D.unsqueeze(-1) * u
+        y = self._convolve(prims, x, dplr_kernel(prims, dt, Lambda, P, B, C, lk)[..., :L])
         dA, _, power_k = dplr_dense_power(dt, Lambda, P, B, lk)
         eye = torch.eye(power_k.shape[-1], dtype=power_k.dtype, device=power_k.device)
         if L == lk:
@@ -247,8 +247,8 @@ class S4(nn.Module):
             C_L = torch.einsum("hi,hij->hj", C_true, eye - power)[..., : C.shape[-1]]
         s = 2 * (P.conj() * state.unsqueeze(-2)).sum(-1).real  # P^* x0 over the full state: (batch, H, r)
         B_start = state / dt.unsqueeze(-1) + (Lambda * state - (P * s.unsqueeze(-1)).sum(-2)) / 2
-        y = y + dplr_kernel(prims, dt, Lambda, P, B_start, C_L.unsqueeze(0), L)[..., 0, :, :]
-        S = dplr_state_sum(prims, dt, Lambda, P, B, u)
+        y = y + dplr_kernel(prims, dt, Lambda, P, B_start, C_L.unsqueeze(0), L)[..., 0, :, :].transpose(-1, -2)
+        S = dplr_state_sum(prims, dt, Lambda, P, B, x.transpose(-1, -2))
         end = torch.einsum("hij,bhj->bhi", power, full(state)) + torch.einsum("hij,bhj->bhi", eye - power, full(S))
         return y, end[..., : state.shape[-1]]
 

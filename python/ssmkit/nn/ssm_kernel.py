@@ -69,8 +69,10 @@ def dplr_kernel(prims: Primitives, dt, Lambda, P, B, C, L: int) -> torch.Tensor:
     v = (left.unsqueeze(-2) * right.unsqueeze(-3)).flatten(-3, -2)  # (..., H, (c + r)(1 + r), N)
     v = v * dt.unsqueeze(-1).unsqueeze(-1)  # k_ij = dt sum v / (zhat - dt Lambda); scaled here, on N not L values
     k = prims.cauchy(v, zhat.unsqueeze(0), w)  # (..., H, M, F)
-    k = k.unflatten(-2, (c + r, 1 + r))
-    k00, k01, k10, k11 = k[..., :c, 0, :], k[..., :c, 1:, :], k[..., c:, 0, :], k[..., c:, 1:, :]
+    # split, not slices: the backward concatenates the parts' gradients, where each slice
+    # would fill a zero array of k's size
+    (k00, k01), (k10, k11) = (part.split([1, r], -2) for part in k.unflatten(-2, (c + r, 1 + r)).split([c, r], -3))
+    k00, k10 = k00.squeeze(-2), k10.squeeze(-2)
     low_rank = (k01 * _woodbury_inner(k10, k11).unsqueeze(-3)).sum(-2)  # k01 (I + k11)^{-1} k10
     at_roots = (k00 - low_rank) * (1 + zhat / 2)  # (..., H, c, F)
     if L % 2 == 0:  # Nyquist bin: dt Re sum_n C~_n B_n (the conjugate pair doubles the real part)

@@ -5,13 +5,14 @@ arguments, shapes and results), from which its custom ops, fake kernel, checks a
 allocation follow. Every op has a pure-PyTorch definition in :mod:`ssmkit.ops.reference`.
 """
 
-from . import cauchy as _cauchy, dplr as _dplr, step as _step, vandermonde as _vandermonde
+from . import cauchy as _cauchy, dplr as _dplr, fft_conv as _fft_conv, step as _step, vandermonde as _vandermonde
 from .cauchy import *  # noqa: F401,F403 (each family module's __all__)
 from .dplr import *  # noqa: F401,F403
+from .fft_conv import *  # noqa: F401,F403
 from .step import *  # noqa: F401,F403
 from .vandermonde import *  # noqa: F401,F403
 
-__all__ = [*_cauchy.__all__, *_vandermonde.__all__, *_step.__all__, *_dplr.__all__, "reference"]
+__all__ = [*_cauchy.__all__, *_vandermonde.__all__, *_step.__all__, *_dplr.__all__, *_fft_conv.__all__, "reference"]
 
 
 def __getattr__(name):

@@ -119,9 +119,9 @@ class Op:
     """The description of one op; calling it is the op's public entry.
 
     params: the arguments in schema order (Tensor, Size, Flag, Choice, Needs). results:
-    Tensors. core: the compiled core's function. ref: the complex tensor that fixes the
-    precision and device (default: the first complex one). contiguous: the core reads
-    contiguous inputs only (copies are made where needed). out: the result that
+    Tensors. core: the compiled core's function. ref: the tensor that fixes the precision
+    and device (default: the first complex one; a real one for an op on real arrays).
+    contiguous: the core reads contiguous inputs only (copies are made where needed). out: the result that
     ``out=`` receives, and in_place the input it may be (then updated in place). train:
     the op is inference only; its backward raises, naming what to train with. direct:
     eager inference on CPU calls the core directly (per-sample ops, where the dispatch
@@ -211,12 +211,16 @@ class Op:
 
         For the fake kernels (under torch.compile and on the meta device they never reach
         the core) and for ops written in PyTorch: the reference is complex64 or
-        complex128, the other tensors of its precision (complex, real or either as
-        described) and on its device, shapes agree on every symbol, options are valid."""
+        complex128 (float32 or float64 when it is real), the other tensors of its
+        precision (complex, real or either as described) and on its device, shapes agree
+        on every symbol, options are valid."""
         rp, ref = self.params[self._ref], args[self._ref]
-        if ref.dtype not in (torch.complex64, torch.complex128):
+        if rp.kind == REAL:  # an op on real arrays: the reference is float32 or float64
+            if ref.dtype not in (torch.float32, torch.float64):
+                raise TypeError(f"{rp.name}: expected a float32 or float64 tensor, got {_dtype_name(ref.dtype)}")
+        elif ref.dtype not in (torch.complex64, torch.complex128):
             raise TypeError(f"{rp.name}: expected a complex64 or complex128 tensor, got {_dtype_name(ref.dtype)}")
-        cplx, real = ref.dtype, ref.dtype.to_real()
+        cplx, real = ref.dtype.to_complex(), ref.dtype.to_real()
         for i in self._tensors:
             p, t = self.params[i], args[i]
             if t is None or i == self._ref:
@@ -259,7 +263,9 @@ class Op:
 
     def _torch_results(self, args, skip=None) -> list:
         ref = args[self._ref]
-        return self._allocate(args, ref.new_empty, _empty_like, ref.dtype, ref.dtype.to_real(), skip)
+        # a real reference's complex partner; any other dtype as it is (the core names it)
+        cplx = ref.dtype.to_complex() if ref.dtype.is_floating_point else ref.dtype
+        return self._allocate(args, ref.new_empty, _empty_like, cplx, ref.dtype.to_real(), skip)
 
     def _returned(self, results: list, skip=None):
         if skip is not None:  # the result out= received: the caller has it

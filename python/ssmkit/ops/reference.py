@@ -163,3 +163,26 @@ def vandermonde_transpose(
     """
     E = _exp_xl(x, u.shape[-1], exact_exponent)
     return v * (u.unsqueeze(-2) * E).sum(dim=-1)
+
+
+# ---- the long convolution -------------------------------------------------------
+
+
+def fft_conv(u: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    r"""Causal convolution along the length, per channel, by a zero-padded FFT (the S4
+    layer's convolution).
+
+    .. math:: y[b, t, h] = \sum_{s \le t} k[0, h, s]\, u[b, t-s, h]
+              \;\Big[+ \sum_{s < L-1-t} k[1, h, s]\, u[b, t+1+s, h]\Big]
+
+    u: real (batch, L, H); k: real (c, H, L), c = 1, or 2 for a bidirectional layer (the
+    second kernel is anticausal: it sees the strictly later inputs). Returns (batch, L, H).
+    """
+    L = u.shape[-2]
+    if u.numel() == 0:  # no outputs (torch.fft refuses empty transforms)
+        return torch.zeros_like(u)
+    x = u.transpose(-1, -2)  # (batch, H, L)
+    kf = k[0] if k.shape[0] == 1 else torch.nn.functional.pad(k[0], (0, L)) + torch.nn.functional.pad(k[1].flip(-1), (L, 0))
+    n = 2 * L  # zero padding: a linear, not circular, convolution
+    y = torch.fft.irfft(torch.fft.rfft(x, n=n) * torch.fft.rfft(kf, n=n), n=n)[..., :L]
+    return y.transpose(-1, -2)
