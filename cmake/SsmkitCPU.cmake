@@ -1,6 +1,6 @@
 # CPU kernels: the family sources compiled once per instruction set, picked at run time.
 #
-# The sources (csrc/cpu/cauchy.cpp, vandermonde.cpp, step.cpp, engine.cpp, fft_conv.cpp) are built
+# The sources (csrc/cpu/cauchy.cpp, vandermonde.cpp, step.cpp, engine.cpp, fft_conv.cpp, probe.cpp) are built
 # into one object library per ISA with that ISA's flags and SSMKIT_ISA set to its name
 # (the code lives in a namespace of that name, so the copies never collide).
 # csrc/cpu/dispatch.cpp, built with baseline flags, asks the CPU what it supports and

@@ -10,7 +10,7 @@ import torch
 from accuracy import assert_close_2x
 from ssmkit import benchmarks
 from ssmkit._accuracy import judge_2x, judge_all
-from ssmkit.benchmarks import Case, Impl
+from ssmkit.benchmarks import Case, Cost, Impl
 from ssmkit.cli import main
 
 
@@ -105,3 +105,31 @@ def test_bench_exits_1_when_a_case_fails_its_check(monkeypatch, capsys):
     assert "1 case(s) failed their check against the reference, not timed: fake broken n=64" in err
     monkeypatch.setattr(benchmarks, "load_cases", lambda families, quick, device, framework: [_passing_case()])
     assert main(["bench", "--quick"]) == 0
+
+
+def test_cost_limit_is_the_bound_that_binds():
+    peaks = {"flop": 100e9, "byte": 10e9}
+    assert Cost(flops=20, bytes=1).limit(peaks) == (5e9, "flop")  # 5e9 units/s by FMA, 1e10 by bandwidth
+    assert Cost(flops=2, bytes=4).limit(peaks) == (2.5e9, "byte")
+    assert Cost(flops=0, bytes=4).limit(peaks) == (2.5e9, "byte")
+
+
+def test_run_rates_every_row_against_the_roofline():
+    case = _passing_case()
+    case.cost = Cost(flops=10, bytes=1)
+    peaks = {"flop": 10e9, "byte": 100e9}  # the FMA limit binds: 1e9 units/s
+    results = benchmarks.run([case, _failing_case()], quick=True, progress=False, peaks=peaks)
+    rated, unrated = results[:2], results[2:]
+    for r in rated:
+        assert r["peak_kind"] == "flop"
+        assert r["of_peak"] == pytest.approx(r["throughput"] * 1e9 / 1e9)
+    assert all(r["of_peak"] is None for r in unrated)  # no cost, and not timed
+    table = benchmarks.format_table(results)
+    assert "of peak" in table.splitlines()[0]
+    assert f"{100 * rated[0]['of_peak']:.1f}% FMA" in table
+
+
+def test_cpu_peaks_are_measured():
+    peaks = benchmarks.device_peaks("cpu")
+    assert peaks["flop"] > 1e8 and peaks["byte"] > 1e7  # any machine that runs the suite
+    assert "measured now" in peaks["method"] and "STREAM triad" in peaks["method"]

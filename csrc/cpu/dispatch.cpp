@@ -137,6 +137,10 @@ int64_t sample_token_cpu(const float* logits, int64_t n, double temperature, dou
   SSMKIT_DISPATCH(sample_token, logits, n, temperature, top_p, u, work)
 }
 
+CpuPeaks measure_cpu_peaks(int64_t fma_iterations, int64_t stream_floats) {
+  SSMKIT_DISPATCH(cpu_peaks, fma_iterations, stream_floats)
+}
+
 const char* cpu_isa() {
   switch (active_isa()) {
     case Isa::avx512: return "avx512";

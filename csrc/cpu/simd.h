@@ -25,6 +25,19 @@
 namespace ssmkit {
 namespace SSMKIT_ISA {
 
+#if SSMKIT_VEC_BYTES >= 32
+// The sum of a 256-bit vector's lanes, halves added first: the order of Simd::hsum.
+inline float hsum256(__m256 v) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+inline double hsum256(__m256d v) {
+  __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+#endif
+
 template <typename T>
 struct Simd {
   static constexpr int W = SSMKIT_VEC_BYTES / sizeof(T);  // lanes
@@ -43,19 +56,20 @@ struct Simd {
   // Sum of the lanes, pairwise (halves added until one lane is left): a chain of
   // log2(W) adds, not W, and no less accurate.
   static inline T hsum(V v) {
-#if SSMKIT_VEC_BYTES == 32
-    if constexpr (sizeof(T) == 4) {
-      __m128 h = _mm_add_ps(_mm256_castps256_ps128((__m256)v), _mm256_extractf128_ps((__m256)v, 1));
-      h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-      return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
-    } else {
-      __m128d h = _mm_add_pd(_mm256_castpd256_pd128((__m256d)v), _mm256_extractf128_pd((__m256d)v, 1));
-      return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
-    }
+#if SSMKIT_VEC_BYTES == 64  // halves in registers (the loop below goes through memory)
+    if constexpr (sizeof(T) == 4)
+      return hsum256(_mm256_add_ps(_mm512_castps512_ps256((__m512)v), _mm512_extractf32x8_ps((__m512)v, 1)));
+    else
+      return hsum256(_mm256_add_pd(_mm512_castpd512_pd256((__m512d)v), _mm512_extractf64x4_pd((__m512d)v, 1)));
+#elif SSMKIT_VEC_BYTES == 32
+    if constexpr (sizeof(T) == 4)
+      return hsum256((__m256)v);
+    else
+      return hsum256((__m256d)v);
 #else
     T b[W];
     std::memcpy(b, &v, sizeof(V));
-    for (int w = W / 2; w > 0; w /= 2)  // the same order as the AVX2 branch
+    for (int w = W / 2; w > 0; w /= 2)  // the same order as hsum256
       for (int i = 0; i < w; ++i) b[i] += b[i + w];
     return b[0];
 #endif

@@ -17,6 +17,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "common.h"
 #include "simd.h"
@@ -333,20 +334,57 @@ void ssm_scan_impl(const ScanParams& p) {
       });
 }
 
-// One step of the planar lane states (n, lane), n < Np: (nr, ni) = dA (pr, pi) + dB u.
-// The state may be updated in place (nr = pr, ni = pi).
-template <typename T>
-inline void step_lanes(const LaneParams<T>& q, int64_t Np, typename Simd<T>::V uu, const T* pr,
-                       const T* pi, T* nr, T* ni) {
+// One step of a state vector: (x_r, x_i) = dA x + dB u. The scan's backward writes
+// every step of the state this way, so its recomputed states are the forward's bits.
+template <typename V>
+inline void step_value(V a_r, V a_i, V b_r, V b_i, V uu, V& x_r, V& x_i) {
+  const V nr = a_r * x_r - a_i * x_i + b_r * uu;
+  const V ni = a_r * x_i + a_i * x_r + b_i * uu;
+  x_r = nr, x_i = ni;
+}
+
+// Calls f(std::integral_constant<int, kB>, n0) over the state vectors [0, Np) in blocks
+// of kB, then single vectors for the rest: a block's vectors live in registers.
+template <int kB, typename F>
+inline void for_state_blocks(int64_t Np, F f) {
+  int64_t n0 = 0;
+  for (; n0 + kB <= Np; n0 += kB) f(std::integral_constant<int, kB>{}, n0);
+  for (; n0 < Np; ++n0) f(std::integral_constant<int, 1>{}, n0);
+}
+
+// Steps state vectors [n0, n0 + kB) of one lane group `steps` times from (xr, xi)
+// (planar (n, lane)), with u from ub (l, lane), keeping them in registers. The state
+// after step j is stored in seg + 2 M (j + 1) (re, then im at + M) when seg is given,
+// the last one in (end_r, end_i) when those are.
+template <typename T, int kB>
+inline void advance_states(const LaneParams<T>& q, int64_t n0, int64_t M, const T* ub, int64_t steps,
+                           const T* xr, const T* xi, T* seg, T* end_r, T* end_i) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int W = S::W;
-  for (int64_t n = 0; n < Np; ++n) {
-    const int64_t o = n * W;
-    const V a_r = S::load(q.ar + o), a_i = S::load(q.ai + o);
-    const V x_r = S::load(pr + o), x_i = S::load(pi + o);
-    S::store(nr + o, a_r * x_r - a_i * x_i + S::load(q.br + o) * uu);
-    S::store(ni + o, a_r * x_i + a_i * x_r + S::load(q.bi + o) * uu);
+  V sr[kB], si[kB], ar[kB], ai[kB], br[kB], bi[kB];
+  for (int k = 0; k < kB; ++k) {
+    const int64_t o = (n0 + k) * W;
+    sr[k] = S::load(xr + o), si[k] = S::load(xi + o);
+    ar[k] = S::load(q.ar + o), ai[k] = S::load(q.ai + o);
+    br[k] = S::load(q.br + o), bi[k] = S::load(q.bi + o);
+  }
+  for (int64_t j = 0; j < steps; ++j) {
+    const V uu = S::load(ub + j * W);
+    for (int k = 0; k < kB; ++k) {
+      step_value(ar[k], ai[k], br[k], bi[k], uu, sr[k], si[k]);
+      if (seg) {
+        T* next = seg + 2 * M * (j + 1) + (n0 + k) * W;
+        S::store(next, sr[k]);
+        S::store(next + M, si[k]);
+      }
+    }
+  }
+  if (end_r) {
+    for (int k = 0; k < kB; ++k) {
+      S::store(end_r + (n0 + k) * W, sr[k]);
+      S::store(end_i + (n0 + k) * W, si[k]);
+    }
   }
 }
 
@@ -358,21 +396,75 @@ inline void step_lanes(const LaneParams<T>& q, int64_t Np, typename Simd<T>::V u
 // A forward pass stores the state every kCkptEvery steps; the reverse pass recomputes
 // each segment's states from its checkpoint. Sums over l are taken per segment, then
 // added up (rounding grows with L / kCkptEvery + kCkptEvery, not with L).
+//
+// The reverse pass over one segment for state vectors [n0, n0 + kB), given the states
+// seg[0..nl] (seg[j]: before the segment's step j): lambda (lr, li) and the segment's
+// sums stay in registers over the segment's steps (the parameters are reloaded from L1),
+// then the sums are added to the totals `tot` (dA, dB, dC; re, im). gub[j] gets the
+// vectors' terms of g_u in order of n.
+template <typename T, int kB>
+inline void reverse_states(const LaneParams<T>& q, int64_t n0, int64_t M, const T* seg, const T* ub,
+                           const T* gyb, int64_t nl, T* lr, T* li, T* const* tot, T* gub) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  const V two = S::splat(2);
+  V carry_r[kB], carry_i[kB], sum[6][kB];
+  for (int k = 0; k < kB; ++k) {
+    const int64_t o = (n0 + k) * W;
+    carry_r[k] = S::load(lr + o), carry_i[k] = S::load(li + o);  // conj(dA) lambda_{l+1}
+    for (auto& s : sum) s[k] = S::zero();
+  }
+  for (int64_t j = nl - 1; j >= 0; --j) {
+    const V uu = S::load(ub + j * W), g = S::load(gyb + j * W), g2 = two * g;
+    const T *pr = seg + 2 * M * j, *pi = pr + M, *xr = pi + M, *xi = xr + M;
+    V gu = S::load(gub + j * W);
+    for (int k = 0; k < kB; ++k) {
+      const int64_t o = (n0 + k) * W;
+      const V a_r = S::load(q.ar + o), a_i = S::load(q.ai + o);
+      const V b_r = S::load(q.br + o), b_i = S::load(q.bi + o);
+      const V c_r = S::load(q.cr + o), c_i = S::load(q.ci + o);
+      const V p_r = S::load(pr + o), p_i = S::load(pi + o);
+      const V lam_r = carry_r[k] + g2 * c_r;  // lambda_l
+      const V lam_i = carry_i[k] - g2 * c_i;
+      gu += lam_r * b_r + lam_i * b_i;
+      sum[0][k] = sum[0][k] + p_r * lam_r + p_i * lam_i;
+      sum[1][k] = sum[1][k] + p_r * lam_i - p_i * lam_r;
+      sum[2][k] = sum[2][k] + uu * lam_r;
+      sum[3][k] = sum[3][k] + uu * lam_i;
+      const V x_r = S::load(xr + o), x_i = S::load(xi + o);  // state_l
+      sum[4][k] = sum[4][k] + g2 * x_r;
+      sum[5][k] = sum[5][k] - g2 * x_i;
+      carry_r[k] = a_r * lam_r + a_i * lam_i;  // conj(dA) lambda_l
+      carry_i[k] = a_r * lam_i - a_i * lam_r;
+    }
+    S::store(gub + j * W, gu);
+  }
+  for (int k = 0; k < kB; ++k) {
+    const int64_t o = (n0 + k) * W;
+    S::store(lr + o, carry_r[k]);
+    S::store(li + o, carry_i[k]);
+    for (int c = 0; c < 6; ++c) S::store(tot[c] + o, S::load(tot[c] + o) + sum[c][k]);
+  }
+}
+
 template <typename T>
 void ssm_scan_backward_impl(const ScanBackwardParams& p) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int W = S::W;
+  constexpr int kForwardBlock = kScanNBlock;  // states in registers when stepping forward
+  constexpr int kReverseBlock = 2;            // ... in the reverse pass (more values each)
   const int64_t H = p.H, L = p.L, N = p.N, Np = N > 0 ? N : 1;
   const int64_t groups = ceil_div(H, W), segs = ceil_div(L, kCkptEvery);
   if (p.batch == 0 || H == 0) return;
   const int64_t M = Np * W;  // one planar (n, lane) array
   const int64_t per_thread =
-      7 * M + W + 2 * M          // parameters, state
+      6 * M + W + 2 * M          // parameters, state
       + 2 * M                    // carry (lambda)
-      + 6 * M + 6 * M + 2 * W    // gradient totals and per-segment sums (dA, dB, dC; D)
-      + 2 * M * (segs + 1)       // checkpoints
-      + 2 * M * kCkptEvery       // the states of one segment
+      + 6 * M + 2 * W            // gradient totals (dA, dB, dC; D) and the segment's D sum
+      + 2 * M * (segs + 1)       // checkpoints and the final state
+      + 2 * M * (kCkptEvery + 1) // the states of one segment
       + 3 * kCkptEvery * W;      // u, gy, gu of one segment
   parallel_tasks(
       p.batch * groups, p.batch * L * H * N, [&] { return Scratch<T>(per_thread); },
@@ -383,79 +475,57 @@ void ssm_scan_backward_impl(const ScanBackwardParams& p) {
         LaneParams<T> q;
         q.ar = take(M), q.ai = take(M), q.br = take(M), q.bi = take(M);
         q.cr = take(M), q.ci = take(M), q.d = take(W);
-        take(M);  // (spare, keeps the count above simple)
         T *xr = take(M), *xi = take(M), *lr = take(M), *li = take(M);
         T *gar = take(M), *gai = take(M), *gbr = take(M), *gbi = take(M), *gcr = take(M),
-          *gci = take(M), *gd = take(W);
-        T *sar = take(M), *sai = take(M), *sbr = take(M), *sbi = take(M), *scr = take(M),
-          *sci = take(M), *sd = take(W);
+          *gci = take(M), *gd = take(W), *sd = take(W);
         T* ckpt = take(2 * M * (segs + 1));
-        T* seg = take(2 * M * kCkptEvery);
+        T* seg = take(2 * M * (kCkptEvery + 1));
         T *ub = take(kCkptEvery * W), *gyb = take(kCkptEvery * W), *gub = take(kCkptEvery * W);
         load_lane_params<T>(p.dA, p.dB, p.dC, p.D, H, N, Np, h0, q);
         load_lane_state<T>(p.state0, bi, H, N, Np, h0, xr, xi);
         load_lane_state<T>(p.gstate, bi, H, N, Np, h0, lr, li);
-        T* tot[] = {gar, gai, gbr, gbi, gcr, gci};  // plain arrays: no std templates here
-        T* part[] = {sar, sai, sbr, sbi, scr, sci};
+        T* const tot[] = {gar, gai, gbr, gbi, gcr, gci};  // plain arrays: no std templates here
         for (T* a : tot) std::memset(a, 0, sizeof(T) * M);
         std::memset(gd, 0, sizeof(T) * W);
         const T* u = static_cast<const T*>(p.u);
         const T* gy = static_cast<const T*>(p.gy);
 
-        // Forward: checkpoint k holds the state before step k * kCkptEvery.
-        for (int64_t s = 0; s < segs; ++s) {
+        // Forward: checkpoint k holds the state before step k * kCkptEvery, the last
+        // one the final state.
+        for (int64_t s = 0; s <= segs; ++s) {
           std::memcpy(ckpt + 2 * M * s, xr, sizeof(T) * M);
           std::memcpy(ckpt + 2 * M * s + M, xi, sizeof(T) * M);
+          if (s == segs) break;
           const int64_t l0 = s * kCkptEvery, nl = imin(kCkptEvery, L - l0);
           gather_lanes(u, bi, L, H, l0, nl, h0, ub);
-          for (int64_t j = 0; j < nl; ++j) step_lanes(q, Np, S::load(ub + j * W), xr, xi, xr, xi);
+          for_state_blocks<kForwardBlock>(Np, [&](auto B, int64_t n0) {
+            advance_states<T, decltype(B)::value>(q, n0, M, ub, nl, xr, xi, nullptr, xr, xi);
+          });
         }
 
-        const V dv = S::load(q.d), two = S::splat(2);
+        const V dv = S::load(q.d);
         for (int64_t s = segs - 1; s >= 0; --s) {
           const int64_t l0 = s * kCkptEvery, nl = imin(kCkptEvery, L - l0);
           gather_lanes(u, bi, L, H, l0, nl, h0, ub);
           gather_lanes(gy, bi, L, H, l0, nl, h0, gyb);
-          // seg[j] = the state before step l0 + j
+          // seg[j] = the state before step l0 + j, j <= nl (the recomputed states are the
+          // forward's bits: the same steps from the same checkpoint)
           std::memcpy(seg, ckpt + 2 * M * s, sizeof(T) * 2 * M);
-          for (int64_t j = 0; j + 1 < nl; ++j) {
-            const T *pr = seg + 2 * M * j, *pi = pr + M;
-            T *nr = seg + 2 * M * (j + 1), *ni = nr + M;
-            step_lanes(q, Np, S::load(ub + j * W), pr, pi, nr, ni);
-          }
-          for (T* a : part) std::memset(a, 0, sizeof(T) * M);
+          for_state_blocks<kForwardBlock>(Np, [&](auto B, int64_t n0) {
+            advance_states<T, decltype(B)::value>(q, n0, M, ub, nl - 1, seg, seg + M, seg, nullptr, nullptr);
+          });
+          std::memcpy(seg + 2 * M * nl, ckpt + 2 * M * (s + 1), sizeof(T) * 2 * M);
+          std::memset(gub, 0, sizeof(T) * nl * W);
+          for_state_blocks<kReverseBlock>(Np, [&](auto B, int64_t n0) {
+            reverse_states<T, decltype(B)::value>(q, n0, M, seg, ub, gyb, nl, lr, li, tot, gub);
+          });
           std::memset(sd, 0, sizeof(T) * W);
           for (int64_t j = nl - 1; j >= 0; --j) {
-            const V uu = S::load(ub + j * W), g = S::load(gyb + j * W), g2 = two * g;
-            const T *pr = seg + 2 * M * j, *pi = pr + M;
-            V gu = S::zero();
-            for (int64_t n = 0; n < Np; ++n) {
-              const int64_t o = n * W;
-              const V a_r = S::load(q.ar + o), a_i = S::load(q.ai + o);
-              const V b_r = S::load(q.br + o), b_i = S::load(q.bi + o);
-              const V c_r = S::load(q.cr + o), c_i = S::load(q.ci + o);
-              const V p_r = S::load(pr + o), p_i = S::load(pi + o);
-              const V lam_r = S::load(lr + o) + g2 * c_r;   // lambda_l
-              const V lam_i = S::load(li + o) - g2 * c_i;
-              gu += lam_r * b_r + lam_i * b_i;
-              S::store(sar + o, S::load(sar + o) + p_r * lam_r + p_i * lam_i);
-              S::store(sai + o, S::load(sai + o) + p_r * lam_i - p_i * lam_r);
-              S::store(sbr + o, S::load(sbr + o) + uu * lam_r);
-              S::store(sbi + o, S::load(sbi + o) + uu * lam_i);
-              const V x_r = a_r * p_r - a_i * p_i + b_r * uu;  // state_l
-              const V x_i = a_r * p_i + a_i * p_r + b_i * uu;
-              S::store(scr + o, S::load(scr + o) + g2 * x_r);
-              S::store(sci + o, S::load(sci + o) - g2 * x_i);
-              S::store(lr + o, a_r * lam_r + a_i * lam_i);  // conj(dA) lambda_l
-              S::store(li + o, a_r * lam_i - a_i * lam_r);
-            }
-            S::store(gub + j * W, p.D ? gu + dv * g : gu);
-            S::store(sd, S::load(sd) + g * uu);
+            const V g = S::load(gyb + j * W);
+            if (p.D) S::store(gub + j * W, S::load(gub + j * W) + dv * g);
+            S::store(sd, S::load(sd) + g * S::load(ub + j * W));
           }
           if (p.gu) scatter_lanes(static_cast<T*>(p.gu), bi, L, H, l0, nl, h0, gub);
-          for (int k = 0; k < 6; ++k)
-            for (int64_t i = 0; i < M; i += W)
-              S::store(tot[k] + i, S::load(tot[k] + i) + S::load(part[k] + i));
           S::store(gd, S::load(gd) + S::load(sd));
         }
         if (p.gdA) store_lane_state<T>(p.gdA, bi, H, N, h0, gar, gai);

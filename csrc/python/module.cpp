@@ -219,6 +219,20 @@ PYBIND11_MODULE(_C, m) {
         return d;
       },
       py::arg("index"), "SM count, compute capability, clocks and memory bus width of a CUDA device");
+  m.def(
+      "cpu_peaks",
+      [](int64_t fma_iterations, int64_t stream_floats) {
+        CpuPeaks r;
+        {
+          py::gil_scoped_release release;
+          r = measure_cpu_peaks(fma_iterations, stream_floats);
+        }
+        py::dict d;
+        d["flop"] = r.flops, d["byte"] = r.bytes_per_s, d["threads"] = r.threads;
+        return d;
+      },
+      py::arg("fma_iterations"), py::arg("stream_floats"),
+      "Measured FP32 FMA throughput (flop/s) and STREAM triad bandwidth (byte/s) on the kernels' threads");
   m.def("get_num_threads", &num_threads, "Threads the CPU kernels use");
   m.def("set_num_threads", &set_num_threads, py::arg("n"),
       "Set the threads the CPU kernels use (for calls from this thread)");

@@ -14,6 +14,7 @@
   void engine_run(const EngineParams& p);                                                 \
   int64_t sample_token(const float* logits, int64_t n, double temperature, double top_p, \
                        double u, double* work);                                           \
+  CpuPeaks cpu_peaks(int64_t fma_iterations, int64_t stream_floats);                      \
   }
 
 namespace ssmkit {

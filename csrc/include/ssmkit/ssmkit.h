@@ -251,6 +251,16 @@ const char* cpu_isas_compiled();
 int num_threads();
 void set_num_threads(int n);
 
+// The machine's limits as the CPU kernels can use them (csrc/cpu/probe.cpp): FP32
+// operations per second of FMAs with the chosen ISA's vectors on num_threads() threads
+// (an FMA counts 2), and STREAM triad bandwidth over arrays of stream_floats floats each.
+struct CpuPeaks {
+  double flops;
+  double bytes_per_s;
+  int threads;
+};
+CpuPeaks measure_cpu_peaks(int64_t fma_iterations, int64_t stream_floats);
+
 // Makes CUDA device `index` current for its lifetime and restores the previous one
 // (callers launch on the device that holds their arrays). A no-op without CUDA.
 class CudaDeviceGuard {

@@ -7,7 +7,10 @@ call, so timing measures the call and nothing else. :func:`run` first checks ssm
 result against the float64 ground truth by the 2x rule (:mod:`ssmkit._accuracy`; the
 check is the case's ``check``, outside the timing), then times every impl of a case that
 passed side by side in one process and reports throughput and the ratio to ssmkit; a
-case that fails is reported, not timed.
+case that fails is reported, not timed. Each row is also rated against the roofline of
+the machine (:func:`device_peaks`, measured at the start of a CPU run): the case's
+:class:`Cost` per work unit says which limit bounds it, FMA throughput or memory
+bandwidth, and how close the row comes to it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,22 @@ class Impl:
     work: float  # work units fn processes (a baseline may run on a subset of rows)
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What one work unit costs ssmkit's kernel: FP32 operations (an FMA counts 2, a
+    division or a transcendental function 1) and bytes of memory traffic that cannot be
+    avoided (inputs read and outputs written once)."""
+
+    flops: float
+    bytes: float
+
+    def limit(self, peaks: dict) -> tuple[float, str]:
+        """(work units per second at the roofline, "flop" or "byte": the limit that bounds it)."""
+        by_flop = peaks["flop"] / self.flops if self.flops else math.inf
+        by_byte = peaks["byte"] / self.bytes if self.bytes else math.inf
+        return (by_flop, "flop") if by_flop <= by_byte else (by_byte, "byte")
+
+
 @dataclass
 class Case:
     family: str  # "cauchy"
@@ -47,9 +66,8 @@ class Case:
     # reference by the 2x rule, with the float32 reference's own error as the yardstick
     check: Callable[[], Verdict]
     note: str = ""  # e.g. "reference timed on 128 of 1024 rows"
-    # What one work unit costs ssmkit's kernel, for its fraction of a GPU's peak:
-    # ("flop", FP32 operations) or ("byte", bytes of memory traffic); None: not rated.
-    cost: tuple[str, float] | None = None
+    # What one work unit costs, for each row's fraction of the roofline; None: not rated.
+    cost: Cost | None = None
 
 
 # family -> module whose cases(quick: bool, device: str) -> list[Case]; the layer and
@@ -154,13 +172,31 @@ def synced(fn: Callable[[], object], device: str) -> Callable[[], object]:
 # FP32 lanes per SM where it is not 128 (CUDA C Programming Guide, "Arithmetic Instructions").
 _FP32_LANES = {(6, 0): 64, (7, 0): 64, (7, 2): 64, (7, 5): 64, (8, 0): 64}
 
+# The CPU probes (csrc/cpu/probe.cpp), about a second together: FMA iterations per chain
+# and thread, and the triad's array length (3 x 64 MiB, larger than any last-level cache).
+_CPU_PROBE = {"fma_iterations": 20_000_000, "stream_floats": 1 << 24}
 
-def device_peaks(device: str) -> dict[str, float] | None:
-    """FP32 operations/s and memory bytes/s of the current CUDA device, from its attributes:
-    SMs x clock x FP32 lanes per SM x 2 (an FMA is two operations), and memory clock x 2
-    (double data rate) x bus width. None on the CPU."""
+
+def device_peaks(device: str) -> dict:
+    """The roofline's two limits: FP32 operations/s ("flop") and memory bytes/s ("byte"),
+    with how they were found ("method").
+
+    CPU: measured now, on ssmkit's threads with the ISA its kernels use: independent FMA
+    chains in registers (best of 3), and STREAM's triad a = b + s c over three arrays far
+    larger than the caches (best of 5, 12 bytes per element as STREAM counts); a case
+    whose data stays in cache can go past the bandwidth limit. CUDA: from
+    the device's attributes: SMs x clock x FP32 lanes per SM x 2 (an FMA is two
+    operations), and memory clock x 2 (double data rate) x bus width."""
     if device == "cpu":
-        return None
+        measured = _C.cpu_peaks(**_CPU_PROBE)
+        isa = _C.build_info()["cpu_isa"]
+        mib = 4 * _CPU_PROBE["stream_floats"] / 2**20
+        return {
+            "flop": measured["flop"],
+            "byte": measured["byte"],
+            "method": f"measured now on {measured['threads']} threads: FP32 FMA chains in {isa} registers "
+            f"(best of 3); STREAM triad over 3 x {mib:.0f} MiB arrays (best of 5)",
+        }
     import torch
 
     f = _C.cuda_device_facts(torch.cuda.current_device())
@@ -168,19 +204,21 @@ def device_peaks(device: str) -> dict[str, float] | None:
     return {
         "flop": f["sm_count"] * f["clock_khz"] * 1e3 * lanes * 2,
         "byte": f["memory_clock_khz"] * 1e3 * 2 * f["memory_bus_bits"] / 8,
+        "method": "from the device's attributes",
     }
 
 
-def run(cases: list[Case], *, quick: bool, progress: bool, device: str = "cpu") -> list[dict]:
+def run(cases: list[Case], *, quick: bool, progress: bool, device: str = "cpu", peaks: dict | None = None) -> list[dict]:
     """Check, then time, every impl of every case; one dict per (case, impl), ready for JSON.
 
     ``check`` is the verdict of the case's check (on every row of the case), ``valid``
     whether it passed; a case that fails is not timed (its timing fields are None).
     ``x_ssmkit`` is ssmkit's throughput over the impl's: how many times faster ssmkit is.
-    On a GPU, ``of_peak`` is the fraction of the device's FP32 or memory-bandwidth peak
-    that ssmkit's kernel reaches, by the case's cost per work unit (ssmkit's rows only).
+    With ``peaks`` (:func:`device_peaks`), ``of_peak`` is the row's throughput over the
+    roofline's at the case's cost per work unit, and ``peak_kind`` the limit that bounds
+    it ("flop": FMA throughput, "byte": memory bandwidth); every row of a case is rated
+    by the same cost, the work as ssmkit's kernel does it.
     """
-    peaks = device_peaks(device)
     steps = sum(len(case.impls) for case in cases)
     step = 0
     results = []
@@ -198,11 +236,9 @@ def run(cases: list[Case], *, quick: bool, progress: bool, device: str = "cpu") 
                 _report_progress(f"[{step}/{steps}] {case.family} {case.name} {case.shape}: {impl_name}")
             timings[impl_name] = time_impl(Impl(synced(impl.fn, device), impl.work), **TIMING[quick])
         ssmkit_throughput = next(iter(timings.values()))["throughput"]
-        for i, (impl_name, timing) in enumerate(timings.items()):
-            of_peak = None
-            if peaks and case.cost and i == 0 and verdict.ok:
-                kind, per_unit = case.cost
-                of_peak = timing["throughput"] * 1e9 * per_unit / peaks[kind]
+        limit, kind = case.cost.limit(peaks) if peaks and case.cost else (None, None)
+        for impl_name, timing in timings.items():
+            of_peak = timing["throughput"] * 1e9 / limit if limit and verdict.ok else None
             results.append(
                 {
                     "family": case.family,
@@ -215,7 +251,7 @@ def run(cases: list[Case], *, quick: bool, progress: bool, device: str = "cpu") 
                     **timing,
                     "x_ssmkit": ssmkit_throughput / timing["throughput"] if verdict.ok else None,
                     "of_peak": of_peak,
-                    "peak_kind": case.cost[0] if of_peak is not None else None,
+                    "peak_kind": kind if of_peak is not None else None,
                     "note": case.note,
                 }
             )
@@ -230,7 +266,7 @@ def format_table(results: list[dict]) -> str:
     check column stands on ssmkit's row of each case; a case that failed it has no times."""
     notes: list[str] = []
     rows = []
-    rated = any(r.get("of_peak") is not None for r in results)  # a GPU run
+    rated = any(r.get("of_peak") is not None for r in results)
     for r in results:
         case = r["case"]
         if r["note"]:
@@ -261,7 +297,7 @@ def format_table(results: list[dict]) -> str:
 def _peak_cell(r: dict) -> str:
     if r.get("of_peak") is None:
         return ""
-    return f"{100 * r['of_peak']:.1f}% {'FP32' if r['peak_kind'] == 'flop' else 'mem BW'}"
+    return f"{100 * r['of_peak']:.1f}% {'FMA' if r['peak_kind'] == 'flop' else 'mem BW'}"
 
 
 def _cpu_model() -> str:

@@ -20,7 +20,7 @@ import torch
 
 from .._accuracy import judge_all
 from ..ops import cauchy, reference
-from . import Case, Impl
+from . import Case, Cost, Impl
 
 STANDARD_SHAPES = [(1024, 32, 2049), (1024, 32, 8193)]  # (rows, N pairs, L)
 QUICK_SHAPES = [(16, 8, 129)]
@@ -117,9 +117,20 @@ def _reference_rows(rows: int, N: int, L: int, direction: str, dtype=torch.compl
     return min(rows, 2 ** int(math.log2(max(fit, 1))))
 
 
-# FP32 operations per term of ssmkit's forward kernel: its fused conjugate-pair form
-# (csrc/cuda/cauchy.cu) does 25 per pair, counting an FMA as 2 and a division as 1.
-FORWARD_FLOPS_PER_TERM = 12.5
+# FP32 operations per term of ssmkit's kernels (csrc/cpu/cauchy.cpp, csrc/cuda/cauchy.cu),
+# an FMA counting 2 and a division 1: the forward's fused conjugate-pair form does 25 per
+# pair; the backward 56 per pair (the differences 4, two reciprocals 10, the four real
+# and imaginary parts 4, the squares 8, the S1 and S2 sums 24, the T sum 10; its
+# combinations of reciprocals and squares are shared between the sums).
+FLOPS_PER_TERM = {"forward": 12.5, "backward": 28}
+
+
+def cost(direction: str, rows: int, N: int, L: int) -> Cost:
+    """Per term: the flops above, and complex64 inputs read and outputs written once
+    (forward: v, w, z in, the product out; backward: also the output gradient in, and
+    dv, dw and the per-row dz (summed over rows by torch) out)."""
+    values = rows * L + 2 * rows * N + L if direction == "forward" else 2 * rows * L + 4 * rows * N + L
+    return Cost(FLOPS_PER_TERM[direction], 8 * values / (rows * 2 * N * L))
 
 
 def cases(quick: bool, device: str = "cpu") -> list[Case]:
@@ -145,6 +156,6 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
             if checked < rows:
                 note += ("; " if note else "") + f"checked on {checked} rows"
             check = _check(direction, v[:checked], z, w[:checked])
-            cost = ("flop", FORWARD_FLOPS_PER_TERM) if direction == "forward" else None
-            result.append(Case("cauchy", direction, f"rows={rows} N={N} L={L}", "G terms/s", impls, check, note, cost))
+            result.append(Case("cauchy", direction, f"rows={rows} N={N} L={L}", "G terms/s", impls, check, note,
+                               cost(direction, rows, N, L)))  # fmt: skip
     return result

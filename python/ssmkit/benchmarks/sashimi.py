@@ -20,7 +20,7 @@ import torch
 
 from .. import _C
 from .._accuracy import judge_2x
-from . import Case, Impl
+from . import Case, Cost, Impl
 
 UNIT = "k samples/s"
 SCALE = 1e6  # run() reports work / seconds / 1e9: work in millionths of a sample gives k samples/s
@@ -82,6 +82,27 @@ def _engine(model, reference, batch):
     return run, CHUNK * batch * SCALE, check
 
 
+def cost(model, batch: int) -> Cost:
+    """Per sample of one stream: 2 flops per weight of every linear map used (the S4
+    layers' output linears, the feed-forwards, the pooling maps, the decoder) and 30 per
+    DPLR state update (benchmarks.step.DPLR_FLOPS), each stage's share divided by its rate;
+    bytes: those weights read once per step, shared by the batch's streams, and the S4
+    states read and written (layer norms, biases and activations are not counted)."""
+    from ..nn import S4
+    from .step import DPLR_FLOPS
+
+    weights, updates = 0.0, 0.0  # per full-rate step of one stream
+    for blocks, rate in model.stages():
+        for block in blocks:
+            linears = [m for m in block.modules() if isinstance(m, torch.nn.Linear)]
+            weights += sum(m.weight.numel() for m in linears) / rate
+            updates += sum(m.d_model * m.d_state // 2 for m in block.modules() if isinstance(m, S4)) / rate
+    for k, pools in enumerate(zip(model.down_pools, model.up_pools)):  # a pooling map steps once per block
+        weights += sum(pool.linear.weight.numel() for pool in pools) / model.rates[k + 1]
+    weights += model.decoder.weight.numel()
+    return Cost(2 * weights + DPLR_FLOPS * updates, 4 * weights / batch + 16 * updates)
+
+
 def cases(quick: bool, device: str = "cpu") -> list[Case]:
     if device != "cpu":  # CPU runs only (see FAMILIES)
         return []
@@ -98,11 +119,13 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
         fn, work, check = _engine(model, reference, batch)
         step_fn, step_work = _stepper(model, batch)
         ref_fn, ref_work = _stepper(reference, batch)
+        per_sample = cost(model, batch)
         out.append(Case("sashimi", "generate (recurrent steps)", f"{shape} batch={batch}", UNIT, {
             "ssmkit": Impl(fn, work),
             "step": Impl(step_fn, step_work),
             "reference": Impl(ref_fn, ref_work),
-        }, check, note=f"torch threads: {torch.get_num_threads()}, ssmkit threads: {_C.get_num_threads()}"))  # fmt: skip
+        }, check, note=f"torch threads: {torch.get_num_threads()}, ssmkit threads: {_C.get_num_threads()}",
+           cost=Cost(per_sample.flops / SCALE, per_sample.bytes / SCALE)))  # fmt: skip
     return out
 
 

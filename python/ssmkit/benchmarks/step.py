@@ -13,7 +13,7 @@ import torch
 from .. import ops
 from .._accuracy import judge_all
 from ..ops import reference
-from . import Case, Impl
+from . import Case, Cost, Impl
 
 UNIT = "G state updates/s"
 
@@ -62,10 +62,31 @@ def _in_place(step):
     return call
 
 
-# Memory traffic per state update that bounds the GPU kernels (complex64 state, float32 u, y):
-# a step reads and writes the state (8 + 8 bytes); the scan keeps the state on chip and
-# only reads u and writes y, 8 bytes per (batch, l, h), that is 8/N per state update.
-STEP_BYTES_PER_UPDATE = 16
+# What one state update costs (csrc/cpu/step.h, dplr.h), an FMA counting 2 and a division
+# or a transcendental function 1, and the bytes it must move (complex64 state and
+# parameters, float32 u and y).
+# discretize (zoh): dt A, exp, cos, sin, their product, (dA - 1) / A, times B; reads A, B
+# and writes dA, dB.
+DISCRETIZE = Cost(flops=24, bytes=32)
+
+
+def step_cost(batch: int, params: int, flops: float) -> Cost:
+    """A step reads and writes the state (8 + 8 bytes) and reads `params` complex
+    parameters per (h, n) once per call, shared by the batch."""
+    return Cost(flops, 16 + 8 * params / batch)
+
+
+# ssm_step and ssm_scan: dA x (6) + dB u (4) and 2 Re(dC x) (4) per update.
+STEP_FLOPS = 14
+# dplr_step, rank 1: 2 Re(P^* x) (4), a x + b u - Pd s (14), 2 Re(P^* w) (4), the
+# correction (4) and 2 Re(C x') (4); its parameters a, b, P, Pd, C.
+DPLR_FLOPS, DPLR_PARAMS = 30, 5
+# ssm_scan forward and backward: the forward (14); the backward's checkpoint pass and its
+# recomputation of each segment (10 each: the state step), and the reverse step (30:
+# lambda 4, g_u 4, the dA sum 8, dB 4, dC 4, the carry conj(dA) lambda 6). The scan keeps
+# the state on chip: its traffic is u and y (forward), u, the output gradient and g_u
+# (backward), 20 bytes per (batch, l, h).
+SCAN_FLOPS, SCAN_FWD_BWD_FLOPS = 14, 64
 
 
 def _graph_steps(step, steps):
@@ -103,7 +124,8 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
     out.append(Case("step", "discretize zoh", f"H={H} N={N}", UNIT, {
         "ssmkit": Impl(lambda: ops.discretize(dt, A, B, method="zoh"), H * N),
         "torch ops": Impl(disc_torch, H * N),
-    }, _check(("dA", "dB"), lambda *a: ops.discretize(*a, method="zoh"), lambda *a: reference.discretize(*a, "zoh"), dt, A, B)))  # fmt: skip
+    }, _check(("dA", "dB"), lambda *a: ops.discretize(*a, method="zoh"), lambda *a: reference.discretize(*a, "zoh"), dt, A, B),
+       cost=DISCRETIZE))  # fmt: skip
 
     xs = x.clone()
 
@@ -123,7 +145,7 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
         "state copy (floor)": Impl(lambda: x_copy.copy_(x), batch * H * N),
     }, step_check, note="in place (out=state), eager, no grad, call overhead included; 'state copy' reads and "
             "writes the state once, as any step must: the memory-traffic floor",
-       cost=("byte", STEP_BYTES_PER_UPDATE)))  # fmt: skip
+       cost=step_cost(batch, 3, STEP_FLOPS)))  # fmt: skip
 
     if device != "cpu":  # the step as generation runs it: replayed from a CUDA graph
         steps = 100
@@ -131,7 +153,7 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
         out.append(Case("step", "ssm_step (CUDA graph)", shape, UNIT, {
             "ssmkit": Impl(graph.replay, steps * batch * H * N),
         }, step_check, note=f"{steps} in-place steps captured in one CUDA graph; time per replay / {steps} = time per step",
-           cost=("byte", STEP_BYTES_PER_UPDATE)))  # fmt: skip
+           cost=step_cost(batch, 3, STEP_FLOPS)))  # fmt: skip
 
     def torch_loop():
         xx = torch.zeros_like(x)
@@ -147,7 +169,7 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
     }, _check(("y", "final state"), ops.ssm_scan, reference.ssm_scan, us[:, :loop_L], dA, dB, C, D),
        note=f"the PyTorch loop is timed over {loop_L} of the {L} steps; throughput scales linearly; "
             f"checked over the first {loop_L} steps",
-       cost=("byte", 8 / N)))  # fmt: skip
+       cost=Cost(SCAN_FLOPS, 8 / N)))  # fmt: skip
 
     usg = us.clone().requires_grad_()
     dAg, dBg, Cg = (t.clone().requires_grad_() for t in (dA, dB, C))
@@ -169,7 +191,8 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
     }, _check(("du", "ddA", "ddB", "ddC"), scan_grads(ops.ssm_scan), scan_grads(reference.ssm_scan),
               grad_u, dA, dB, C, D, grad_y),
        note="forward plus the reverse-scan backward (grads of u, dA, dB, dC); gradients checked over the first "
-            f"{loop_L} steps of {grad_u.shape[0]} sequences"))  # fmt: skip
+            f"{loop_L} steps of {grad_u.shape[0]} sequences",
+       cost=Cost(SCAN_FWD_BWD_FLOPS, 20 / N)))  # fmt: skip
 
     # DPLR (S4) step: rank 1, against S4's dense step (an (H, N, N) complex matvec)
     r = 1
@@ -199,11 +222,12 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
                       lambda *a: 2 * reference.dplr_step(*a), xs, us, dt, A, P, B, C, D)  # fmt: skip
 
     out.append(Case("step", "dplr_step r=1", shape, UNIT, dplr_pair(x, u), dplr_check(x, u),
-                    note="S4's dense step: (H, N, N) complex matrix times the state, per batch element"))
+                    note="S4's dense step: (H, N, N) complex matrix times the state, per batch element",
+                    cost=step_cost(batch, DPLR_PARAMS, DPLR_FLOPS)))
     # the same at batch 1, as autoregressive generation (SaShiMi) steps one sample
     out.append(Case("step", "dplr_step r=1 (generation)", f"batch=1 H={H} N={N}", UNIT, dplr_pair(x[:1], u[:1]),
                     dplr_check(x[:1], u[:1]),
                     note="one sample per step, as generation runs it; at this size the Python call overhead "
-                    "(~15 us) is most of the time"))
+                    "(~15 us) is most of the time", cost=step_cost(1, DPLR_PARAMS, DPLR_FLOPS)))
     return out
 

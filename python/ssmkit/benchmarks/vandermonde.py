@@ -11,14 +11,24 @@ from __future__ import annotations
 import math
 
 from .._accuracy import judge_all
-from . import Case, Impl
+from . import Case, Cost, Impl
 
 FAMILY = "vandermonde"
-# FP32 operations per term of ssmkit's kernels (csrc/cuda/vandermonde.cu), an FMA counting 2:
-# the forward's real part is two FMAs per pair (two terms); the transpose with real u is
-# two FMAs per term (the table products are O(N) per 1024 values of l and not counted).
-FORWARD_FLOPS_PER_TERM = 2
-TRANSPOSE_FLOPS_PER_TERM = 4
+# FP32 operations per term of ssmkit's kernels (csrc/cpu/vandermonde.cpp, csrc/cuda/vandermonde.cu),
+# an FMA counting 2: the forward's real part is two FMAs per pair (two terms); the
+# backward with a real gradient four per pair (the sums P and Q, re and im); the transpose
+# with real u two per term (the table products are O(N) per 1024 values of l and not counted).
+FLOPS_PER_TERM = {"forward": 2, "backward": 4, "transpose": 4}
+
+
+def cost(case: str, rows: int, N: int, L: int) -> Cost:
+    """Per term (2 N L per row for forward and backward, N L for the transpose): the flops
+    above, and the inputs read and outputs written once (complex64 v, x in; the real
+    (rows, L) output, gradient or u; dv, dx out of the backward, the (rows, N) complex
+    output of the transpose)."""
+    per_row = {"forward": 4 * L + 16 * N, "backward": 4 * L + 32 * N, "transpose": 4 * L + 24 * N}[case]
+    terms = (N * L if case == "transpose" else 2 * N * L)
+    return Cost(FLOPS_PER_TERM[case], per_row / terms)
 UNIT = "G terms/s"
 
 
@@ -72,17 +82,17 @@ def _shape_cases(rows, N, L, ref_rows, device="cpu"):
             "ssmkit": Impl(lambda: vandermonde(v, x, L), fwd),
             "torch reference": Impl(lambda: reference.vandermonde(vs, xs, L), fwd_ref),
         }, check(["out"], lambda v, x: [vandermonde(v, x, L)], forward_check, vs, xs),
-           note, ("flop", FORWARD_FLOPS_PER_TERM)),
+           note, cost("forward", rows, N, L)),
         Case(FAMILY, "backward", shape, UNIT, {
             "ssmkit": Impl(backward(lambda v, x: vandermonde(v, x, L), v, x, g), fwd),
             "torch reference": Impl(backward(lambda v, x: reference.vandermonde(v, x, L), vs, xs, gs), fwd_ref),
         }, check(["dv", "dx"], lambda v, x, g: backward(lambda v, x: vandermonde(v, x, L), v, x, g)(), backward_check, vs, xs, gs),
-           note + "; backward = gradients of v and x only"),
+           note + "; backward = gradients of v and x only", cost("backward", rows, N, L)),
         Case(FAMILY, "transpose", shape + " (u real)", UNIT, {
             "ssmkit": Impl(lambda: vandermonde_transpose(u, v, x), rows * N * L),
             "torch reference": Impl(lambda: reference.vandermonde_transpose(us, vs, xs), ref_rows * N * L),
         }, check(["out"], lambda u, v, x: [vandermonde_transpose(u, v, x)], transpose_check, us, vs, xs),
-           note, ("flop", TRANSPOSE_FLOPS_PER_TERM)),
+           note, cost("transpose", rows, N, L)),
     ]  # fmt: skip
 
 

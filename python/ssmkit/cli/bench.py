@@ -21,7 +21,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=thread_count, metavar="N", help="threads for ssmkit and torch")
     p.add_argument(
         "--device", choices=["cpu", "cuda"], default="cpu",
-        help="where the kernels and the torch baselines run (cuda: the current GPU, with the fraction of its peak)",
+        help="where the kernels and the torch baselines run (cuda: the current GPU)",
     )  # fmt: skip
     p.add_argument(
         "--framework", choices=["torch", "jax"], default="torch",
@@ -54,16 +54,19 @@ def run(args: argparse.Namespace) -> int:
         f"torch {machine['torch']} with {machine['torch_threads']} threads",
         flush=True,
     )
+    peaks = benchmarks.device_peaks(args.device)
+    machine["peaks"] = peaks
     if args.device == "cuda":
-        peaks = benchmarks.device_peaks("cuda")
-        machine |= {"gpu": torch.cuda.get_device_name(), "gpu_peaks": peaks}
-        print(
-            f"on {machine['gpu']}: FP32 peak {peaks['flop'] / 1e12:.1f} TFLOP/s, memory bandwidth "
-            f"{peaks['byte'] / 1e12:.2f} TB/s (from the device's attributes)",
-            flush=True,
-        )
+        machine["gpu"] = torch.cuda.get_device_name()
+    where = f"on {machine['gpu']}" if args.device == "cuda" else "CPU"
+    print(
+        f"{where} limits: FP32 {peaks['flop'] / 1e9:,.1f} GFLOP/s, memory bandwidth {peaks['byte'] / 1e9:,.1f} GB/s "
+        f"({peaks['method']}); 'of peak': each row's throughput over the roofline's at its case's "
+        "flop and byte count, and the limit that bounds it (data that stays in cache can pass the bandwidth limit)",
+        flush=True,
+    )
     cases = benchmarks.load_cases(args.families, quick=args.quick, device=args.device, framework=args.framework)
-    results = benchmarks.run(cases, quick=args.quick, progress=True, device=args.device)
+    results = benchmarks.run(cases, quick=args.quick, progress=True, device=args.device, peaks=peaks)
     print(benchmarks.format_table(results))
     if args.json is not None:
         report = {"machine": machine, "quick": args.quick, "results": results}
@@ -82,7 +85,8 @@ COMMAND = Command(
     "side by side in one run; throughput is in work units per second, 'x ssmkit' is how many "
     "times faster ssmkit is than each implementation. Before timing, each case's result is checked "
     "against the float64 ground truth (the 2x rule, column 'check'); a case that fails is not timed, and "
-    "the command exits with status 1.",
+    "the command exits with status 1. Column 'of peak' rates each row against the machine's roofline, "
+    "FMA throughput and memory bandwidth measured at the start of the run (from the attributes on a GPU).",
     arguments=arguments,
     run=run,
 )
