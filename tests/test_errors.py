@@ -4,6 +4,7 @@ only on stderr. Each path is provoked directly through ssmkit._C and through ssm
 
 from __future__ import annotations
 
+import math
 import ctypes
 import subprocess
 import sys
@@ -303,3 +304,18 @@ def test_fake_kernels_give_the_kernels_results():
         want, got = (want,) if torch.is_tensor(want) else want, (got,) if torch.is_tensor(got) else got
         assert [(t.shape, t.dtype) for t in got] == [(t.shape, t.dtype) for t in want], name
         assert all(t.device.type == "meta" for t in got), name
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.5, -math.inf, math.inf, math.nan])
+def test_step_sizes_must_be_positive_and_finite(bad):
+    """dt is data: the CPU paths read it and refuse a step that is not positive and finite,
+    naming the first bad entry (torch, NumPy, and dplr_setup's own check)."""
+    A, B = -0.5 + 1j * torch.arange(3.0).expand(2, 3), torch.ones(2, 3, dtype=torch.complex64)
+    A = A.to(torch.complex64)
+    dt = torch.tensor([0.1, bad])
+    with pytest.raises(ValueError, match=r"^dt: expected positive, finite step sizes, got dt\[1\] = "):
+        ops.discretize(dt, A, B)
+    with pytest.raises(ValueError, match=r"^dt: expected positive, finite step sizes, got dt\[1\] = "):
+        ops.discretize(dt.numpy(), A.numpy(), B.numpy())
+    with pytest.raises(ValueError, match=r"^dt: expected positive, finite step sizes, got dt\[1\] = "):
+        ops.dplr_setup(dt, A, torch.ones(2, 1, 3, dtype=torch.complex64), B)

@@ -316,8 +316,12 @@ def test_discretize(H, N, method, dtype, seed, layouts, spec):
     g = gen(seed)
     dt = torch.exp(torch.empty(H, dtype=torch.float64).uniform_(math.log(1e-3), math.log(0.5), generator=g))
     inputs = {"dt": dt, "A": poles(g, (H, N)) * 10, "B": crandn(g, (H, N))}
-    if spec is not None and spec[0] == "dt" and spec[2].real < 0:
-        spec = (spec[0], spec[1], complex(math.inf, 0))  # a negative step is invalid input (tested below)
+    if spec is not None and spec[0] == "dt":  # a non-finite step is invalid input
+        bad = inject(inputs, spec)
+        if bad is not None:
+            with pytest.raises(ValueError, match=r"^dt: expected positive, finite step sizes"):
+                ops.discretize(*(low_dtype(bad[k], dtype) for k in ("dt", "A", "B")), method=method)
+            return
     run("discretize", lambda dt, A, B: ops.discretize(dt, A, B, method=method),
         lambda dt, A, B: ref.discretize(dt, A, B, method), inputs, dtype, spec, layouts,
         grads=[crandn(g, (H, N)), crandn(g, (H, N))])  # fmt: skip

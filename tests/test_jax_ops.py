@@ -342,9 +342,10 @@ def test_bad_input_raises_naming_the_argument_and_the_process_survives():
     with pytest.raises(ValueError, match=r'^method: expected "zoh" or "bilinear"'):
         sj.discretize(np.ones(H, np.float32), dA, dB, method="euler")
     # the step sizes are data: checked when the kernel runs, eagerly or under jit
-    for dt in (np.array([0.1, -np.inf, 0.2], np.float32), np.array([0.1, 0.0, 0.2], np.float32)):
+    for bad in (-np.inf, 0.0, np.nan, np.inf):
+        dt = np.array([0.1, bad, 0.2], np.float32)
         for fn in (sj.discretize, jax.jit(sj.discretize)):
-            with pytest.raises(Exception, match=r"dt: expected positive step sizes, got dt\[1\]"):
+            with pytest.raises(Exception, match=r"dt: expected positive, finite step sizes, got dt\[1\]"):
                 jax.block_until_ready(fn(dt, dA, dB))
     with pytest.raises(RuntimeError, match=r"ssm_step is inference only .* train with ssmkit.jax.ssm_scan"):
         jax.grad(lambda u: jnp.sum(sj.ssm_step(complex_normal(rng, 2, H, N).astype(np.complex64), u, dA, dB, dC)[0]))(u)

@@ -1,5 +1,7 @@
 #include "op_args.h"
 
+#include <cmath>
+
 namespace py = pybind11;
 
 namespace ssmkit::py_arrays {
@@ -111,15 +113,15 @@ Checked check_discretize(const Array& dt, const Array& A, const Array& B, const 
   p.dtype = dtype_of(A);
   p.H = A.shape[0], p.N = A.shape[1];
   p.dt = dt.data, p.A = A.data, p.B = B.data;
-  // dt is a step size: it must be positive (NaN passes through as NaN). CUDA data
-  // cannot be read here without a sync: the kernels turn dt <= 0 into NaN instead.
+  // dt is a step size: it must be positive and finite. CUDA data cannot be read here
+  // without a sync: the kernels turn dt <= 0 into NaN instead.
   // Shapes checked without data (a JAX trace) have none to read.
   const bool readable = !A.is_cuda() && dt.data != nullptr;
   for (int64_t h = 0; h < (readable ? p.H : 0); ++h) {
     const double v = A.kind == Kind::complex64 ? static_cast<const float*>(dt.data)[h]
                                                : static_cast<const double*>(dt.data)[h];
-    if (v <= 0)
-      throw py::value_error("dt: expected positive step sizes, got dt[" + std::to_string(h) +
+    if (!(v > 0) || std::isinf(v))
+      throw py::value_error("dt: expected positive, finite step sizes, got dt[" + std::to_string(h) +
                             "] = " + std::to_string(v));
   }
   return c;

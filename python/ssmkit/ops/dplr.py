@@ -75,8 +75,9 @@ def dplr_setup(dt, Lambda, P, B) -> DPLRFactors:
         dt, Lambda, P, B = (torch.from_numpy(np.ascontiguousarray(as_array(n, x)))
                             for n, x in (("dt", dt), ("Lambda", Lambda), ("P", P), ("B", B)))  # fmt: skip
     DPLR_SETUP.check((dt, Lambda, P, B))
-    if not torch.compiler.is_compiling() and not bool((dt > 0).all()):
-        raise ValueError(f"dt: expected positive step sizes, got min(dt) = {dt.min().item()}")
+    if not torch.compiler.is_compiling() and not bool(((dt > 0) & torch.isfinite(dt)).all()):
+        bad = int(torch.nonzero(~((dt > 0) & torch.isfinite(dt)))[0, 0])
+        raise ValueError(f"dt: expected positive, finite step sizes, got dt[{bad}] = {dt[bad].item()}")
     g = 2 / dt.unsqueeze(-1)
     inv = 1 / (g - Lambda)  # E^-1 = diag(1/(2/dt - Lambda))
     a = (g + Lambda) * inv
