@@ -19,6 +19,8 @@ class TrainConfig:
     d_model: int = 64
     d_state: int = 64
     limit: Optional[int] = None  # at most this many train and test items (smoke runs)
+    split: str = "take"  # fsdd: "take" (takes 0-4 are test) or "speaker" (speakers in FSDD_TEST_SPEAKERS are test)
+    val_fraction: float = 0.1  # held out of the training items (seeded by seed) to choose best.pt
     steps_per_epoch: Optional[int] = None  # cap (smoke runs)
     seed: int = 0
     device: str = "cpu"
@@ -53,7 +55,8 @@ class SashimiConfig(TrainConfig):
 
     out: str = "runs/sashimi"
     sample_rate: int = 8000
-    length: int = 8000  # samples per item (crop or pad with silence)
+    length: int = 8000  # validation and test clips: at most this many samples (longer ones are cut)
+    train_length: int = 2048  # training items: a random crop of this many samples (shorter clips whole)
     epochs: int = 10
     max_minutes: Optional[float] = None  # stop (and checkpoint) after this much training time
     batch_size: int = 8  # global: split across DDP processes
@@ -68,3 +71,4 @@ class SashimiConfig(TrainConfig):
     dropout: float = 0.0
     unet: bool = True
     test_limit: Optional[int] = None  # score the test NLL on a seeded subset of this many test clips
+    val_limit: Optional[int] = None  # score the validation NLL on a seeded subset of this many clips
