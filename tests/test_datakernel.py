@@ -220,6 +220,18 @@ def test_null_pvalues_are_uniform_over_many_repeats():
     assert ks.pvalue > 0.01
 
 
+@pytest.mark.slow  # ~3 min on a loaded 2-core machine
+def test_null_pvalues_are_valid_at_n_100():
+    """At n = 100 the fraction of null p-values at or below 0.05 stays within a binomial
+    bound of 5% (one item per repeat: independent draws). The null fitted to A_a alone
+    gave 8.6% (all items of 40 repeats, B=39), above the bound."""
+    repeats = 400
+    p = null_pvalues(repeats=repeats, n=100, n_bootstrap=19, seed=2)  # p <= 0.05: no bootstrap pair exceeds T_i
+    fraction = (p <= 0.05).mean()
+    print(f"n=100, B=19, {repeats} repeats: fraction <= 0.05 {fraction:.4f}")
+    assert fraction <= 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / repeats)
+
+
 def planted(seed, n=600, moved_fraction=0.05):
     """Two embeddings of n items; Y_b is Y_a plus small noise, with 5% of items moved to another cluster."""
     rng = np.random.default_rng(seed)
