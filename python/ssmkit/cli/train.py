@@ -49,6 +49,8 @@ def classify_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=probability, default=d.dropout)
     p.add_argument("--length", type=positive(int), help="fsdd: samples per clip (8000); listops: max tokens (2000); copying: 4096")
     p.add_argument("--patch", type=positive(int), default=d.patch, help="fsdd: raw samples read per step")
+    p.add_argument("--b-clip", type=positive(float), help="clip Im(B) of the HiPPO-LegS init to [-B_CLIP, B_CLIP] (the s4 reference: 2)")
+    p.add_argument("--c-init", choices=("tilde", "c"), default=d.c_init, help="S4: draw C~ (tilde, default) or draw C and set C~ = C(I - dA^L) (c, the s4 reference)")
     p.add_argument("--train-size", type=positive(int), default=d.train_size, help="generated tasks: training items")
     p.add_argument("--test-size", type=positive(int), default=d.test_size, help="generated tasks: test items")
     p.add_argument("--limit", type=positive(int), help="use at most N train and N test items (smoke runs)")

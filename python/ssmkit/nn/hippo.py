@@ -35,13 +35,16 @@ def legs(d_state: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return A, root.clone(), torch.sqrt(n + 0.5)
 
 
-def legs_nplr(d_state: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def legs_nplr(d_state: int, b_clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""HiPPO-LegS as normal plus low rank in the eigenbasis of its normal part.
 
     A = V (diag(Lambda) - P P^*) V^* with V unitary: Lambda are the eigenvalues of the
     normal part S = A + P P^T (real part -1/2), P = V^* P_legs and B = V^* B_legs.
     Returns Lambda (N,), P (1, N), B (N,) complex128, N = d_state / 2: one eigenvalue of
     each conjugate pair (positive imaginary part, ascending).
+
+    b_clip: clip Im(B) to [-b_clip, b_clip] (the state-spaces/s4 reference does, with 2,
+    by default; then B is no longer exactly HiPPO-LegS's). None keeps B exact.
     """
     A, B, P = legs(d_state)
     S = A + P.unsqueeze(1) * P.unsqueeze(0)
@@ -52,20 +55,26 @@ def legs_nplr(d_state: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     V = V[:, keep]
     Lambda = torch.complex(torch.full_like(freq[keep], -0.5), freq[keep])
     Vh = V.conj().transpose(0, 1)
-    return Lambda, (Vh @ P.to(V.dtype)).unsqueeze(0), Vh @ B.to(V.dtype)
+    B = Vh @ B.to(V.dtype)
+    if b_clip is not None:
+        if not b_clip > 0:
+            raise ValueError(f"b_clip: expected a positive bound or None, got {b_clip!r}")
+        B = torch.complex(B.real, B.imag.clamp(-b_clip, b_clip))
+    return Lambda, (Vh @ P.to(V.dtype)).unsqueeze(0), B
 
 
-def diag_init(kind: str, d_state: int) -> tuple[torch.Tensor, torch.Tensor]:
+def diag_init(kind: str, d_state: int, b_clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     r"""S4D's diagonal initialisations; returns Lambda, B (N,) complex128, N = d_state / 2.
 
     - ``"legs"``: the eigenvalues of HiPPO-LegS's normal part (-1/2 + i freq), with its
-      B in that eigenbasis (the diagonal of S4's NPLR form, dropping P).
+      B in that eigenbasis (the diagonal of S4's NPLR form, dropping P; ``b_clip`` as in
+      :func:`legs_nplr`).
     - ``"lin"``: -1/2 + i pi n, B = 1.
     - ``"inv"``: -1/2 + i (d/pi) (d/(2n+1) - 1) with d = d_state, B = 1.
     """
     N = _check_d_state(d_state) // 2
     if kind == "legs":
-        Lambda, _, B = legs_nplr(d_state)
+        Lambda, _, B = legs_nplr(d_state, b_clip)
         return Lambda, B
     n = torch.arange(N, dtype=torch.float64)
     if kind == "lin":

@@ -179,6 +179,8 @@ def model_config_for(cfg: Config, spec: dict) -> dict:
     tokens = spec["kind"] == "tokens"
     steps = spec["input"]["length"] // (1 if tokens else cfg.patch) + 1
     s4 = {"l_max": steps} if cfg.mode == "dplr" else {}  # fixed l_max: identical under DDP
+    s4 |= {"b_clip": cfg.b_clip} if cfg.b_clip is not None else {}
+    s4 |= {"c_init": cfg.c_init} if cfg.c_init != "tilde" else {}
     return {
         "d_input": spec["vocab_size"] if tokens else cfg.patch,
         "n_classes": spec["n_classes"] * spec["n_targets"],

@@ -45,6 +45,8 @@ class Config(TrainConfig):
     dropout: float = 0.1
     length: Optional[int] = None  # fsdd: samples (8000); listops: max tokens (2000); copying: 4096
     patch: int = 16  # fsdd: raw samples per step (the defaults are tuned on FSDD)
+    b_clip: Optional[float] = None  # clip Im(B) of HiPPO-LegS (the state-spaces/s4 reference: 2)
+    c_init: str = "tilde"  # S4: "tilde" draws C~, "c" draws C and sets C~ = C (I - dA^L) (the reference)
     train_size: int = 2000  # generated tasks
     test_size: int = 500
 
