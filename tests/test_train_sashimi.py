@@ -176,3 +176,22 @@ def test_ddp_under_torchrun(tmp_path, wav_folder):
     single = train(tmp_path / "single", wav_folder, "--epochs", "1", "--length", "512")  # longer than the clips: no random crops
     # the same data order and the same averaged gradients: the same model up to rounding
     assert abs(summary["test_bits"] - single["test_bits"]) < 1e-4
+
+
+def test_generate_unigram_draws_codes_of_the_training_audio(tmp_path, wav_folder):
+    from ssmkit.data.audio import WavFolder
+    from ssmkit.eval.nll import MuLawClips, unigram_counts
+
+    gen = tmp_path / "unigram"
+    assert main(["generate", "--unigram", "--data", str(wav_folder), "--n", "4", "--seconds", "0.25", "--out", str(gen), "--seed", "1"]) == 0
+    codes = mu_law_encode(torch.from_numpy(np.stack([read_wav(w)[0] for w in sorted(gen.glob("*.wav"))])))
+    assert codes.shape == (4, 2000)
+    counts = unigram_counts(MuLawClips(WavFolder(wav_folder, 8000, split="train", pad="none", channel_dim=False)))
+    assert (counts[codes.unique()] > 0).all()  # only codes that occur in the training audio
+    drawn = torch.bincount(codes.reshape(-1), minlength=256).double()
+    p = counts / counts.sum()
+    # the draw's histogram follows the training histogram (8000 draws: total variation well under 0.1)
+    assert 0.5 * (drawn / drawn.sum() - p).abs().sum() < 0.1
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--out", str(gen)])
+    assert e.value.code == 2
