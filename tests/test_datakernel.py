@@ -206,7 +206,7 @@ def null_pvalues(repeats, n, n_bootstrap, seed):
 
 
 def test_null_pvalues_are_uniform():
-    p = null_pvalues(repeats=30, n=150, n_bootstrap=29, seed=0)
+    p = null_pvalues(repeats=30, n=200, n_bootstrap=29, seed=0)  # the smallest n the test takes
     ks = stats.kstest(p, "uniform")
     print(f"KS statistic {ks.statistic:.3f}, p-value {ks.pvalue:.3f}, fraction <= 0.05: {(p <= 0.05).mean():.3f}")
     assert ks.pvalue > 0.01
@@ -220,16 +220,16 @@ def test_null_pvalues_are_uniform_over_many_repeats():
     assert ks.pvalue > 0.01
 
 
-@pytest.mark.slow  # ~3 min on a loaded 2-core machine
-def test_null_pvalues_are_valid_at_n_100():
-    """At n = 100 the fraction of null p-values at or below 0.05 stays within a binomial
-    bound of 5% (one item per repeat: independent draws). The null fitted to A_a alone
-    gave 8.6% (all items of 40 repeats, B=39), above the bound."""
-    repeats = 400
-    p = null_pvalues(repeats=repeats, n=100, n_bootstrap=19, seed=2)  # p <= 0.05: no bootstrap pair exceeds T_i
-    fraction = (p <= 0.05).mean()
-    print(f"n=100, B=19, {repeats} repeats: fraction <= 0.05 {fraction:.4f}")
-    assert fraction <= 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / repeats)
+def test_small_n_is_refused_with_the_reason():
+    """At n = 100 the bootstrap null is too narrow (8.25% of 400 independent null p-values at
+    or below 0.05 with B = 19, where 5% + 2.5 binomial sd is 7.7%): the test refuses it."""
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet([1, 1, 1], size=199) * 0.7
+    A = dense_rdpg(X @ X.T, rng)
+    with pytest.raises(ValueError, match="A_a: the per-datum test needs at least 200 items .* got 199"):
+        dk.per_datum_test_graphs(A, A, d=3, n_bootstrap=5, seed=0, progress=False)
+    with pytest.raises(ValueError, match="needs at least 200 items"):
+        dk.per_datum_test(rng.normal(size=(100, 4)), rng.normal(size=(100, 4)), k=5, n_bootstrap=5, progress=False)
 
 
 def planted(seed, n=600, moved_fraction=0.05):
