@@ -12,7 +12,7 @@ pytest.importorskip("scipy")
 from ssmkit.cli import main
 
 
-def save_population(folder, n=150):
+def save_population(folder, n=200):
     """Three embeddings of the same clustered items: clean, lightly and heavily perturbed."""
     rng = np.random.default_rng(0)
     Y = rng.normal(size=(5, 8))[rng.integers(0, 5, n)] * 2 + rng.normal(size=(n, 8))
@@ -33,7 +33,7 @@ def test_compare_embeddings_writes_tests_distances_and_manifold(tmp_path, capsys
 
     per_datum = pd.read_csv(out / "per_datum.csv")
     assert list(per_datum.columns) == ["model_a", "model_b", "item", "statistic", "p_value", "p_adjusted"]
-    assert len(per_datum) == 2 * 150 and set(per_datum.model_b) == {"light", "heavy"}
+    assert len(per_datum) == 2 * 200 and set(per_datum.model_b) == {"light", "heavy"}
     assert per_datum.p_value.between(1 / 10, 1).all()
 
     D = pd.read_csv(out / "distances.csv", index_col=0)

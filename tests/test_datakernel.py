@@ -206,7 +206,7 @@ def null_pvalues(repeats, n, n_bootstrap, seed):
 
 
 def test_null_pvalues_are_uniform():
-    p = null_pvalues(repeats=30, n=150, n_bootstrap=29, seed=0)
+    p = null_pvalues(repeats=30, n=200, n_bootstrap=29, seed=0)  # the smallest n the test takes
     ks = stats.kstest(p, "uniform")
     print(f"KS statistic {ks.statistic:.3f}, p-value {ks.pvalue:.3f}, fraction <= 0.05: {(p <= 0.05).mean():.3f}")
     assert ks.pvalue > 0.01
@@ -218,6 +218,18 @@ def test_null_pvalues_are_uniform_over_many_repeats():
     ks = stats.kstest(p, "uniform")
     print(f"KS statistic {ks.statistic:.3f}, p-value {ks.pvalue:.3f}, fraction <= 0.05: {(p <= 0.05).mean():.3f}")
     assert ks.pvalue > 0.01
+
+
+def test_small_n_is_refused_with_the_reason():
+    """At n = 100 the bootstrap null is too narrow (8.25% of 400 independent null p-values at
+    or below 0.05 with B = 19, where 5% + 2.5 binomial sd is 7.7%): the test refuses it."""
+    rng = np.random.default_rng(0)
+    X = rng.dirichlet([1, 1, 1], size=199) * 0.7
+    A = dense_rdpg(X @ X.T, rng)
+    with pytest.raises(ValueError, match="A_a: the per-datum test needs at least 200 items .* got 199"):
+        dk.per_datum_test_graphs(A, A, d=3, n_bootstrap=5, seed=0, progress=False)
+    with pytest.raises(ValueError, match="needs at least 200 items"):
+        dk.per_datum_test(rng.normal(size=(100, 4)), rng.normal(size=(100, 4)), k=5, n_bootstrap=5, progress=False)
 
 
 def planted(seed, n=600, moved_fraction=0.05):

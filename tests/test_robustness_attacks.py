@@ -177,3 +177,48 @@ def test_pgd_on_a_trained_fsdd_classifier(one_ssmkit_thread):
     large = rb.Attack("pgd", 0.1, bounds=(-1, 1)).perturb(model, x, y)
     assert (distance(large, x, "linf") <= 0.1).all()
     assert loss_and_accuracy(model, large, y)[1] <= 0.05
+
+
+def test_fgsm_on_a_linear_model_is_exact():
+    """logit margin m(x) = w.x + b for the true class 1: FGSM under L-inf moves every
+    coordinate by eps against sign(w) (to within the float32 spacing, never beyond eps),
+    which lowers the margin by eps * ||w||_1: exactly the examples with m < eps ||w||_1 flip."""
+    g = torch.Generator().manual_seed(0)
+    n, length, eps = 64, 50, 0.01
+    w = (torch.rand(length, generator=g, dtype=torch.float64) * 0.9 + 0.1) * torch.where(torch.rand(length, generator=g) < 0.5, -1.0, 1.0)
+    x = (torch.rand(n, length, generator=g) * 1.8 - 0.9).to(torch.float32)  # spacing near 1: 6e-8
+    threshold = eps * w.abs().sum().item()
+    # margins spread on both sides of the threshold, none within 1% of it
+    margins = threshold * torch.linspace(0.2, 2.0, n, dtype=torch.float64)
+    margins = margins[(margins / threshold - 1).abs() > 0.01]
+    x = x[: len(margins)]
+    b = margins - x.double() @ w  # per-example bias puts each margin where wanted
+
+    class Linear(torch.nn.Module):
+        def forward(self, inputs):
+            index = torch.arange(len(inputs))
+            margin = inputs.double() @ w + b[index]
+            return torch.stack([torch.zeros_like(margin), margin], 1)
+
+    y = torch.ones(len(x), dtype=torch.long)
+    x_adv = rb.Attack("fgsm", eps, norm="linf").perturb(Linear(), x, y)
+    d = x_adv.double() - x.double()
+    top = torch.maximum(x.abs(), x_adv.abs())  # the float spacing where x + eps falls
+    spacing = (torch.nextafter(top, torch.tensor(2.0)) - top).double()
+    assert (d.abs() <= eps).all()
+    assert ((d.abs() - eps).abs() <= spacing).all()  # every coordinate moved by the whole budget
+    assert torch.equal(torch.sign(d), -torch.sign(w).expand_as(d))
+    new_margin = x_adv.double() @ w + b
+    assert torch.allclose(new_margin, margins - threshold, atol=1e-5)
+    assert torch.equal(new_margin < 0, margins < threshold)
+    assert (margins < threshold).sum() > 5 and (margins > threshold).sum() > 5
+
+
+def test_a_step_that_rounds_past_the_budget_lands_on_the_last_value_inside():
+    """x = 1 + 3 ulps (float32), eps = 2.5 ulps: x +- eps is no float; the largest move
+    within the budget is 2 ulps each way, not 0 (staying put) and not 3 (outside)."""
+    ulp = 2.0**-23
+    x = torch.full((1, 4), 1 + 3 * ulp, dtype=torch.float32)
+    attack = rb.Attack("fgsm", 2.5 * ulp, norm="linf")
+    fitted = attack._fit(x, x + torch.tensor([[1.0, -1.0, 0.0, 10.0]]) * 2.5 * ulp)
+    assert (fitted.double() - x.double()).div(ulp).tolist() == [[2.0, -2.0, 0.0, 2.0]]

@@ -46,7 +46,7 @@ def test_cli_fsdd_end_to_end_and_resume(tmp_path, digits):
     common += ["--batch-size", "8", "--out", str(out), *TINY]
     done = run(*common, "--epochs", "1")
     assert done.returncode == 0, done.stderr
-    assert "12 train / 30 test items" in done.stdout  # takes 5-6 train, 0-4 test
+    assert "11 train / 1 validation / 30 test items" in done.stdout  # takes 5-6 train (one held out), 0-4 test
     for name in ("metrics.csv", "metrics.json", "summary.png", "last.pt", "best.pt"):
         assert (out / name).is_file(), name
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -60,7 +60,11 @@ def test_cli_fsdd_end_to_end_and_resume(tmp_path, digits):
     assert summary["history"][0] == first[0]  # the resumed run keeps epoch 1 as it was
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert {"train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_seconds"} <= rows[0].keys()
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr", "epoch_seconds"} <= rows[0].keys()
+    # best.pt is the first epoch of the best validation accuracy; the test accuracy reported is its
+    best = max(summary["history"], key=lambda h: h["val_acc"])
+    assert torch.load(out / "best.pt", weights_only=False)["epoch"] == summary["best_epoch"] == best["epoch"]
+    assert summary["test_acc"] == best["test_acc"] and summary["best_val_acc"] == best["val_acc"]
     assert summary["model_config"]["input"] == {"sample_rate": 8000, "length": 512, "patch": 4, "normalize": "rms"}
 
     model = load_classifier(out / "last.pt")
@@ -173,14 +177,34 @@ def test_ddp_two_processes_match_one(tmp_path):
 
 def test_listops_batches_drop_trailing_padding_without_changing_outputs():
     cfg = Config(task="listops", length=120, train_size=8, test_size=8, d_model=8, n_layers=2, d_state=4, dropout=0.0)
-    train_set, _, spec = classify.make_datasets(cfg)
-    assert spec["lengths"][0] == [len(t.split()) for t in train_set.texts]
+    train_set, val_set, _, spec = classify.make_datasets(cfg)
+    assert spec["lengths"][0] == [len(train_set.dataset.texts[i].split()) for i in train_set.indices]
+    assert len(val_set) == 1 and not set(val_set.indices) & set(train_set.indices)  # a tenth of 8, held out
     model = build_classifier(classify.model_config_for(cfg, spec)).eval()
-    batch = next(iter(torch.utils.data.DataLoader(train_set, batch_size=8)))
+    batch = next(iter(torch.utils.data.DataLoader(train_set, batch_size=7)))
     x, y, mask = classify._inputs(batch, spec, "cpu")
     assert x.shape[1] == max(spec["lengths"][0]) < 120
     full = batch[0]
     torch.testing.assert_close(model(x, mask), model(full, full != 0), rtol=1e-5, atol=1e-5)
+
+
+def test_fsdd_speaker_split_and_validation_split(tmp_path):
+    """--split speaker: theo's clips are the test set and no training or validation item is
+    his; the validation items are a seeded tenth of the training items, disjoint from them."""
+    for speaker in ("ann", "bob", "theo"):
+        for take in range(10):
+            write_wav(tmp_path / f"{take % 2}_{speaker}_{take}.wav", np.zeros(64, np.float32), 8000)
+    cfg = Config(task="fsdd", data=str(tmp_path), split="speaker", length=64, seed=3)
+    train_set, val_set, test_set, _ = classify.make_datasets(cfg)
+    speakers = [{d.dataset.items[i]["speaker"] for i in d.indices} if hasattr(d, "indices") else {it["speaker"] for it in d.items} for d in (train_set, val_set, test_set)]
+    assert speakers[2] == {"theo"} and "theo" not in speakers[0] | speakers[1]
+    assert (len(train_set), len(val_set), len(test_set)) == (18, 2, 10)
+    assert not set(train_set.indices) & set(val_set.indices)
+    again = classify.make_datasets(cfg)[1]
+    assert again.indices == val_set.indices  # seeded
+    assert classify.make_datasets(Config(task="fsdd", data=str(tmp_path), split="speaker", length=64, seed=4))[1].indices != val_set.indices
+    with pytest.raises(ValueError, match="split: listops has one fixed test set; expected 'take'"):
+        classify.make_datasets(Config(task="listops", split="speaker", train_size=8, test_size=8))
 
 
 def test_cli_reports_bad_input_without_a_traceback(tmp_path):

@@ -42,26 +42,77 @@ def train(out, wav_folder, *extra):
 def test_train_writes_checkpoints_metrics_plot_and_resumes(tmp_path, wav_folder):
     out = tmp_path / "run"
     summary = train(out, wav_folder, "--epochs", "2")
-    assert summary["train_items"] == 4 and summary["test_items"] == 10 and summary["epochs_done"] == 2
+    # 4 training clips: 1 held out (seeded) as the validation set that chooses best.pt
+    assert summary["train_items"] == 3 and summary["val_items"] == 1 and summary["test_items"] == 10 and summary["epochs_done"] == 2
     for name in ("last.pt", "best.pt", "metrics.csv", "loss.png"):
         assert (out / name).is_file(), name
     history = summary["history"]
-    assert [h["epoch"] for h in history] == [1, 2] and history[-1]["step"] == 4
-    assert all(math.isfinite(h["test_bits"]) and 0 < h["test_bits"] < 8.5 for h in history)
-    # the test NLL of the saved model is the one reported
+    assert [h["epoch"] for h in history] == [1, 2] and history[-1]["step"] == 2
+    assert all(math.isfinite(h["val_bits"]) and 0 < h["val_bits"] < 8.5 for h in history)
+    best = min(history, key=lambda h: h["val_bits"])
+    assert summary["best_epoch"] == best["epoch"] and torch.load(out / "best.pt", weights_only=False)["epoch"] == best["epoch"]
+    # the clips are shorter than --length: nothing is cropped or padded, every batched sample is real
+    assert summary["train_real_fraction"] == 1.0
+    # the test NLL reported is best.pt's, over the real samples
     from ssmkit.eval.nll import test_nll
     from ssmkit.train.config import SashimiConfig
     from ssmkit.train.sashimi import make_datasets
 
-    _, test = make_datasets(SashimiConfig(data=str(wav_folder), length=64))
-    model = load_sashimi(out / "last.pt")
+    train_set, val, test = make_datasets(SashimiConfig(data=str(wav_folder), length=64))
+    assert not set(train_set.indices) & set(val.indices) and len(train_set) + len(val) == 4
+    model = load_sashimi(out / "best.pt")
     assert model.sample_rate == 8000 and model.clip_length == 64
-    assert abs(test_nll(model, test) - history[-1]["test_bits"]) < 1e-5
+    assert abs(test_nll(model, test) - summary["test_bits"]) < 1e-5
     assert abs(summary["test_unigram_entropy_bits"] - unigram_entropy_bits(test)) < 1e-12
     # --resume continues from last.pt with the same history
     resumed = train(out, wav_folder, "--epochs", "3", "--resume")
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
-    assert resumed["history"][:2] == history and resumed["history"][-1]["step"] == 6
+    assert resumed["history"][:2] == history and resumed["history"][-1]["step"] == 3
+
+
+def test_padding_is_not_scored(tmp_path):
+    """A clip scored alone and the same clip padded in a batch beside a longer one give the
+    same NLL sum; the unigram counts only real samples."""
+    from ssmkit.eval.nll import collate_codes, masked_nll, test_nll
+    from ssmkit.models import SaShiMi
+
+    torch.manual_seed(0)
+    model = SaShiMi(d_model=4, n_layers=1, pool=(2, 2), d_state=4, ff=1, l_max=64).eval()
+    short, long = torch.randint(0, 256, (20,)), torch.randint(0, 256, (50,))
+    codes, mask = collate_codes([short, long])
+    assert codes.shape == (2, 50) and mask.sum(1).tolist() == [20, 50]
+    with torch.no_grad():
+        total, count = masked_nll(model, codes, mask)
+        alone = model.nll(short[None]).sum() + model.nll(long[None]).sum()
+    assert count.item() == 70 and abs(total.item() - alone.item()) < 1e-3
+    assert abs(test_nll(model, [short, long]) - alone.item() / 70 / math.log(2)) < 1e-5
+    # a silent (code 128 is zero) tail appended as padding would change the unigram; masked it does not
+    assert unigram_entropy_bits([short]) != unigram_entropy_bits([torch.cat([short, torch.full((30,), 128)])])
+
+
+def test_train_crops_long_clips_to_train_length(tmp_path, wav_folder):
+    from ssmkit.train.config import SashimiConfig
+    from ssmkit.train.sashimi import make_datasets
+
+    train_set, val, test = make_datasets(SashimiConfig(data=str(wav_folder), length=300, train_length=100))
+    assert {len(train_set[i]) for i in range(len(train_set))} == {100}  # random crops of the 400-sample clips
+    assert {len(c) for c in (val[0], test[0])} == {300} and test.lengths() == [300] * len(test)
+
+
+def test_speaker_split_holds_out_every_clip_of_a_speaker(tmp_path):
+    from ssmkit.data.audio import WavFolder
+
+    for speaker in ("ann", "bob", "cy"):
+        for take in range(2):
+            write_wav(tmp_path / f"0_{speaker}_{take}.wav", np.zeros(10, np.float32), 8000)
+    train_part = WavFolder(tmp_path, split="train", split_by="speaker", test_speakers=["bob"])
+    test_part = WavFolder(tmp_path, split="test", split_by="speaker", test_speakers=["bob"])
+    assert {it["speaker"] for it in test_part.items} == {"bob"} and len(test_part) == 2
+    assert {it["speaker"] for it in train_part.items} == {"ann", "cy"} and len(train_part) == 4
+    with pytest.raises(ValueError, match="test_speakers: expected speakers of .* got unknown \\['zed'\\]"):
+        WavFolder(tmp_path, split="test", split_by="speaker", test_speakers=["zed"])
+    with pytest.raises(ValueError, match="split_by: expected one of 'take', 'speaker', got 'digit'"):
+        WavFolder(tmp_path, split="test", split_by="digit")
 
 
 def test_unigram_entropy_is_the_histogram_entropy():
@@ -121,7 +172,26 @@ def test_ddp_under_torchrun(tmp_path, wav_folder):
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=os.environ | {"OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "metrics.json").read_text())
-    assert summary["world_size"] == 2 and summary["history"][-1]["step"] == 2
+    assert summary["world_size"] == 2 and summary["history"][-1]["step"] == 1  # 3 training clips, global batches of 2
     single = train(tmp_path / "single", wav_folder, "--epochs", "1", "--length", "512")  # longer than the clips: no random crops
     # the same data order and the same averaged gradients: the same model up to rounding
-    assert abs(summary["history"][-1]["test_bits"] - single["history"][-1]["test_bits"]) < 1e-4
+    assert abs(summary["test_bits"] - single["test_bits"]) < 1e-4
+
+
+def test_generate_unigram_draws_codes_of_the_training_audio(tmp_path, wav_folder):
+    from ssmkit.data.audio import WavFolder
+    from ssmkit.eval.nll import MuLawClips, unigram_counts
+
+    gen = tmp_path / "unigram"
+    assert main(["generate", "--unigram", "--data", str(wav_folder), "--n", "4", "--seconds", "0.25", "--out", str(gen), "--seed", "1"]) == 0
+    codes = mu_law_encode(torch.from_numpy(np.stack([read_wav(w)[0] for w in sorted(gen.glob("*.wav"))])))
+    assert codes.shape == (4, 2000)
+    counts = unigram_counts(MuLawClips(WavFolder(wav_folder, 8000, split="train", pad="none", channel_dim=False)))
+    assert (counts[codes.unique()] > 0).all()  # only codes that occur in the training audio
+    drawn = torch.bincount(codes.reshape(-1), minlength=256).double()
+    p = counts / counts.sum()
+    # the draw's histogram follows the training histogram (8000 draws: total variation well under 0.1)
+    assert 0.5 * (drawn / drawn.sum() - p).abs().sum() < 0.1
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--out", str(gen)])
+    assert e.value.code == 2

@@ -37,13 +37,16 @@ def legs(d_state: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return A, root, np.sqrt(n + 0.5)
 
 
-def legs_nplr(d_state: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def legs_nplr(d_state: int, b_clip: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""HiPPO-LegS as normal plus low rank in the eigenbasis of its normal part.
 
     A = V (diag(Lambda) - P P^*) V^* with V unitary: Lambda are the eigenvalues of the
     normal part S = A + P P^T (real part -1/2), P = V^* P_legs and B = V^* B_legs.
     Returns Lambda (N,), P (1, N), B (N,) complex128, N = d_state / 2: one eigenvalue of
     each conjugate pair (positive imaginary part, ascending).
+
+    b_clip: clip Im(B) to [-b_clip, b_clip] (the state-spaces/s4 reference does, with 2,
+    by default; then B is no longer exactly HiPPO-LegS's). None keeps B exact.
     """
     A, B, P = legs(d_state)
     S = A + P[:, None] * P[None, :]
@@ -53,20 +56,26 @@ def legs_nplr(d_state: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     keep = freq > 0  # one of each pair (freq, -freq); eigh sorts ascending
     Vh = V[:, keep].conj().T
     Lambda = -0.5 + 1j * freq[keep]
-    return Lambda, (Vh @ P)[None, :], Vh @ B
+    B = Vh @ B
+    if b_clip is not None:
+        if not b_clip > 0:
+            raise ValueError(f"b_clip: expected a positive bound or None, got {b_clip!r}")
+        B = B.real + 1j * np.clip(B.imag, -b_clip, b_clip)
+    return Lambda, (Vh @ P)[None, :], B
 
 
-def diag_init(kind: str, d_state: int) -> tuple[np.ndarray, np.ndarray]:
+def diag_init(kind: str, d_state: int, b_clip: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     r"""S4D's diagonal initialisations; returns Lambda, B (N,) complex128, N = d_state / 2.
 
     - ``"legs"``: the eigenvalues of HiPPO-LegS's normal part (-1/2 + i freq), with its
-      B in that eigenbasis (the diagonal of S4's NPLR form, dropping P).
+      B in that eigenbasis (the diagonal of S4's NPLR form, dropping P; ``b_clip`` as in
+      :func:`legs_nplr`).
     - ``"lin"``: -1/2 + i pi n, B = 1.
     - ``"inv"``: -1/2 + i (d/pi) (d/(2n+1) - 1) with d = d_state, B = 1.
     """
     N = _check_d_state(d_state) // 2
     if kind == "legs":
-        Lambda, _, B = legs_nplr(d_state)
+        Lambda, _, B = legs_nplr(d_state, b_clip)
         return Lambda, B
     n = np.arange(N, dtype=np.float64)
     if kind == "lin":

@@ -52,7 +52,9 @@ def samples(args: argparse.Namespace) -> int:
         from ..models.checkpoint import load_sashimi
 
         model = load_sashimi(args.checkpoint, args.device)
-        clips = MuLawClips(WavFolder(data_root, model.sample_rate, model.clip_length, split="test", crop="left", channel_dim=False))
+        split_by = torch.load(args.checkpoint, map_location="cpu", weights_only=False)["config"].get("split", "take")
+        clips = MuLawClips(WavFolder(data_root, model.sample_rate, model.clip_length, split="test", split_by=split_by, crop="left", pad="none", channel_dim=False))
+        report["test_split"] = split_by
         report["test_nll_bits"] = test_nll(model, clips, args.device, progress=True)
         report["test_unigram_entropy_bits"] = unigram_entropy_bits(clips)
     print(json.dumps(report, indent=2))

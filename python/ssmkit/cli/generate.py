@@ -10,7 +10,13 @@ from .types import existing, positive, unit_interval
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, type=existing("file"), metavar="C", help="SaShiMi checkpoint (best.pt or last.pt)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=existing("file"), metavar="C", help="SaShiMi checkpoint (best.pt or last.pt)")
+    source.add_argument(
+        "--unigram", action="store_true",
+        help="no model: independent 8 kHz mu-law codes drawn from the histogram of the FSDD training clips' real audio (the lower reference of eval samples)",
+    )  # fmt: skip
+    p.add_argument("--data", type=existing("folder"), metavar="FSDD", help="with --unigram: FSDD folder (default: $SSMKIT_FSDD or ../shared/data/fsdd)")
     p.add_argument("--n", type=positive(int), default=8, help="number of samples (default 8)")
     p.add_argument("--seconds", type=positive(float), default=1.0, help="length of each sample (default 1)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the WAVs and samples.png")
@@ -33,19 +39,33 @@ def run(args: argparse.Namespace) -> int:
     from ..models.checkpoint import load_sashimi
 
     set_threads(args.threads)
-    model = load_sashimi(args.checkpoint, args.device)
-    length = round(args.seconds * model.sample_rate)
     generator = torch.Generator(args.device).manual_seed(args.seed)
     began, chunks = time.time(), []
-    for start in range(0, args.n, args.batch_size):
-        n = min(args.batch_size, args.n - start)
-        chunks.append(model.generate(n, length, args.temperature, args.top_p, generator=generator, progress=args.progress))
+    if args.unigram:
+        from ..data import fsdd_root
+        from ..data.audio import WavFolder
+        from ..eval.nll import MuLawClips, unigram_counts
+
+        rate = 8000
+        length = round(args.seconds * rate)
+        counts = unigram_counts(MuLawClips(WavFolder(args.data or fsdd_root(), rate, split="train", pad="none", channel_dim=False)))
+        codes = torch.multinomial(counts.to(args.device), args.n * length, replacement=True, generator=generator)
+        chunks.append(codes.reshape(args.n, length))
+        title = "unigram samples (FSDD training histogram)"
+    else:
+        model = load_sashimi(args.checkpoint, args.device)
+        rate = model.sample_rate
+        length = round(args.seconds * rate)
+        for start in range(0, args.n, args.batch_size):
+            n = min(args.batch_size, args.n - start)
+            chunks.append(model.generate(n, length, args.temperature, args.top_p, generator=generator, progress=args.progress))
+        title = f"SaShiMi samples ({args.checkpoint.name}, T={args.temperature:g}, top-p={args.top_p:g})"
     seconds = time.time() - began
     waves = mu_law_decode(torch.cat(chunks)).cpu().numpy()
-    paths = write_samples(waves, model.sample_rate, args.out)
-    plot_samples(waves, model.sample_rate, args.out / "samples.png", f"SaShiMi samples ({args.checkpoint.name}, T={args.temperature:g}, top-p={args.top_p:g})")
+    paths = write_samples(waves, rate, args.out)
+    plot_samples(waves, rate, args.out / "samples.png", title)
     print(
-        f"wrote {len(paths)} samples of {length} samples ({args.seconds:g} s at {model.sample_rate} Hz) and samples.png "
+        f"wrote {len(paths)} samples of {length} samples ({args.seconds:g} s at {rate} Hz) and samples.png "
         f"to {args.out} in {seconds:.1f} s ({args.n * length / seconds:,.0f} samples/s)"
     )
     return 0
@@ -53,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
 
 COMMAND = Command(
     help="generate audio with a trained SaShiMi",
-    description="Sample audio from a SaShiMi checkpoint (ssmkit train sashimi) in recurrent mode. Writes "
-    "sample_000.wav ... and samples.png (waveforms and spectrograms) into --out.",
+    description="Sample audio from a SaShiMi checkpoint (ssmkit train sashimi) in recurrent mode, or (--unigram) "
+    "from the FSDD training audio's code histogram. Writes sample_000.wav ... and samples.png (waveforms and "
+    "spectrograms) into --out.",
     arguments=arguments,
     run=run,
 )

@@ -22,6 +22,12 @@ def _optimizer_and_size(p: argparse.ArgumentParser, d, n_layers_help: str | None
     p.add_argument("--n-layers", type=positive(int), default=d.n_layers, help=n_layers_help)
 
 
+def _splits(p: argparse.ArgumentParser, d) -> None:
+    """The options both jobs take for their splits (defaults from d)."""
+    p.add_argument("--split", choices=("take", "speaker"), default=d.split, help="FSDD test split: take (takes 0-4 of every speaker) or speaker (every clip of the held-out speaker, theo)")
+    p.add_argument("--val-fraction", type=probability, default=d.val_fraction, help="seeded fraction of the training items held out to choose best.pt (default 0.1)")
+
+
 def _config(config_class, args: argparse.Namespace):
     fields = {f.name for f in dataclasses.fields(config_class)}
     return config_class(**{k: v for k, v in vars(args).items() if k in fields})
@@ -43,9 +49,12 @@ def classify_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=probability, default=d.dropout)
     p.add_argument("--length", type=positive(int), help="fsdd: samples per clip (8000); listops: max tokens (2000); copying: 4096")
     p.add_argument("--patch", type=positive(int), default=d.patch, help="fsdd: raw samples read per step")
+    p.add_argument("--b-clip", type=positive(float), help="clip Im(B) of the HiPPO-LegS init to [-B_CLIP, B_CLIP] (the s4 reference: 2)")
+    p.add_argument("--c-init", choices=("tilde", "c"), default=d.c_init, help="S4: draw C~ (tilde, default) or draw C and set C~ = C(I - dA^L) (c, the s4 reference)")
     p.add_argument("--train-size", type=positive(int), default=d.train_size, help="generated tasks: training items")
     p.add_argument("--test-size", type=positive(int), default=d.test_size, help="generated tasks: test items")
     p.add_argument("--limit", type=positive(int), help="use at most N train and N test items (smoke runs)")
+    _splits(p, d)
     p.add_argument("--steps-per-epoch", type=positive(int), help="cap the optimizer steps per epoch")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -67,7 +76,8 @@ def sashimi_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help="WAV folder in the FSDD layout (default: $SSMKIT_FSDD or ../shared/data/fsdd)")
     p.add_argument("--out", metavar="DIR", default=d.out, help=f"output folder (default {d.out})")
     p.add_argument("--sample-rate", type=positive(int), default=d.sample_rate, help="resample the WAVs to this rate")
-    p.add_argument("--length", type=positive(int), default=d.length, help="samples per clip (crop, or pad with silence)")
+    p.add_argument("--length", type=positive(int), default=d.length, help="validation and test clips: at most this many samples")
+    p.add_argument("--train-length", type=positive(int), default=d.train_length, help="training items: random crops of this many samples")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt up to --epochs")
     p.add_argument("--epochs", type=positive(int), default=d.epochs)
     p.add_argument("--max-minutes", type=positive(float), help="stop after this many minutes of training (checkpointed)")
@@ -82,6 +92,8 @@ def sashimi_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-unet", dest="unet", action="store_false", help="skips only around the pooling layers")
     p.add_argument("--limit", type=positive(int), help="use at most N train and N test clips (smoke runs)")
     p.add_argument("--test-limit", type=positive(int), help="score the test NLL on a seeded subset of N test clips")
+    p.add_argument("--val-limit", type=positive(int), help="score the validation NLL on a seeded subset of N clips")
+    _splits(p, d)
     p.add_argument("--steps-per-epoch", type=positive(int), help="cap the optimizer steps per epoch")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N or auto (default cpu)")

@@ -25,10 +25,14 @@ PathLike = Union[str, Path]
 
 # Conventional FSDD split: takes 0-4 of every speaker and digit are the test set.
 FSDD_TEST_TAKES = range(5)
+# The held-out-speaker split: every recording of these speakers is the test set, so the
+# test voices are never heard in training (FSDD has six speakers of 500 clips each).
+FSDD_TEST_SPEAKERS = ("theo",)
 
 _PADS = ("right", "left", "center", "none")
 _CROPS = ("random", "center", "left", "right")
 _SPLITS = (None, "all", "train", "test")
+_SPLIT_BY = ("take", "speaker")
 _NAME = re.compile(r"^(?P<label>[^_]+)_(?P<rest>.*)$")
 
 
@@ -188,8 +192,10 @@ class WavFolder(torch.utils.data.Dataset):
     Items are ``(waveform, label)``: waveform a float32 tensor of shape (length, 1)
     (or (length,) with ``channel_dim=False``), label the class index (``classes[label]``
     is the name in the file). Names of the form ``{label}_{speaker}_{take}.wav`` (FSDD)
-    also give each item a speaker and a take, and ``split="train" | "test"`` selects the
-    conventional FSDD split (takes in ``test_takes`` are test). ``speakers.json`` beside the
+    also give each item a speaker and a take, and ``split="train" | "test"`` selects one side
+    of a split: by default the conventional FSDD split (takes in ``test_takes`` are test);
+    with ``split_by="speaker"`` the held-out-speaker split (every clip of the speakers in
+    ``test_speakers`` is test, the other speakers train). ``speakers.json`` beside the
     files (or one folder up) adds per-speaker fields such as gender and accent.
 
     root: the folder of WAVs, or a folder holding them in ``recordings/`` (FSDD's layout).
@@ -209,6 +215,8 @@ class WavFolder(torch.utils.data.Dataset):
         *,
         split: Optional[str] = None,
         test_takes: Sequence[int] = FSDD_TEST_TAKES,
+        split_by: str = "take",
+        test_speakers: Sequence[str] = FSDD_TEST_SPEAKERS,
         pad: str = "right",
         crop: str = "random",
         transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
@@ -216,6 +224,7 @@ class WavFolder(torch.utils.data.Dataset):
         cache: bool = True,
     ):
         _choice("split", split, _SPLITS)
+        _choice("split_by", split_by, _SPLIT_BY)
         _choice("pad", pad, _PADS)
         _choice("crop", crop, _CROPS)
         if sample_rate is not None and (int(sample_rate) != sample_rate or sample_rate <= 0):
@@ -263,9 +272,16 @@ class WavFolder(torch.utils.data.Dataset):
             if any(it["take"] is None for it in items):
                 bad = next(it["path"] for it in items if it["take"] is None)
                 raise ValueError(f"split: {split!r} needs names like {{label}}_{{speaker}}_{{take}}.wav; got {bad}")
-            test = set(test_takes)
-            items = [it for it in items if (it["take"] in test) == (split == "test")]
-        self.split = split
+            if split_by == "take":
+                test = set(test_takes)
+                items = [it for it in items if (it["take"] in test) == (split == "test")]
+            else:
+                unknown = set(test_speakers) - {it["speaker"] for it in items}
+                if unknown:
+                    raise ValueError(f"test_speakers: expected speakers of {str(folder)!r}, got unknown {sorted(unknown)}")
+                test = set(test_speakers)
+                items = [it for it in items if (it["speaker"] in test) == (split == "test")]
+        self.split, self.split_by = split, split_by
         self.items = items
         self._cache: dict[int, torch.Tensor] = {} if cache else None
 

@@ -58,6 +58,12 @@ class S4(nn.Module):
             set by the first forward. A longer input doubles l_max (C~ is rewritten in
             place for the same C, under no_grad). Under DDP give l_max (>= the longest
             input) so that every process keeps the same parameters.
+        b_clip: init="legs" only: clip Im(B) of the HiPPO-LegS B (in the eigenbasis) to
+            [-b_clip, b_clip]. None (default) keeps the exact B; the state-spaces/s4
+            reference clips with 2 by default.
+        c_init: DPLR only. ``"tilde"`` (default): the random complex normal draw is C~
+            itself. ``"c"`` (the reference's choice): the draw is C, and C~ = C (I - dA^L)
+            is set when the kernel length L is first fixed (l_max, or the first forward).
 
     Re(Lambda) = -exp(Lambda_real_log) < 0 and P is tied, so A + A^* is negative
     definite: every recurrence is stable. Parameters ``log_dt``, ``Lambda_real_log``,
@@ -82,24 +88,30 @@ class S4(nn.Module):
         backend: str = "auto",
         discretization: Optional[str] = None,
         l_max: Optional[int] = None,
+        b_clip: Optional[float] = None,
+        c_init: str = "tilde",
     ):
         super().__init__()
         H = positive_int("d_model", d_model)
         discretization = s4_options(d_state, mode, init, dt_min, dt_max, dropout, activation, discretization)
         if l_max is not None:
             positive_int("l_max", l_max)
+        if c_init not in ("tilde", "c") or (c_init == "c" and mode != "dplr"):
+            raise ValueError(f'c_init: expected "tilde" (or "c" with mode="dplr"), got {c_init!r} with mode={mode!r}')
         self.d_model, self.d_state, self.mode, self.init = H, d_state, mode, init
         self.bidirectional, self.backend = bool(bidirectional), check_backend(backend)
-        self.discretization = discretization
-        self.l_kernel = l_max if mode == "dplr" else None  # the length C~ belongs to (DPLR)
+        self.discretization, self.b_clip, self.c_init = discretization, b_clip, c_init
+        self.l_kernel = None  # the length C~ belongs to (DPLR): l_max, or the first forward's
 
         N, c = d_state // 2, 2 if bidirectional else 1
         real = torch.get_default_dtype()
         if mode == "dplr":
-            Lambda, P, B = map(torch.from_numpy, hippo.legs_nplr(d_state))
+            Lambda, P, B = map(torch.from_numpy, hippo.legs_nplr(d_state, b_clip))
             self.P = nn.Parameter(torch.view_as_real(P.expand(H, 1, N)).to(real).clone())
         else:
-            Lambda, B = map(torch.from_numpy, hippo.diag_init(init, d_state))
+            if b_clip is not None and init != "legs":
+                raise ValueError(f'b_clip: clips the HiPPO-LegS B of init="legs", got init={init!r}')
+            Lambda, B = map(torch.from_numpy, hippo.diag_init(init, d_state, b_clip))
         log_dt = torch.rand(H, dtype=torch.float64) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         self.log_dt = nn.Parameter(log_dt.to(real))
         self.Lambda_real_log = nn.Parameter(torch.log(-Lambda.real).expand(H, N).to(real).clone())
@@ -107,6 +119,8 @@ class S4(nn.Module):
         self.B = nn.Parameter(torch.view_as_real(B.expand(H, N)).to(real).clone())
         self.C = nn.Parameter(torch.view_as_real(torch.randn(c, H, N, dtype=torch.complex128)).to(real))
         self.D = nn.Parameter(torch.randn(H, dtype=real))
+        if l_max is not None and mode == "dplr":
+            self._kernel_length(l_max)
 
         self.activation = ACTIVATIONS[activation]()
         self.dropout = nn.Dropout(dropout)
@@ -146,20 +160,26 @@ class S4(nn.Module):
         """The DPLR kernel length for an input of length L (>= L); doubles C~'s length if needed."""
         if self.l_kernel is None:
             self.l_kernel = L
+            if self.c_init == "c":
+                self._times_one_plus_power(-1.0, L)  # the draw was C: C~ = C (I - dA^L)
         while self.l_kernel < L:
             self._double_kernel_length()
         return self.l_kernel
 
-    @torch.no_grad()
     def _double_kernel_length(self):
         # C~_2L = C (I - dA^2L) = C~_L (I + dA^L): the same C, a kernel twice as long.
+        self._times_one_plus_power(1.0, self.l_kernel)
+        self.l_kernel *= 2
+
+    @torch.no_grad()
+    def _times_one_plus_power(self, sign: float, L: int):
+        """C <- C (I + sign dA^L) in place (in float64 over the full 2N states)."""
         dt, Lambda, P, B, C = (None if t is None else t.to(torch.complex128 if t.is_complex() else torch.float64)
                                for t in self._ssm())  # fmt: skip
-        _, _, power = dplr_dense_power(dt, Lambda, P, B, self.l_kernel)
+        _, _, power = dplr_dense_power(dt, Lambda, P, B, L)
         eye = torch.eye(power.shape[-1], dtype=power.dtype)
-        C2 = torch.einsum("chi,hij->chj", full(C), eye + power)[..., : C.shape[-1]]
+        C2 = torch.einsum("chi,hij->chj", full(C), eye + sign * power)[..., : C.shape[-1]]
         self.C.copy_(torch.view_as_real(C2).to(self.C.dtype))
-        self.l_kernel *= 2
 
     def kernel(self, L: int) -> torch.Tensor:
         """The convolution kernel K_l = C dA^l dB for l < L: real (c, d_model, L)."""

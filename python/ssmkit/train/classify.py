@@ -3,8 +3,10 @@
 ``train(config)`` runs the whole job and writes into ``config.out``:
 
 - ``metrics.csv`` and ``metrics.json``: one row per epoch (losses, accuracies, times);
-- ``last.pt`` every epoch and ``best.pt`` at the best test accuracy: model config and
-  state, optimizer, scheduler, epoch, history, RNG state (written atomically);
+- ``last.pt`` every epoch and ``best.pt`` at the best validation accuracy (a seeded
+  ``val_fraction`` of the training items, held out; the test set is reported every
+  epoch but never chooses anything): model config and state, optimizer, scheduler,
+  epoch, history, RNG state (written atomically); metrics.json's ``test_acc`` is best.pt's;
 - ``summary.png``: loss and accuracy curves.
 
 Under ``torchrun --nproc_per_node N`` it trains with DistributedDataParallel (gloo on
@@ -66,22 +68,39 @@ def _clip_lengths(dataset, length: int) -> list[int]:
     return [min(length, round(meta[i]["frames"] * meta[i]["sample_rate"] / meta[i]["orig_sample_rate"])) for i in _indices(dataset)]
 
 
+def _hold_out(train, val_source, cfg: Config):
+    """(train, validation): a seeded ``val_fraction`` of the (limited) training items, drawn
+    from ``val_source`` (the same items, read as the test items are: no random crop)."""
+    from .common import validation_split
+
+    indices = list(_indices(train))
+    keep, held = validation_split(len(indices), cfg.val_fraction, cfg.seed)
+    return _Subset(_base(train), [indices[i] for i in keep]), _Subset(val_source, [indices[i] for i in held])
+
+
 def make_datasets(cfg: Config):
-    """(train, test, spec): spec holds what the model needs (d_input, n_classes, ...)."""
+    """(train, validation, test, spec): spec holds what the model needs (d_input,
+    n_classes, ...). The validation items are held out of the training items (see
+    :func:`_hold_out`); they choose best.pt."""
     if cfg.task == "fsdd":
         from ..data import fsdd_root
         from ..data.audio import WavFolder
 
         root = Path(cfg.data) if cfg.data else fsdd_root()
         length = cfg.length or 8000  # longer clips are cropped; shorter ones batch with a mask
-        train = WavFolder(root, 8000, length, split="train", crop="random", pad="none")
-        test = WavFolder(root, 8000, length, split="test", crop="center", pad="none")
+        split = dict(split_by=cfg.split, pad="none")
+        train = WavFolder(root, 8000, length, split="train", crop="random", **split)
+        val_source = WavFolder(root, 8000, length, split="train", crop="center", **split)
+        test = WavFolder(root, 8000, length, split="test", crop="center", **split)
         spec = {"kind": "waveform", "n_classes": len(train.classes), "n_targets": 1, "classes": train.classes}
         spec["input"] = {"sample_rate": 8000, "length": length, "patch": cfg.patch, "normalize": "rms"}
-        train, test = _limit(train, cfg.limit, cfg.seed), _limit(test, cfg.limit, cfg.seed + 1)
-        spec["lengths"] = [_clip_lengths(d, length) for d in (train, test)]
-        return train, test, spec
-    elif cfg.task == "listops":
+        train, val = _hold_out(_limit(train, cfg.limit, cfg.seed), val_source, cfg)
+        test = _limit(test, cfg.limit, cfg.seed + 1)
+        spec["lengths"] = [_clip_lengths(d, length) for d in (train, val, test)]
+        return train, val, test, spec
+    if cfg.split != "take":
+        raise ValueError(f"split: {cfg.task} has one fixed test set; expected 'take' (the default), got {cfg.split!r}")
+    if cfg.task == "listops":
         from ..data.tasks import ListOps
 
         length = cfg.length or 2000
@@ -90,9 +109,10 @@ def make_datasets(cfg: Config):
         test = ListOps(cfg.test_size, **lengths, seed=cfg.seed + 1_000_003)
         spec = {"kind": "tokens", "vocab_size": len(ListOps.vocab), "n_classes": 10, "n_targets": 1, "mask_padding": True}
         spec["input"] = {"length": length}
-        train, test = _limit(train, cfg.limit, cfg.seed), _limit(test, cfg.limit, cfg.seed + 1)
-        spec["lengths"] = [[len(_base(d).texts[i].split()) for i in _indices(d)] for d in (train, test)]
-        return train, test, spec
+        train, val = _hold_out(_limit(train, cfg.limit, cfg.seed), train, cfg)
+        test = _limit(test, cfg.limit, cfg.seed + 1)
+        spec["lengths"] = [[len(_base(d).texts[i].split()) for i in _indices(d)] for d in (train, val, test)]
+        return train, val, test, spec
     elif cfg.task == "copying":
         from ..data.tasks import SelectiveCopying
 
@@ -103,7 +123,8 @@ def make_datasets(cfg: Config):
         spec |= {"n_targets": train.n_memorize, "input": {"length": length}}
     else:
         raise ValueError(f"task: expected one of {', '.join(TASKS)}, got {cfg.task!r}")
-    return _limit(train, cfg.limit, cfg.seed), _limit(test, cfg.limit, cfg.seed + 1), spec
+    train, val = _hold_out(_limit(train, cfg.limit, cfg.seed), train, cfg)
+    return train, val, _limit(test, cfg.limit, cfg.seed + 1), spec
 
 
 class ShardedBatchSampler(torch.utils.data.Sampler):
@@ -158,6 +179,8 @@ def model_config_for(cfg: Config, spec: dict) -> dict:
     tokens = spec["kind"] == "tokens"
     steps = spec["input"]["length"] // (1 if tokens else cfg.patch) + 1
     s4 = {"l_max": steps} if cfg.mode == "dplr" else {}  # fixed l_max: identical under DDP
+    s4 |= {"b_clip": cfg.b_clip} if cfg.b_clip is not None else {}
+    s4 |= {"c_init": cfg.c_init} if cfg.c_init != "tilde" else {}
     return {
         "d_input": spec["vocab_size"] if tokens else cfg.patch,
         "n_classes": spec["n_classes"] * spec["n_targets"],
@@ -208,13 +231,14 @@ def _loader(dataset, spec, **kwargs):
     return torch.utils.data.DataLoader(dataset, collate_fn=collate_padded if spec["kind"] == "waveform" else None, **kwargs)
 
 
-def evaluate(model, dataset, spec, device, rank=0, world=1, batch_size=32):
-    """(mean loss, accuracy) over the dataset; each process takes every world-th item."""
+def evaluate(model, dataset, spec, device, rank=0, world=1, batch_size=32, lengths=None):
+    """(mean loss, accuracy) over the dataset; each process takes every world-th item.
+    ``lengths`` (one per item) batches similar lengths together: less padding."""
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     indices = range(rank, len(dataset), world)
-    if "lengths" in spec:  # similar lengths together: less padding
-        indices = sorted(indices, key=spec["lengths"][1].__getitem__)
+    if lengths is not None:
+        indices = sorted(indices, key=lengths.__getitem__)
     with torch.no_grad():
         for batch in _loader(_Subset(dataset, indices), spec, batch_size=batch_size):
             x, y, mask = _inputs(batch, spec, device)
@@ -236,7 +260,7 @@ def plot_history(history: list, path: Path, title: str = "") -> None:
 
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for split, style in (("train", "-o"), ("test", "-s")):
+    for split, style in (("train", "-o"), ("val", "-^"), ("test", "-s")):
         ax_loss.plot(epochs, [h[f"{split}_loss"] for h in history], style, label=split)
         ax_acc.plot(epochs, [100 * h[f"{split}_acc"] for h in history], style, label=split)
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
@@ -262,7 +286,7 @@ def train(cfg: Config) -> dict:
 
     checkpoint = load_classifier_checkpoint(out / "last.pt") if cfg.resume else None
     torch.manual_seed(cfg.seed)
-    train_set, test_set, spec = make_datasets(cfg)
+    train_set, val_set, test_set, spec = make_datasets(cfg)
     model_config = checkpoint["model_config"] if checkpoint else model_config_for(cfg, spec)
     if model_config["task"] != cfg.task:
         raise ValueError(f"task: {out / 'last.pt'} was trained on {model_config['task']!r}, got --task {cfg.task!r}")
@@ -278,7 +302,7 @@ def train(cfg: Config) -> dict:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         schedule.load_state_dict(checkpoint["scheduler"])
-        history, start, best = checkpoint["history"], checkpoint["epoch"] + 1, checkpoint["best_test_acc"]
+        history, start, best = checkpoint["history"], checkpoint["epoch"] + 1, checkpoint["best_val_acc"]
         elapsed = history[-1]["elapsed_seconds"] if history else 0.0
         torch.set_rng_state(checkpoint["rng"])
     ddp = nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -286,7 +310,7 @@ def train(cfg: Config) -> dict:
     summary = {"config": dataclasses.asdict(cfg), "model_config": model_config, "parameters": n_params, "world_size": world}
     if rank == 0:
         print(
-            f"ssmkit train classify: task {cfg.task}, {len(train_set)} train / {len(test_set)} test items, "
+            f"ssmkit train classify: task {cfg.task}, {len(train_set)} train / {len(val_set)} validation / {len(test_set)} test items, "
             f"{n_params:,} parameters, {world} process(es) on {device}, {steps} steps per epoch",
             flush=True,
         )
@@ -316,12 +340,16 @@ def train(cfg: Config) -> dict:
         totals = torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=device)
         if world > 1:
             dist.all_reduce(totals)
-        test_loss, test_acc = evaluate(model, test_set, spec, device, rank, world)
+        lengths = spec.get("lengths", [None] * 3)
+        val_loss, val_acc = evaluate(model, val_set, spec, device, rank, world, lengths=lengths[1])
+        test_loss, test_acc = evaluate(model, test_set, spec, device, rank, world, lengths=lengths[2])
         elapsed += time.time() - began
         row = {
             "epoch": epoch,
             "train_loss": (totals[0] / totals[2]).item(),
             "train_acc": (totals[1] / totals[2]).item(),
+            "val_loss": val_loss,
+            "val_acc": val_acc,
             "test_loss": test_loss,
             "test_acc": test_acc,
             "lr": optimizer.param_groups[0]["lr"],
@@ -330,12 +358,12 @@ def train(cfg: Config) -> dict:
             "elapsed_seconds": round(elapsed, 2),
         }
         history.append(row)
-        improved = test_acc > best
-        best = max(best, test_acc)
+        improved = val_acc > best
+        best = max(best, val_acc)
         if rank == 0:
             print(
                 f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:.2f}% | "
-                f"test loss {test_loss:.4f} acc {100 * test_acc:.2f}% | {row['epoch_seconds']:.0f} s, total {elapsed / 60:.1f} min",
+                f"validation acc {100 * val_acc:.2f}% | test loss {test_loss:.4f} acc {100 * test_acc:.2f}% | {row['epoch_seconds']:.0f} s, total {elapsed / 60:.1f} min",
                 flush=True,
             )
             checkpoint = {
@@ -345,14 +373,16 @@ def train(cfg: Config) -> dict:
                 "scheduler": schedule.state_dict(),
                 "epoch": epoch,
                 "history": history,
-                "best_test_acc": best,
+                "best_val_acc": best,
                 "config": dataclasses.asdict(cfg),
                 "rng": torch.get_rng_state(),
             }
             save_checkpoint(out / "last.pt", checkpoint)
             if improved:
                 save_checkpoint(out / "best.pt", checkpoint)
-            summary |= {"epochs_done": epoch, "final_test_acc": test_acc, "best_test_acc": best}
+            chosen = max(history, key=lambda h: h["val_acc"])  # the first best epoch: best.pt's
+            summary |= {"epochs_done": epoch, "final_test_acc": test_acc, "best_val_acc": best}
+            summary |= {"best_epoch": chosen["epoch"], "test_acc": chosen["test_acc"]}
             write_metrics(out, history, summary)
             plot_history(history, out / "summary.png", f"{cfg.task}: {'S4D' if model_config['mode'] == 'diag' else 'S4'}, d_model {model_config['d_model']}, {model_config['n_layers']} layers")
     if world > 1:

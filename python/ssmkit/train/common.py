@@ -34,6 +34,19 @@ def write_metrics(out: Path, history: list, summary: dict) -> None:
     os.replace(out / "metrics.json.tmp", out / "metrics.json")
 
 
+def validation_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, validation) indices into n training items: a seeded random ``fraction`` of
+    them (at least one, and at least one left to train on) is held out to choose best.pt,
+    so the test split is never used for a choice."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction: expected a fraction in (0, 1), got {fraction!r}")
+    if n < 2:
+        raise ValueError(f"training items: expected at least 2 to hold out a validation split, got {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    k = min(n - 1, max(1, round(fraction * n)))
+    return sorted(order[k:]), sorted(order[:k])
+
+
 def lr_schedule(warmup: int, total: int):
     """Linear warmup, then cosine decay to zero: the factor on each group's lr at a step."""
 

@@ -19,6 +19,8 @@ class TrainConfig:
     d_model: int = 64
     d_state: int = 64
     limit: Optional[int] = None  # at most this many train and test items (smoke runs)
+    split: str = "take"  # fsdd: "take" (takes 0-4 are test) or "speaker" (speakers in FSDD_TEST_SPEAKERS are test)
+    val_fraction: float = 0.1  # held out of the training items (seeded by seed) to choose best.pt
     steps_per_epoch: Optional[int] = None  # cap (smoke runs)
     seed: int = 0
     device: str = "cpu"
@@ -43,6 +45,8 @@ class Config(TrainConfig):
     dropout: float = 0.1
     length: Optional[int] = None  # fsdd: samples (8000); listops: max tokens (2000); copying: 4096
     patch: int = 16  # fsdd: raw samples per step (the defaults are tuned on FSDD)
+    b_clip: Optional[float] = None  # clip Im(B) of HiPPO-LegS (the state-spaces/s4 reference: 2)
+    c_init: str = "tilde"  # S4: "tilde" draws C~, "c" draws C and sets C~ = C (I - dA^L) (the reference)
     train_size: int = 2000  # generated tasks
     test_size: int = 500
 
@@ -53,7 +57,8 @@ class SashimiConfig(TrainConfig):
 
     out: str = "runs/sashimi"
     sample_rate: int = 8000
-    length: int = 8000  # samples per item (crop or pad with silence)
+    length: int = 8000  # validation and test clips: at most this many samples (longer ones are cut)
+    train_length: int = 2048  # training items: a random crop of this many samples (shorter clips whole)
     epochs: int = 10
     max_minutes: Optional[float] = None  # stop (and checkpoint) after this much training time
     batch_size: int = 8  # global: split across DDP processes
@@ -68,3 +73,4 @@ class SashimiConfig(TrainConfig):
     dropout: float = 0.0
     unet: bool = True
     test_limit: Optional[int] = None  # score the test NLL on a seeded subset of this many test clips
+    val_limit: Optional[int] = None  # score the validation NLL on a seeded subset of this many clips

@@ -1,13 +1,20 @@
 """Train SaShiMi on a folder of WAVs: next-sample prediction of 8-bit mu-law codes.
 
+Only real audio is scored: training items are random crops of ``train_length`` samples
+(clips shorter than that are taken whole and the batch's padding is masked out of the
+loss), and every NLL and baseline counts the real samples of each clip (see
+:mod:`ssmkit.eval.nll`). A seeded ``val_fraction`` of the training clips is held out as
+the validation set that chooses ``best.pt``; the test split is scored once, with
+``best.pt``, at the end.
+
 ``train(SashimiConfig(...))`` writes into ``config.out``:
 
-- ``metrics.csv`` / ``metrics.json``: one row per epoch (train and test NLL in bits per
-  sample, times); the JSON also holds the test set's unigram mu-law entropy, the
-  baseline that a model ignoring context reaches;
-- ``last.pt`` every epoch (and at the time limit) and ``best.pt`` at the best test NLL
-  (model config and weights, optimizer, schedule, history, RNG state; written atomically);
-- ``loss.png``: train NLL per step and test NLL per epoch, bits per sample.
+- ``metrics.csv`` / ``metrics.json``: one row per epoch (train and validation NLL in bits
+  per sample, times); the JSON also holds the test NLL of ``best.pt`` and the test set's
+  unigram mu-law entropy, the baseline that a model ignoring context reaches;
+- ``last.pt`` every epoch (and at the time limit) and ``best.pt`` at the best validation
+  NLL (model config and weights, optimizer, schedule, history, RNG state; written atomically);
+- ``loss.png``: train NLL per step, validation NLL per epoch, test NLL, bits per sample.
 
 Under ``torchrun --nproc_per_node N`` it trains with DistributedDataParallel (gloo on
 CPU, nccl on GPU); ``batch_size`` is the global batch. ``ssmkit.models.checkpoint.load_sashimi(path)``
@@ -27,7 +34,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ..data.audio import WavFolder
-from ..eval.nll import LN2, MuLawClips, test_nll, unigram_entropy_bits
+from ..eval.nll import LN2, MuLawClips, collate_codes, masked_nll, test_nll, unigram_entropy_bits
 from ..models import SaShiMi
 from .common import lr_schedule, save_checkpoint, start_run, write_metrics
 from .config import SashimiConfig
@@ -37,26 +44,40 @@ from .config import SashimiConfig
 
 
 def make_datasets(cfg: SashimiConfig):
-    """(train, test) mu-law clips: the FSDD split (takes 5-49 train, 0-4 test), cropped
-    at random (train) or from the start (test) and padded with silence to cfg.length."""
+    """(train, validation, test) mu-law clips of the FSDD split ``cfg.split``: training
+    clips cropped at random to ``train_length``, validation (a seeded ``val_fraction`` of
+    the training clips) and test clips whole up to ``length``; nothing padded."""
     from ..data import fsdd_root
+    from .common import validation_split
 
     root = Path(cfg.data) if cfg.data else fsdd_root()
-    train = WavFolder(root, cfg.sample_rate, cfg.length, split="train", crop="random", channel_dim=False)
-    test = WavFolder(root, cfg.sample_rate, cfg.length, split="test", crop="left", channel_dim=False)
+    split = dict(split_by=cfg.split, pad="none", channel_dim=False)
+    crop = min(cfg.train_length, cfg.length)
+    train = WavFolder(root, cfg.sample_rate, crop, split="train", crop="random", **split)
+    whole = WavFolder(root, cfg.sample_rate, cfg.length, split="train", crop="left", **split)
+    test = WavFolder(root, cfg.sample_rate, cfg.length, split="test", crop="left", **split)
 
-    def pick(n, limit):  # a seeded subset
-        return None if limit is None else torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed))[:limit].tolist()
+    def pick(indices, limit):  # a seeded subset
+        if limit is None:
+            return indices
+        return [indices[i] for i in torch.randperm(len(indices), generator=torch.Generator().manual_seed(cfg.seed))[:limit].tolist()]
 
+    train_idx, val_idx = validation_split(len(train), cfg.val_fraction, cfg.seed)
+    val_limit = min(cfg.limit or len(val_idx), cfg.val_limit or len(val_idx))
     test_limit = min(cfg.limit or len(test), cfg.test_limit or len(test))
-    return MuLawClips(train, pick(len(train), cfg.limit)), MuLawClips(test, pick(len(test), test_limit))
+    return (
+        MuLawClips(train, pick(train_idx, cfg.limit)),
+        MuLawClips(whole, pick(val_idx, val_limit)),
+        MuLawClips(test, pick(list(range(len(test))), test_limit)),
+    )
 
 
 # ------------------------------------------------------------------------------ loop
 
 
-def plot_loss(steps: list, history: list, baseline: Optional[float], path: Path, title: str) -> None:
-    """Train NLL per step (and its running mean), test NLL per epoch, the unigram baseline."""
+def plot_loss(steps: list, history: list, baseline: Optional[float], path: Path, title: str, test: Optional[tuple] = None) -> None:
+    """Train NLL per step (and its running mean), validation NLL per epoch, the test NLL
+    of best.pt (``test``: (step, bits)), the test set's unigram baseline."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,10 +91,12 @@ def plot_loss(steps: list, history: list, baseline: Optional[float], path: Path,
         smooth = [sum(y[max(0, i - k + 1) : i + 1]) / len(y[max(0, i - k + 1) : i + 1]) for i in range(len(y))]
         ax.plot(x, smooth, color="tab:blue", label=f"train (mean of {k} steps)")
     if history:
-        ax.plot([h["step"] for h in history], [h["test_bits"] for h in history], "s-", color="tab:orange", label="test")
+        ax.plot([h["step"] for h in history], [h["val_bits"] for h in history], "s-", color="tab:orange", label="validation")
+    if test is not None:
+        ax.plot([test[0]], [test[1]], "*", ms=14, color="tab:red", label=f"test (best.pt) {test[1]:.2f}")
     if baseline is not None:
-        ax.axhline(baseline, color="gray", ls="--", label=f"unigram mu-law entropy {baseline:.2f}")
-    ax.set(xlabel="optimizer step", ylabel="NLL (bits per sample)", title=title)
+        ax.axhline(baseline, color="gray", ls="--", label=f"test unigram mu-law entropy {baseline:.2f}")
+    ax.set(xlabel="optimizer step", ylabel="NLL (bits per real sample)", title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -104,38 +127,48 @@ def train(cfg: SashimiConfig) -> dict:
         checkpoint = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
 
     torch.manual_seed(cfg.seed)
-    train_set, test_set = make_datasets(cfg)
+    train_set, val_set, test_set = make_datasets(cfg)
     model_config = checkpoint["model_config"] if checkpoint else model_config_for(cfg)
     model = SaShiMi(**model_config).to(device)
     sampler = torch.utils.data.DistributedSampler(train_set, world, rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size // world, sampler=sampler, drop_last=True)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size // world, sampler=sampler, drop_last=True, collate_fn=collate_codes)
     steps = min(len(loader), cfg.steps_per_epoch or len(loader))
     if steps == 0:
         raise ValueError(f"batch_size: {cfg.batch_size} is more than the {len(train_set)} training items")
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.weight_decay, cfg.ssm_lr))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(min(cfg.warmup_steps, steps * cfg.epochs // 10 + 1), steps * cfg.epochs))
-    history, step_losses, start, best, elapsed, step = [], [], 1, math.inf, 0.0, 0
+    history, step_losses, start, best, elapsed, step, real, padded = [], [], 1, math.inf, 0.0, 0, 0, 0
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         schedule.load_state_dict(checkpoint["scheduler"])
         history, step_losses = checkpoint["history"], checkpoint["step_losses"]
-        start, best, step, elapsed = checkpoint["epoch"] + 1, checkpoint["best_test_bits"], checkpoint["step"], checkpoint["elapsed"]
+        start, best, step, elapsed = checkpoint["epoch"] + 1, checkpoint["best_val_bits"], checkpoint["step"], checkpoint["elapsed"]
+        real, padded = checkpoint["samples_real"], checkpoint["samples_batched"]
         torch.set_rng_state(checkpoint["rng"])
     ddp = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     n_params = sum(p.numel() for p in model.parameters())
     baseline = unigram_entropy_bits(test_set)
     summary = {
         "config": dataclasses.asdict(cfg), "model_config": model_config, "parameters": n_params, "world_size": world,
-        "train_items": len(train_set), "test_items": len(test_set), "test_unigram_entropy_bits": baseline,
+        "train_items": len(train_set), "val_items": len(val_set), "test_items": len(test_set),
+        "test_unigram_entropy_bits": baseline, "val_unigram_entropy_bits": unigram_entropy_bits(val_set),
     }  # fmt: skip
     if rank == 0:
         print(
-            f"ssmkit train sashimi: {len(train_set)} train / {len(test_set)} test clips of {cfg.length} samples at "
-            f"{cfg.sample_rate} Hz, {n_params:,} parameters, {world} process(es) on {device}, {steps} steps per epoch; "
-            f"test-set unigram mu-law entropy {baseline:.3f} bits/sample",
+            f"ssmkit train sashimi: {len(train_set)} train (crops of {train_set.folder.length}) / {len(val_set)} validation / "
+            f"{len(test_set)} test clips (split by {cfg.split}) at {cfg.sample_rate} Hz, {n_params:,} parameters, "
+            f"{world} process(es) on {device}, {steps} steps per epoch; test-set unigram mu-law entropy {baseline:.3f} bits/sample",
             flush=True,
         )
+
+    def checkpoint_dict(epoch):
+        return {
+            "kind": "sashimi", "model_config": model_config, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(), "epoch": epoch, "step": step,
+            "history": history, "step_losses": step_losses, "best_val_bits": best, "elapsed": elapsed,
+            "samples_real": real, "samples_batched": padded, "config": dataclasses.asdict(cfg), "rng": torch.get_rng_state(),
+        }  # fmt: skip
 
     def finish_epoch(epoch, loss_sum, seen, began):
         nonlocal best, elapsed
@@ -143,30 +176,27 @@ def train(cfg: SashimiConfig) -> dict:
         if world > 1:
             dist.all_reduce(totals)
         train_seconds = time.time() - began
-        test_bits = test_nll(model, test_set, device, rank=rank, world=world)
+        val_bits = test_nll(model, val_set, device, rank=rank, world=world)
         elapsed += time.time() - began
         row = {
-            "epoch": epoch, "step": step, "train_bits": (totals[0] / totals[1].clamp(min=1)).item(), "test_bits": test_bits,
+            "epoch": epoch, "step": step, "train_bits": (totals[0] / totals[1].clamp(min=1)).item(), "val_bits": val_bits,
             "lr": optimizer.param_groups[0]["lr"], "train_seconds": round(train_seconds, 2), "elapsed_seconds": round(elapsed, 2),
         }  # fmt: skip
         history.append(row)
-        improved, best = test_bits < best, min(best, test_bits)
+        improved, best = val_bits < best, min(best, val_bits)
         if rank == 0:
             print(
-                f"epoch {epoch}: train {row['train_bits']:.4f} bits/sample | test {test_bits:.4f} bits/sample "
-                f"(unigram {baseline:.3f}) | total {elapsed / 60:.1f} min",
+                f"epoch {epoch}: train {row['train_bits']:.4f} | validation {val_bits:.4f} bits/sample "
+                f"(test unigram {baseline:.3f}) | step {step}, total {elapsed / 60:.1f} min",
                 flush=True,
             )
-            ckpt = {
-                "kind": "sashimi", "model_config": model_config, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": schedule.state_dict(), "epoch": epoch, "step": step,
-                "history": history, "step_losses": step_losses, "best_test_bits": best, "elapsed": elapsed,
-                "config": dataclasses.asdict(cfg), "rng": torch.get_rng_state(),
-            }  # fmt: skip
-            save_checkpoint(out / "last.pt", ckpt)
+            save_checkpoint(out / "last.pt", checkpoint_dict(epoch))
             if improved:
-                save_checkpoint(out / "best.pt", ckpt)
-            summary.update(epochs_done=epoch, steps_done=step, final_test_bits=test_bits, best_test_bits=best, minutes=elapsed / 60)
+                save_checkpoint(out / "best.pt", checkpoint_dict(epoch))
+            summary.update(
+                epochs_done=epoch, steps_done=step, final_val_bits=val_bits, best_val_bits=best, minutes=elapsed / 60,
+                train_real_fraction=real / max(1, padded),
+            )  # fmt: skip
             write_metrics(out, history, summary)
             plot_loss(step_losses, history, baseline, out / "loss.png", f"SaShiMi ({model_config['mode']}), {n_params:,} parameters")
 
@@ -176,11 +206,12 @@ def train(cfg: SashimiConfig) -> dict:
         loss_sum = seen = 0.0
         out_of_time = False
         bar = tqdm(loader, total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=rank != 0 or not cfg.progress, mininterval=1.0, dynamic_ncols=True)
-        for i, codes in enumerate(bar):
+        for i, (codes, mask) in enumerate(bar):
             if i >= steps:
                 break
-            codes = codes.to(device)
-            loss = model.nll(codes).mean() if world == 1 else _ddp_nll(ddp, codes)
+            codes, mask = codes.to(device), mask.to(device)
+            total, count = masked_nll(ddp, codes, mask) if world == 1 else _ddp_nll(ddp, codes, mask)
+            loss = total / count
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -188,8 +219,9 @@ def train(cfg: SashimiConfig) -> dict:
             step += 1
             bits = loss.item() / LN2
             step_losses.append((step, bits))
-            loss_sum += bits * codes.numel()
-            seen += codes.numel()
+            loss_sum += bits * count.item()
+            seen += count.item()
+            real, padded = real + count.item(), padded + mask.numel()
             bar.set_postfix(bits=f"{loss_sum / seen:.3f}", refresh=False)
             if cfg.max_minutes is not None:
                 spent = torch.tensor(elapsed + time.time() - began, device=device)
@@ -204,15 +236,29 @@ def train(cfg: SashimiConfig) -> dict:
             if rank == 0:
                 print(f"stopped at the time limit of {cfg.max_minutes} minutes (step {step})", flush=True)
             break
+
+    # the test split, scored once with the checkpoint the validation set chose
+    if world > 1:
+        dist.barrier()  # rank 0 has written best.pt
+    chosen = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(chosen["model"])
+    test_bits = test_nll(model, test_set, device, rank=rank, world=world)
+    if rank == 0:
+        print(f"test NLL of best.pt (epoch {chosen['epoch']}): {test_bits:.4f} bits/sample (test unigram {baseline:.3f})", flush=True)
+        summary.update(test_bits=test_bits, best_epoch=chosen["epoch"], best_step=chosen["step"])
+        write_metrics(out, history, summary)
+        plot_loss(step_losses, history, baseline, out / "loss.png", f"SaShiMi ({model_config['mode']}), {n_params:,} parameters", test=(chosen["step"], test_bits))
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return summary
 
 
-def _ddp_nll(ddp, codes):
-    """Mean NLL through the DDP wrapper (its forward synchronises the gradients)."""
+def _ddp_nll(ddp, codes, mask):
+    """(summed NLL over the real samples, their count) through the DDP wrapper (its forward
+    synchronises the gradients)."""
     from ..models.sashimi import shift_right
 
     logits = ddp(shift_right(codes))
-    return torch.nn.functional.cross_entropy(logits.transpose(1, 2), codes)
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), codes, reduction="none")
+    return (nll * mask).sum(), mask.sum()

@@ -122,24 +122,28 @@ class Attack:
         return delta * (self.eps / _norms(delta).clamp_min(1e-30)).clamp(max=1)
 
     def _fit(self, x, x_adv):
-        """x_adv clamped to the bounds and nudged toward x until its float64 distance from x,
-        as stored, is within eps (x + delta rounds; the exact displacement is what counts)."""
+        """x_adv clamped to the bounds and pulled into the ball: the float result whose exact
+        (float64) distance from x is within eps and is the largest such. For L-inf each
+        coordinate goes to the stored value nearest x + clamp(d, -eps, eps), then steps one
+        ulp toward x while rounding put it outside (never more than a few ulps); for L2
+        each row outside is scaled toward x, a little more each round."""
         if self.bounds is not None:
             x_adv = x_adv.clamp(*self.bounds)
-        for _ in range(4):
-            d = x_adv.double() - x.double()
-            over = d.abs() > self.eps if self.norm == "linf" else (_norms(d) > self.eps).expand_as(d)
-            if not over.any():
-                return x_adv
-            # One ulp toward x undoes the rounding of x + delta for L-inf; for L2 shrink the row.
-            if self.norm == "linf":
-                x_adv = torch.where(over, torch.nextafter(x_adv, x), x_adv)
-            else:
-                shrink = (self.eps / _norms(d)).clamp(max=1) * (1 - 1e-6)
-                x_adv = torch.where(over, (x.double() + d * shrink).to(x.dtype), x_adv)
         d = x_adv.double() - x.double()
-        over = d.abs() > self.eps if self.norm == "linf" else (_norms(d) > self.eps).expand_as(d)
-        return torch.where(over, x, x_adv)  # rounding alone exceeds the budget: leave x as is
+        if self.norm == "linf":
+            x_adv = (x.double() + d.clamp(-self.eps, self.eps)).to(x.dtype)
+            while True:  # ends: each step moves toward x, and x itself is inside
+                over = (x_adv.double() - x.double()).abs() > self.eps
+                if not over.any():
+                    return x_adv
+                x_adv = torch.where(over, torch.nextafter(x_adv, x), x_adv)
+        scale = (self.eps / _norms(d).clamp_min(1e-300)).clamp(max=1)
+        for k in range(60):  # 1 - 1e-6 * 2**k reaches 0 by k = 20: x itself
+            over = (_norms(x_adv.double() - x.double()) > self.eps).expand_as(d)
+            if not over.any():
+                break
+            x_adv = torch.where(over, (x.double() + d * scale * max(0.0, 1 - 1e-6 * 2**k)).to(x.dtype), x_adv)
+        return x_adv
 
 
 def _row_shape(x):
