@@ -122,7 +122,7 @@ def _mu(bits: int) -> int:
 def mu_law_encode(x, bits: int = 8):
     """Mu-law companding then quantisation: floats in [-1, 1] -> int64 codes in [0, 2**bits - 1].
 
-    y = sign(x) ln(1 + mu |x|) / ln(1 + mu) with mu = 2**bits - 1, code = round((y + 1)/2 * mu).
+    ``y = sign(x) ln(1 + mu |x|) / ln(1 + mu)`` with ``mu = 2**bits - 1``, ``code = round((y + 1)/2 * mu)``.
     Values outside [-1, 1] are clipped. NumPy arrays or tensors.
     """
     mu = _mu(bits)
@@ -192,13 +192,14 @@ class WavFolder(torch.utils.data.Dataset):
     conventional FSDD split (takes in ``test_takes`` are test). ``speakers.json`` beside the
     files (or one folder up) adds per-speaker fields such as gender and accent.
 
-    root: the folder of WAVs, or a folder holding them in ``recordings/`` (FSDD's layout).
-    sample_rate: resample to this rate (None keeps each file's rate).
-    length: crop or zero-pad every waveform to this many samples (None keeps the
-        lengths; batch with ``collate_padded``). pad, crop: see ``fix_length``
-        (``pad="none"``: crop longer waveforms only).
-    transform: applied to each waveform tensor last.
-    cache: keep the decoded (resampled) waveforms in memory after first use.
+    Args:
+        root: the folder of WAVs, or a folder holding them in ``recordings/`` (FSDD's layout).
+        sample_rate: resample to this rate (None keeps each file's rate).
+        length: crop or zero-pad every waveform to this many samples (None keeps the
+            lengths; batch with ``collate_padded``).
+        pad, crop: see ``fix_length`` (``pad="none"``: crop longer waveforms only).
+        transform: applied to each waveform tensor last.
+        cache: keep the decoded (resampled) waveforms in memory after first use.
     """
 
     def __init__(

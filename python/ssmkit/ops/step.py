@@ -68,9 +68,9 @@ SSM_SCAN_BACKWARD = Op(
 def discretize(dt, A, B, *, method: str = "zoh"):
     """Discretize the diagonal system (A, B) with per-channel step dt; returns (dA, dB).
 
-    zoh: dA = exp(dt A), dB = (exp(dt A) - 1)/A * B, with the exact limit dt B as A -> 0
-    (the small-|dt A| range is summed as a series, so there is no cancellation).
-    bilinear: dA = (1 + dt A/2)/(1 - dt A/2), dB = dt B/(1 - dt A/2).
+    zoh: ``dA = exp(dt A)``, ``dB = (exp(dt A) - 1)/A * B``, with the exact limit ``dt B`` as
+    ``A -> 0`` (the small ``|dt A|`` range is summed as a series, so there is no cancellation).
+    bilinear: ``dA = (1 + dt A/2)/(1 - dt A/2)``, ``dB = dt B/(1 - dt A/2)``.
     dt: real (H,), positive; A, B: complex (H, N). Differentiable in dt, A and B.
     """
     return DISCRETIZE(dt, A, B, method)
