@@ -16,7 +16,7 @@ import math
 import re
 import wave
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -141,8 +141,8 @@ def mu_law_decode(q, bits: int = 8):
     if isinstance(q, torch.Tensor):
         y = 2 * q.to(torch.float32) / mu - 1
         return torch.sign(y) * torch.expm1(y.abs() * math.log1p(mu)) / mu
-    y = 2 * np.asarray(q, dtype=np.float64) / mu - 1
-    return (np.sign(y) * np.expm1(np.abs(y) * math.log1p(mu)) / mu).astype(np.float32)
+    yn = 2 * np.asarray(q, dtype=np.float64) / mu - 1
+    return (np.sign(yn) * np.expm1(np.abs(yn) * math.log1p(mu)) / mu).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- dataset
@@ -241,9 +241,9 @@ class WavFolder(torch.utils.data.Dataset):
 
         items = []
         for path in files:
-            label, rest = _NAME.match(path.stem).group("label", "rest")
+            label, rest = _NAME.match(path.stem).group("label", "rest")  # type: ignore[union-attr] # files matched _NAME
             speaker, _, take = rest.rpartition("_")
-            item = {"path": str(path), "label_name": label, "speaker": speaker or None}
+            item: dict[str, Any] = {"path": str(path), "label_name": label, "speaker": speaker or None}
             item["take"] = int(take) if take.isdigit() and speaker else None
             with wave.open(str(path), "rb") as f:
                 item["orig_sample_rate"], item["frames"] = f.getframerate(), f.getnframes()
@@ -268,7 +268,7 @@ class WavFolder(torch.utils.data.Dataset):
             items = [it for it in items if (it["take"] in test) == (split == "test")]
         self.split = split
         self.items = items
-        self._cache: dict[int, torch.Tensor] = {} if cache else None
+        self._cache: Optional[dict[int, torch.Tensor]] = {} if cache else None
 
     @staticmethod
     def _speakers(root: Path, folder: Path) -> dict:
@@ -301,10 +301,10 @@ class WavFolder(torch.utils.data.Dataset):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         it = self.items[index]
-        x, rate = read_wav(it["path"])
+        wav, rate = read_wav(it["path"])
         if self.sample_rate is not None and rate != self.sample_rate:
-            x = resample(x, rate, self.sample_rate)
-        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            wav = resample(wav, rate, self.sample_rate)
+        x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
         if self._cache is not None:
             self._cache[index] = x
         return x

@@ -11,6 +11,7 @@ too.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
@@ -43,7 +44,7 @@ def test_nll(model, dataset, device="cpu", batch_size=8, rank=0, world=1, progre
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64, device=device)
     items = torch.utils.data.Subset(dataset, range(rank, len(dataset), world))
-    loader = torch.utils.data.DataLoader(items, batch_size=batch_size)
+    loader: Iterable = torch.utils.data.DataLoader(items, batch_size=batch_size)
     if progress:
         from tqdm import tqdm
 

@@ -140,6 +140,10 @@ class SaShiMi(nn.Module):
         backend: the S4 layers' backend (``"auto"``, ``"compiled"``, ``"reference"``).
     """
 
+    # Set by ssmkit.models.checkpoint.load_sashimi: what the checkpoint was trained on.
+    sample_rate: int
+    clip_length: int
+
     def __init__(
         self,
         d_model: int = 64,
@@ -221,7 +225,9 @@ class SaShiMi(nn.Module):
         B = x.shape[0]
         P = len(self.pool)
         h = self.encoder(x)
-        down, pending, up, upcoming = [], [], [None] * P, [None] * P
+        down, pending = [], []
+        up: list = [None] * P  # filled from the last stage back
+        upcoming: list = [None] * P
         skips, lengths = [], []
         for k in range(P):
             skips.append(h)  # the input of stage k
@@ -239,7 +245,7 @@ class SaShiMi(nn.Module):
             h, upcoming[k] = self.up_pools[k](h, lengths[k])
             h = h + skips.pop()
             start, states = h, []
-            for block in self.up[k]:
+            for block in self.up[k]:  # type: ignore[attr-defined] # a ModuleList
                 h, s = block(h, block.default_state(B) if with_state else None)
                 states.append(s)
                 if self.unet:

@@ -10,7 +10,7 @@ import numpy as np
 try:
     import torch
 except ImportError:  # the NumPy entry points work without torch
-    torch = None
+    torch = None  # type: ignore[assignment]
 
 
 def is_tensor(x) -> bool:

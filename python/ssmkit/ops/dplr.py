@@ -22,7 +22,7 @@ inference only (backpropagating through it raises).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -36,11 +36,11 @@ __all__ = ["DPLRFactors", "dplr_setup", "dplr_step"]  # what ssmkit.ops exports
 class DPLRFactors(NamedTuple):
     """Per-channel factors of the bilinear DPLR step (see the module docstring)."""
 
-    dA: object  # a: complex (H, N)
-    dB: object  # b: complex (H, N)
-    P: object  # complex (H, r, N)
-    Pd: object  # complex (H, r, N)
-    R: object  # real (H, r, r)
+    dA: Any  # a: complex (H, N); torch tensors or NumPy arrays
+    dB: Any  # b: complex (H, N)
+    P: Any  # complex (H, r, N)
+    Pd: Any  # complex (H, r, N)
+    R: Any  # real (H, r, r)
 
 
 _P = Tensor("P", COMPLEX, "H r N")
