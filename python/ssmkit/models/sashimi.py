@@ -261,7 +261,7 @@ class SaShiMi(nn.Module):
         self._check_tokens(x, 2, "(batch, length)")
         return self._run(x, with_state=False)[0]
 
-    def prime(self, x: torch.Tensor):
+    def prime(self, x: torch.Tensor) -> tuple[torch.Tensor, SaShiMiState]:
         """Like forward, and also the recurrent state after reading x: (logits, state).
 
         The S4 layers run their state-returning forward (a scan for S4D, the kernel with
@@ -296,7 +296,7 @@ class SaShiMi(nn.Module):
         return SaShiMiState.zeros(self, batch, device)
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor, state: SaShiMiState):
+    def step(self, x: torch.Tensor, state: SaShiMiState) -> tuple[torch.Tensor, SaShiMiState]:
         """One token per stream: x (batch,) -> (logits (batch, n_classes), state).
 
         Stage k steps every ``rates[k]``-th call (:func:`ssmkit.models.sashimi_step.step`).

@@ -220,7 +220,7 @@ class S4(nn.Module):
         n = 2 * L  # zero padding: a linear, not circular, convolution
         return torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(k, n=n), n=n)[..., :L]
 
-    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None):
+    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """x (batch, L, d_model) -> (y (batch, L, d_model), next_state or None)."""
         self._check_input(x, "(batch, length, d_model)", 3)
         batch, L, _ = x.shape
@@ -311,7 +311,7 @@ class S4(nn.Module):
         self._step_cache = (key, tensors)
         return tensors
 
-    def step(self, x: torch.Tensor, state: torch.Tensor):
+    def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One time step: x (batch, d_model), state -> (y (batch, d_model), next_state).
 
         Equal to ``forward`` on a sequence, one element at a time. Inference only.
