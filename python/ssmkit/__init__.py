@@ -4,10 +4,13 @@ The compiled core (``ssmkit._C``) holds C++ and CUDA kernels; ``ssmkit.ops`` wra
 them as PyTorch custom operators (with autograd) and NumPy entry points.
 """
 
+from importlib.metadata import version as _version
+
 from . import _C
 from ._C import get_num_threads, set_num_threads
 
-__version__ = _C.build_info()["version"]
+# The one version is pyproject.toml's; the build passes it to _C (build_info()["version"]).
+__version__: str = _version("ssmkit")
 
 __all__ = ["__version__", "get_num_threads", "set_num_threads", "ops"]
 

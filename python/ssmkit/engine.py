@@ -32,7 +32,7 @@ class Program:
     def __init__(self, batch: int):
         self.batch = batch
         self.buffers: list[torch.Tensor] = []
-        self._buffer_ids: dict[int, int] = {}
+        self._buffer_ids: dict[tuple[int, int], int] = {}
         self.views: list[tuple[int, int, int]] = []
         self._view_ids: dict[tuple[int, int, int], int] = {}
         self.code: list[int] = []

@@ -34,7 +34,7 @@ def samples(args: argparse.Namespace) -> int:
     spec = classifier.model_config.get("input", {})
     rate, length = spec.get("sample_rate", 8000), spec.get("length", 8000)
     waves, files = read_samples(args.dir, rate, length)
-    report = {"dir": str(args.dir), "classifier": str(args.classifier), "generated": scores(classifier_log_probs(classifier, waves.to(args.device)), args.threshold)}
+    report: dict[str, object] = {"dir": str(args.dir), "classifier": str(args.classifier), "generated": scores(classifier_log_probs(classifier, waves.to(args.device)), args.threshold)}
     data_root = args.data
     if data_root is None and args.checkpoint is not None:
         from ..data import fsdd_root

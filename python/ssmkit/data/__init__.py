@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional, overload
 
 FSDD_ENV = "SSMKIT_FSDD"
 
@@ -22,6 +22,12 @@ def _fsdd_candidates() -> list[Path]:
     # An editable install runs from <repo>/python/ssmkit/data: the repo's sibling ../shared.
     places.append(Path(__file__).resolve().parents[4] / "shared" / "data" / "fsdd")
     return places
+
+
+@overload
+def fsdd_root(required: Literal[True] = True) -> Path: ...
+@overload
+def fsdd_root(required: bool) -> Optional[Path]: ...
 
 
 def fsdd_root(required: bool = True) -> Optional[Path]:

@@ -16,7 +16,7 @@ import math
 import re
 import wave
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -126,7 +126,7 @@ def _mu(bits: int) -> int:
 def mu_law_encode(x, bits: int = 8):
     """Mu-law companding then quantisation: floats in [-1, 1] -> int64 codes in [0, 2**bits - 1].
 
-    y = sign(x) ln(1 + mu |x|) / ln(1 + mu) with mu = 2**bits - 1, code = round((y + 1)/2 * mu).
+    ``y = sign(x) ln(1 + mu |x|) / ln(1 + mu)`` with ``mu = 2**bits - 1``, ``code = round((y + 1)/2 * mu)``.
     Values outside [-1, 1] are clipped. NumPy arrays or tensors.
     """
     mu = _mu(bits)
@@ -145,8 +145,8 @@ def mu_law_decode(q, bits: int = 8):
     if isinstance(q, torch.Tensor):
         y = 2 * q.to(torch.float32) / mu - 1
         return torch.sign(y) * torch.expm1(y.abs() * math.log1p(mu)) / mu
-    y = 2 * np.asarray(q, dtype=np.float64) / mu - 1
-    return (np.sign(y) * np.expm1(np.abs(y) * math.log1p(mu)) / mu).astype(np.float32)
+    yn = 2 * np.asarray(q, dtype=np.float64) / mu - 1
+    return (np.sign(yn) * np.expm1(np.abs(yn) * math.log1p(mu)) / mu).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- dataset
@@ -198,13 +198,14 @@ class WavFolder(torch.utils.data.Dataset):
     ``test_speakers`` is test, the other speakers train). ``speakers.json`` beside the
     files (or one folder up) adds per-speaker fields such as gender and accent.
 
-    root: the folder of WAVs, or a folder holding them in ``recordings/`` (FSDD's layout).
-    sample_rate: resample to this rate (None keeps each file's rate).
-    length: crop or zero-pad every waveform to this many samples (None keeps the
-        lengths; batch with ``collate_padded``). pad, crop: see ``fix_length``
-        (``pad="none"``: crop longer waveforms only).
-    transform: applied to each waveform tensor last.
-    cache: keep the decoded (resampled) waveforms in memory after first use.
+    Args:
+        root: the folder of WAVs, or a folder holding them in ``recordings/`` (FSDD's layout).
+        sample_rate: resample to this rate (None keeps each file's rate).
+        length: crop or zero-pad every waveform to this many samples (None keeps the
+            lengths; batch with ``collate_padded``).
+        pad, crop: see ``fix_length`` (``pad="none"``: crop longer waveforms only).
+        transform: applied to each waveform tensor last.
+        cache: keep the decoded (resampled) waveforms in memory after first use.
     """
 
     def __init__(
@@ -249,9 +250,9 @@ class WavFolder(torch.utils.data.Dataset):
 
         items = []
         for path in files:
-            label, rest = _NAME.match(path.stem).group("label", "rest")
+            label, rest = _NAME.match(path.stem).group("label", "rest")  # type: ignore[union-attr] # files matched _NAME
             speaker, _, take = rest.rpartition("_")
-            item = {"path": str(path), "label_name": label, "speaker": speaker or None}
+            item: dict[str, Any] = {"path": str(path), "label_name": label, "speaker": speaker or None}
             item["take"] = int(take) if take.isdigit() and speaker else None
             with wave.open(str(path), "rb") as f:
                 item["orig_sample_rate"], item["frames"] = f.getframerate(), f.getnframes()
@@ -283,7 +284,7 @@ class WavFolder(torch.utils.data.Dataset):
                 items = [it for it in items if (it["speaker"] in test) == (split == "test")]
         self.split, self.split_by = split, split_by
         self.items = items
-        self._cache: dict[int, torch.Tensor] = {} if cache else None
+        self._cache: Optional[dict[int, torch.Tensor]] = {} if cache else None
 
     @staticmethod
     def _speakers(root: Path, folder: Path) -> dict:
@@ -316,10 +317,10 @@ class WavFolder(torch.utils.data.Dataset):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         it = self.items[index]
-        x, rate = read_wav(it["path"])
+        wav, rate = read_wav(it["path"])
         if self.sample_rate is not None and rate != self.sample_rate:
-            x = resample(x, rate, self.sample_rate)
-        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            wav = resample(wav, rate, self.sample_rate)
+        x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
         if self._cache is not None:
             self._cache[index] = x
         return x

@@ -15,6 +15,7 @@ samples --checkpoint`` too.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
@@ -79,7 +80,7 @@ def test_nll(model, dataset, device="cpu", batch_size=8, rank=0, world=1, progre
     totals = torch.zeros(2, dtype=torch.float64, device=device)
     lengths = dataset.lengths() if hasattr(dataset, "lengths") else [len(c) for c in dataset]
     order = sorted(range(len(dataset)), key=lengths.__getitem__)
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)][rank::world]
+    batches: Iterable[list[int]] = [order[i : i + batch_size] for i in range(0, len(order), batch_size)][rank::world]
     if progress:
         from tqdm import tqdm
 

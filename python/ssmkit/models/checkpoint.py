@@ -19,7 +19,7 @@ from .sashimi import SaShiMi
 from .waveform import PatchClassifier
 
 
-def build_classifier(model_config: dict) -> nn.Module:
+def build_classifier(model_config: dict) -> SequenceClassifier | PatchClassifier:
     c = model_config
     model = SequenceClassifier(
         c["d_input"],
@@ -48,7 +48,7 @@ def load_classifier_checkpoint(path, map_location="cpu") -> dict:
     return checkpoint
 
 
-def load_classifier(path, device="cpu") -> nn.Module:
+def load_classifier(path, device="cpu") -> SequenceClassifier | PatchClassifier:
     """The trained classifier in a checkpoint, in eval mode on ``device``.
 
     ``model.model_config`` tells how to feed it: ``task``, ``input`` (FSDD:

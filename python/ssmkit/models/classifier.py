@@ -28,6 +28,8 @@ class SequenceClassifier(nn.Module):
     ``bidirectional``) go to every :class:`~ssmkit.nn.S4`.
     """
 
+    model_config: dict  # set by ssmkit.models.checkpoint.load_classifier
+
     def __init__(
         self,
         d_input: int,

@@ -140,6 +140,10 @@ class SaShiMi(nn.Module):
         backend: the S4 layers' backend (``"auto"``, ``"compiled"``, ``"reference"``).
     """
 
+    # Set by ssmkit.models.checkpoint.load_sashimi: what the checkpoint was trained on.
+    sample_rate: int
+    clip_length: int
+
     def __init__(
         self,
         d_model: int = 64,
@@ -221,7 +225,9 @@ class SaShiMi(nn.Module):
         B = x.shape[0]
         P = len(self.pool)
         h = self.encoder(x)
-        down, pending, up, upcoming = [], [], [None] * P, [None] * P
+        down, pending = [], []
+        up: list = [None] * P  # filled from the last stage back
+        upcoming: list = [None] * P
         skips, lengths = [], []
         for k in range(P):
             skips.append(h)  # the input of stage k
@@ -239,7 +245,7 @@ class SaShiMi(nn.Module):
             h, upcoming[k] = self.up_pools[k](h, lengths[k])
             h = h + skips.pop()
             start, states = h, []
-            for block in self.up[k]:
+            for block in self.up[k]:  # type: ignore[attr-defined] # a ModuleList
                 h, s = block(h, block.default_state(B) if with_state else None)
                 states.append(s)
                 if self.unet:
@@ -255,7 +261,7 @@ class SaShiMi(nn.Module):
         self._check_tokens(x, 2, "(batch, length)")
         return self._run(x, with_state=False)[0]
 
-    def prime(self, x: torch.Tensor):
+    def prime(self, x: torch.Tensor) -> tuple[torch.Tensor, SaShiMiState]:
         """Like forward, and also the recurrent state after reading x: (logits, state).
 
         The S4 layers run their state-returning forward (a scan for S4D, the kernel with
@@ -290,7 +296,7 @@ class SaShiMi(nn.Module):
         return SaShiMiState.zeros(self, batch, device)
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor, state: SaShiMiState):
+    def step(self, x: torch.Tensor, state: SaShiMiState) -> tuple[torch.Tensor, SaShiMiState]:
         """One token per stream: x (batch,) -> (logits (batch, n_classes), state).
 
         Stage k steps every ``rates[k]``-th call (:func:`ssmkit.models.sashimi_step.step`).

@@ -65,7 +65,7 @@ class Recorder:
 
     def __init__(self, batch: int):
         self.p = Program(batch)
-        self.weights = {}  # id(linear) -> (Wt view, bias view), transposed once
+        self.weights: dict[int, tuple[int, int]] = {}  # id(linear) -> (Wt view, bias view), transposed once
         self.tag = None  # set while writing the section: its work arrays are its own
         self.span = None  # (first, end) code offsets of the section of the last program
 
@@ -167,7 +167,7 @@ class Engine:
 
     def __init__(self, model, state: SaShiMiState):
         self.model, self.state = model, state
-        self.batch = state.batch
+        self.batch: int = state.batch  # type: ignore[assignment] # None only for a state that holds no array
         self.cycle, self.n_classes = math.prod(model.pool), model.n_classes
         self._bind()
 

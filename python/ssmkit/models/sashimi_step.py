@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -68,7 +68,7 @@ class SaShiMiState:
 
     def arrays(self) -> list[torch.Tensor]:
         """Every array of the state, in a fixed order."""
-        stages = (*self.stages(), self.pending, self.upcoming)
+        stages: tuple[Sequence[Optional[torch.Tensor]], ...] = (*self.stages(), self.pending, self.upcoming)
         return [s for stage in stages for s in stage if s is not None]
 
     @property
@@ -79,7 +79,8 @@ class SaShiMiState:
     def make_contiguous(self) -> None:
         """Replaces every array that is not contiguous by a contiguous copy (the engine
         writes the state's own arrays)."""
-        for arrays in (*self.stages(), self.pending, self.upcoming):
+        lists: tuple[list, ...] = (*self.stages(), self.pending, self.upcoming)
+        for arrays in lists:
             for i, s in enumerate(arrays):
                 if s is not None and not s.is_contiguous():
                     arrays[i] = s.contiguous()
@@ -133,7 +134,7 @@ def step(model, state: SaShiMiState, t: int, ex):
         return ex.add(c, h, out=c)
 
     h = ex.embed(model.encoder, out=hs[0])
-    skips = []
+    skips: list[torch.Tensor] = []
     for k in range(min(depth + 1, P)):
         push(skips, h, widths[k])  # the stage input
         h = run_stage(model.down[k], state.down[k], h, widths[k], skips if unet else None)

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .classifier import SequenceClassifier
+
 
 class PatchClassifier(nn.Module):
     """Wraps a sequence classifier so that it reads raw signals ``patch`` samples per step.
@@ -21,7 +23,9 @@ class PatchClassifier(nn.Module):
     (recording levels differ by more than 10x between speakers).
     """
 
-    def __init__(self, classifier: nn.Module, patch: int, *, normalize: bool = False):
+    model_config: dict  # set by ssmkit.models.checkpoint.load_classifier
+
+    def __init__(self, classifier: SequenceClassifier, patch: int, *, normalize: bool = False):
         super().__init__()
         if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
             raise ValueError(f"patch: expected a positive integer number of samples per step, got {patch!r}")

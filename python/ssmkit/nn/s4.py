@@ -224,7 +224,7 @@ class S4(nn.Module):
         K[0, :, 0] += self.D
         return prims.fft_conv(x, K)
 
-    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None):
+    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """x (batch, L, d_model) -> (y (batch, L, d_model), next_state or None)."""
         self._check_input(x, "(batch, length, d_model)", 3)
         batch, L, _ = x.shape
@@ -314,7 +314,7 @@ class S4(nn.Module):
         self._step_cache = (key, tensors)
         return tensors
 
-    def step(self, x: torch.Tensor, state: torch.Tensor):
+    def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One time step: x (batch, d_model), state -> (y (batch, d_model), next_state).
 
         Equal to ``forward`` on a sequence, one element at a time. Inference only.

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from typing import TypeVar
 
 import numpy as np
 
 try:
     import torch
 except ImportError:  # the NumPy entry points work without torch
-    torch = None
+    torch = None  # type: ignore[assignment]
+
+# What the ops take and give: torch tensors in, tensors out; NumPy arrays in, arrays out
+# (CuPy arrays work too, through the same path as NumPy's, but are not in the type).
+Array = TypeVar("Array", "torch.Tensor", np.ndarray)
 
 
 def is_tensor(x) -> bool:

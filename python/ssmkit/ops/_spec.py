@@ -171,7 +171,8 @@ class Op:
     def _result_shapes(self, args, strict: bool = False) -> list:
         """The results' shapes from the inputs' (a symbol takes its first value). strict:
         every input must agree with the values bound so far (the fake kernels' check)."""
-        sizes, batch = {}, []
+        sizes: dict[str, tuple] = {}  # symbol -> (value, the input that bound it)
+        batch: list = []
         for i in self._order if strict else self._shape_order:
             p, a = self.params[i], args[i]
             if a is None:
@@ -244,9 +245,9 @@ class Op:
     def _allocate(self, args, new, like, cplx, real, skip=None) -> list:
         """The results: like(twin, dtype) for one shaped like an input, else new(shape, dtype);
         those not needed are empty, the one at skip is None."""
-        shapes = None if self._all_twinned else self._result_shapes(args)
+        shapes: list = [] if self._all_twinned else self._result_shapes(args)  # twins need none
         needs = None if self._needs is None else args[self._needs]
-        out = []
+        out: list = []
         for j, (r, twin) in enumerate(zip(self.results, self._twin)):
             if j == skip:
                 out.append(None)

@@ -9,7 +9,7 @@ torch.compile) or NumPy arrays (forward only). The meaning is defined by
 from __future__ import annotations
 
 from .. import _C
-from ._common import sum_to, torch
+from ._common import Array, sum_to, torch
 from ._spec import COMPLEX, NEEDS, Flag, Op, Tensor
 
 __all__ = ["cauchy"]  # what ssmkit.ops exports
@@ -27,7 +27,7 @@ CAUCHY_BACKWARD = Op(
 )  # fmt: skip
 
 
-def cauchy(v, z, w, *, conj_pairs: bool = True):
+def cauchy(v: Array, z: Array, w: Array, *, conj_pairs: bool = True) -> Array:
     """Cauchy product of v, w (..., N) with the points z (..., L); returns (..., L).
 
     ``out[..., l] = sum_n v[..., n] / (z[..., l] - w[..., n])``, plus

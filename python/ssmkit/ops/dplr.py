@@ -22,12 +22,12 @@ inference only (backpropagating through it raises).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .. import _C
-from ._common import as_array, torch, use_torch
+from ._common import Array, as_array, torch, use_torch
 from ._spec import COMPLEX, REAL, Op, Tensor
 
 __all__ = ["DPLRFactors", "dplr_setup", "dplr_step"]  # what ssmkit.ops exports
@@ -36,11 +36,11 @@ __all__ = ["DPLRFactors", "dplr_setup", "dplr_step"]  # what ssmkit.ops exports
 class DPLRFactors(NamedTuple):
     """Per-channel factors of the bilinear DPLR step (see the module docstring)."""
 
-    dA: object  # a: complex (H, N)
-    dB: object  # b: complex (H, N)
-    P: object  # complex (H, r, N)
-    Pd: object  # complex (H, r, N)
-    R: object  # real (H, r, r)
+    dA: Any  # a: complex (H, N); torch tensors or NumPy arrays
+    dB: Any  # b: complex (H, N)
+    P: Any  # complex (H, r, N)
+    Pd: Any  # complex (H, r, N)
+    R: Any  # real (H, r, r)
 
 
 _P = Tensor("P", COMPLEX, "H r N")
@@ -61,7 +61,7 @@ DPLR_STEP = Op(
 )  # fmt: skip
 
 
-def dplr_setup(dt, Lambda, P, B) -> DPLRFactors:
+def dplr_setup(dt, Lambda, P, B) -> DPLRFactors:  # tensors or arrays (converted in the body)
     """Factors of the bilinear discretization of A = diag(Lambda) - P P^* (Woodbury).
 
     dt: real (H,), positive; Lambda, B: complex (H, N); P: complex (H, r, N) (rank r,
@@ -92,7 +92,9 @@ def dplr_setup(dt, Lambda, P, B) -> DPLRFactors:
     return f
 
 
-def dplr_step(state, u, factors: DPLRFactors, C, D=None, *, out=None):
+def dplr_step(
+    state: Array, u: Array, factors: DPLRFactors, C: Array, D: Array | None = None, *, out: Array | None = None
+) -> tuple[Array, Array]:
     """One bilinear step of the DPLR system from :func:`dplr_setup`'s factors.
 
     state: complex (batch, H, N); u: real (batch, H); C: complex (H, N); D: real (H,) or

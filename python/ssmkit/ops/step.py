@@ -16,7 +16,7 @@ results (forward only). Meanings: :mod:`ssmkit.ops.reference`.
 from __future__ import annotations
 
 from .. import _C
-from ._common import torch
+from ._common import Array, torch
 from ._spec import COMPLEX, NEEDS, REAL, Choice, Op, Tensor
 
 __all__ = ["discretize", "ssm_step", "ssm_scan"]  # what ssmkit.ops exports
@@ -65,18 +65,20 @@ SSM_SCAN_BACKWARD = Op(
 )  # fmt: skip
 
 
-def discretize(dt, A, B, *, method: str = "zoh"):
+def discretize(dt: Array, A: Array, B: Array, *, method: str = "zoh") -> tuple[Array, Array]:
     """Discretize the diagonal system (A, B) with per-channel step dt; returns (dA, dB).
 
-    zoh: dA = exp(dt A), dB = (exp(dt A) - 1)/A * B, with the exact limit dt B as A -> 0
-    (the small-|dt A| range is summed as a series, so there is no cancellation).
-    bilinear: dA = (1 + dt A/2)/(1 - dt A/2), dB = dt B/(1 - dt A/2).
+    zoh: ``dA = exp(dt A)``, ``dB = (exp(dt A) - 1)/A * B``, with the exact limit ``dt B`` as
+    ``A -> 0`` (the small ``|dt A|`` range is summed as a series, so there is no cancellation).
+    bilinear: ``dA = (1 + dt A/2)/(1 - dt A/2)``, ``dB = dt B/(1 - dt A/2)``.
     dt: real (H,), positive; A, B: complex (H, N). Differentiable in dt, A and B.
     """
     return DISCRETIZE(dt, A, B, method)
 
 
-def ssm_step(state, u, dA, dB, dC, D=None, *, out=None):
+def ssm_step(
+    state: Array, u: Array, dA: Array, dB: Array, dC: Array, D: Array | None = None, *, out: Array | None = None
+) -> tuple[Array, Array]:
     """One step of the diagonal SSM: state' = dA * state + dB * u, y = 2 Re(sum_n dC state') + D u.
 
     state: complex (batch, H, N); u: real (batch, H). Returns (y (batch, H), state').
@@ -88,7 +90,9 @@ def ssm_step(state, u, dA, dB, dC, D=None, *, out=None):
     return SSM_STEP(state, u, dA, dB, dC, D, out=out)
 
 
-def ssm_scan(u, dA, dB, dC, D=None, state=None):
+def ssm_scan(
+    u: Array, dA: Array, dB: Array, dC: Array, D: Array | None = None, state: Array | None = None
+) -> tuple[Array, Array]:
     """The diagonal SSM over a sequence: u (batch, L, H) -> (y (batch, L, H), final state).
 
     Equal to L calls of :func:`ssm_step` from ``state`` (zero when None). Differentiable

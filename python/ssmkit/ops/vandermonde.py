@@ -10,7 +10,7 @@ under torch.compile) or NumPy arrays (forward only). The meaning is defined by
 from __future__ import annotations
 
 from .. import _C
-from ._common import sum_to, torch
+from ._common import Array, sum_to, torch
 from ._spec import COMPLEX, NEEDS, REAL_OR_COMPLEX, Flag, Op, Size, Tensor
 
 __all__ = ["vandermonde", "vandermonde_transpose"]  # what ssmkit.ops exports
@@ -44,7 +44,7 @@ VANDERMONDE_TRANSPOSE_BACKWARD = Op(
 )  # fmt: skip
 
 
-def vandermonde(v, x, L, *, conj_pairs: bool = True):
+def vandermonde(v: Array, x: Array, L: int, *, conj_pairs: bool = True) -> Array:
     """Log-Vandermonde product of v, x (..., N) over l = 0..L-1; returns (..., L).
 
     ``out[..., l] = sum_n v[..., n] * exp(x[..., n] * l)``; with ``conj_pairs`` (S4D keeps
@@ -55,7 +55,7 @@ def vandermonde(v, x, L, *, conj_pairs: bool = True):
     return VANDERMONDE(v, x, L, conj_pairs)
 
 
-def vandermonde_transpose(u, v, x):
+def vandermonde_transpose(u: Array, v: Array, x: Array) -> Array:
     """Transposed log-Vandermonde product; returns complex (..., N).
 
     ``out[..., n] = v[..., n] * sum_l u[..., l] * exp(x[..., n] * l)`` with u real or

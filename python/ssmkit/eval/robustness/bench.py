@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -111,7 +112,7 @@ class TestBench:
         training = self.model.training if isinstance(self.model, torch.nn.Module) else None
         if training:
             self.model.eval()
-        self._clean = None  # clean logits of the whole dataset, reused by index
+        self._clean: Any = None  # (logits, labels): clean logits of the whole dataset, reused by index
         try:
             total = sum(self._size(s) for s in slices)
             with tqdm(total=total, unit="ex", desc="robustness", disable=not self.progress) as bar:
@@ -154,9 +155,9 @@ class TestBench:
         on_base = s.dataset is None
         clean_cached = on_base and s.transformation is None and self._clean is not None
         bar.set_postfix_str(s.name, refresh=False)
-        logits, labels, clean_correct = [], [], []
+        logit_parts, label_parts, clean_correct = [], [], []
         if clean_cached and s.attack is None:
-            logits, labels = [self._clean[0][indices]], [self._clean[1][indices]]
+            logit_parts, label_parts = [self._clean[0][indices]], [self._clean[1][indices]]
             bar.update(len(indices))
         else:
             for start in range(0, len(indices), self.batch_size):
@@ -171,11 +172,11 @@ class TestBench:
                     clean = self._clean[0][batch] if clean_cached else self._logits(forward, x)
                     clean_correct.append(clean.argmax(1) == y)
                     x = s.attack.perturb(forward, x, y.to(self.device), lengths, index)
-                logits.append(self._logits(forward, x))
-                labels.append(y)
+                logit_parts.append(self._logits(forward, x))
+                label_parts.append(y)
                 bar.update(len(batch))
-        logits = torch.cat(logits) if logits else torch.zeros(0, 0, dtype=torch.float64)
-        labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+        logits = torch.cat(logit_parts) if logit_parts else torch.zeros(0, 0, dtype=torch.float64)
+        labels = torch.cat(label_parts) if label_parts else torch.zeros(0, dtype=torch.long)
         if len(labels) and not 0 <= labels.min() <= labels.max() < logits.shape[1]:
             raise ValueError(
                 f"model: gives logits for {logits.shape[1]} classes, but slice {s.name!r} has labels "
@@ -251,7 +252,7 @@ class Report:
             for _ in range(int((table.index.get_level_values(0) == category).sum())):
                 ypos.append(y)
                 y += 1
-        colors = dict(zip(CATEGORIES, matplotlib.colormaps["tab10"].colors))
+        colors = dict(zip(CATEGORIES, matplotlib.colormaps["tab10"].colors))  # type: ignore[attr-defined] # a ListedColormap
         bar_colors = [colors[c] for c in table.index.get_level_values(0)]
         fig = Figure(figsize=(2.3 * len(columns) + 2.5, 0.28 * y + 1.2))
         axes = fig.subplots(1, len(columns), sharey=True, squeeze=False)

@@ -41,7 +41,7 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
-    """ECE: sum over equal-width confidence bins of (bin size / n) * |accuracy - mean confidence|,
+    """ECE: sum over equal-width confidence bins of ``(bin size / n) * |accuracy - mean confidence|``,
     the confidence being the top softmax probability (15 bins, as in Guo et al., 2017)."""
     if len(labels) == 0:
         return math.nan

@@ -69,7 +69,7 @@ class Slice:
 class Example(NamedTuple):
     """What predicates and score functions see: one example of the dataset."""
 
-    index: int
+    index: int  # type: ignore[assignment] # the field shadows tuple.index
     x: torch.Tensor
     label: int
     meta: dict
@@ -92,7 +92,7 @@ class SliceContext:
                 x, label = read_item(self.dataset, i)
                 yield Example(i, x, label, self.metadata[i])
             else:
-                yield Example(i, None, None, self.metadata[i])
+                yield Example(i, None, None, self.metadata[i])  # type: ignore[arg-type] # for metadata-only scores
 
 
 def metadata_rows(dataset, metadata=None) -> list[dict]:

@@ -99,7 +99,7 @@ def evaluate_checkpoint(
         )
     # As the training run's test set: longer clips center-cropped, shorter ones kept as they
     # are and batched with a mask of their valid samples.
-    dataset = WavFolder(data, inputs["sample_rate"], inputs["length"], split=split, crop="center", pad="none")
+    dataset: WavFolder | _Subset = WavFolder(data, inputs["sample_rate"], inputs["length"], split=split, crop="center", pad="none")
     name, whole = f"{Path(data).name} {split}", len(dataset)
     if limit is not None and limit < len(dataset):
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
