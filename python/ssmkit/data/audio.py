@@ -280,8 +280,8 @@ class WavFolder(torch.utils.data.Dataset):
                 unknown = set(test_speakers) - {it["speaker"] for it in items}
                 if unknown:
                     raise ValueError(f"test_speakers: expected speakers of {str(folder)!r}, got unknown {sorted(unknown)}")
-                test = set(test_speakers)
-                items = [it for it in items if (it["speaker"] in test) == (split == "test")]
+                held_out = set(test_speakers)
+                items = [it for it in items if (it["speaker"] in held_out) == (split == "test")]
         self.split, self.split_by = split, split_by
         self.items = items
         self._cache: Optional[dict[int, torch.Tensor]] = {} if cache else None

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -83,14 +83,14 @@ class S4Config:
 class Primitives(NamedTuple):
     """The primitives a layer runs on, with the signatures of :mod:`ssmkit.ops`."""
 
-    cauchy: object
-    vandermonde: object
-    discretize: object
-    ssm_step: object
-    ssm_scan: object
-    dplr_setup: object  # (dt, Lambda, P, B) -> what dplr_step takes as factors
-    dplr_step: object  # (state, u, factors, C, D) -> y, state'
-    fft_conv: object  # (u (batch, L, H), k (c, H, L)) -> causal convolution (batch, L, H)
+    cauchy: Callable[..., Any]
+    vandermonde: Callable[..., Any]
+    discretize: Callable[..., Any]
+    ssm_step: Callable[..., Any]
+    ssm_scan: Callable[..., Any]
+    dplr_setup: Callable[..., Any]  # (dt, Lambda, P, B) -> what dplr_step takes as factors
+    dplr_step: Callable[..., Any]  # (state, u, factors, C, D) -> y, state'
+    fft_conv: Callable[..., Any]  # (u (batch, L, H), k (c, H, L)) -> causal convolution (batch, L, H)
 
 
 def _dense_step(state, u, dense, C, D):
@@ -186,7 +186,7 @@ def from_torch(layer) -> tuple[dict, S4Config]:
     one forward)."""
     if layer.mode == "dplr" and layer.l_kernel is None:
         raise ValueError("layer: the DPLR layer's kernel length is not set yet; give l_max or run forward once")
-    params = {}
+    params: dict = {}
     for name, t in layer.state_dict().items():
         if name == "_extra_state":
             continue
@@ -303,15 +303,19 @@ def kernel(params: dict, L: int, config: S4Config):
     prims = primitives(config.backend)
     dt, Lambda, P, B, C = _ssm(params)
     if config.mode == "diag":
+        assert config.discretization is not None  # S4Config fills it in
         return diag_kernel(prims, dt, Lambda, B, C, L, config.discretization)
-    _check_length(L, config)
-    return dplr_kernel(prims, dt, Lambda, P, B, C, config.l_max)[..., :L]
+    lk = _check_length(L, config)
+    return dplr_kernel(prims, dt, Lambda, P, B, C, lk)[..., :L]
 
 
-def _check_length(L, config):
+def _check_length(L, config) -> int:
+    """The DPLR kernel length l_max, checked against an input of length L."""
+    assert config.l_max is not None  # S4Config requires it for a DPLR layer
     if L > config.l_max:
         raise ValueError(f"x: expected a length of at most l_max = {config.l_max} (the DPLR kernel length of C~), "
                          f"got {L}")  # fmt: skip
+    return config.l_max
 
 
 # ---- the layer -------------------------------------------------------------------------
@@ -389,8 +393,8 @@ def scan(params: dict, x, state, config: S4Config, *, key=None):
         dA, dB = prims.discretize(dt, Lambda, B, method=config.discretization)
         y, end = prims.ssm_scan(x, dA, dB, C[0], D, state)
         return _output(params, y, config, key), end
-    L, lk, N = x.shape[1], config.l_max, state.shape[-1]
-    _check_length(L, config)
+    L, N = x.shape[1], state.shape[-1]
+    lk = _check_length(L, config)
     y = _convolve(prims, x, dplr_kernel(prims, dt, Lambda, P, B, C, lk)[..., :L], D)
     dA, _ = reference.dplr_dense(dt, Lambda, P, B)
     power_k = jnp.linalg.matrix_power(dA, lk)

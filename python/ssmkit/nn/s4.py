@@ -101,7 +101,7 @@ class S4(nn.Module):
         self.d_model, self.d_state, self.mode, self.init = H, d_state, mode, init
         self.bidirectional, self.backend = bool(bidirectional), check_backend(backend)
         self.discretization, self.b_clip, self.c_init = discretization, b_clip, c_init
-        self.l_kernel = None  # the length C~ belongs to (DPLR): l_max, or the first forward's
+        self.l_kernel: Optional[int] = None  # the length C~ belongs to (DPLR): l_max, or the first forward's
 
         N, c = d_state // 2, 2 if bidirectional else 1
         real = torch.get_default_dtype()
@@ -168,15 +168,17 @@ class S4(nn.Module):
 
     def _double_kernel_length(self):
         # C~_2L = C (I - dA^2L) = C~_L (I + dA^L): the same C, a kernel twice as long.
+        assert self.l_kernel is not None  # set by _kernel_length before any doubling
         self._times_one_plus_power(1.0, self.l_kernel)
         self.l_kernel *= 2
 
     @torch.no_grad()
     def _times_one_plus_power(self, sign: float, L: int):
         """C <- C (I + sign dA^L) in place (in float64 over the full 2N states)."""
-        dt, Lambda, P, B, C = (None if t is None else t.to(torch.complex128 if t.is_complex() else torch.float64)
-                               for t in self._ssm())  # fmt: skip
-        _, _, power = dplr_dense_power(dt, Lambda, P, B, L)
+        dt, Lambda, P, B, C = self._ssm()
+        assert P is not None  # only DPLR layers have a kernel length
+        Lambda, P, B, C = (t.to(torch.complex128) for t in (Lambda, P, B, C))
+        _, _, power = dplr_dense_power(dt.double(), Lambda, P, B, L)
         eye = torch.eye(power.shape[-1], dtype=power.dtype)
         C2 = torch.einsum("chi,hij->chj", full(C), eye + sign * power)[..., : C.shape[-1]]
         self.C.copy_(torch.view_as_real(C2).to(self.C.dtype))
