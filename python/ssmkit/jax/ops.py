@@ -206,8 +206,8 @@ _discretize.defvjp(_discretize_fwd, _discretize_bwd)
 
 def discretize(dt, A, B, *, method: str = "zoh"):
     """Discretize the diagonal system (A, B) with per-channel steps dt; returns (dA, dB), as
-    :func:`ssmkit.ops.discretize`. Differentiable in dt, A and B. A non-positive dt raises
-    when the kernel runs (it reads the values)."""
+    :func:`ssmkit.ops.discretize`. Differentiable in dt, A and B. A dt that is not positive
+    and finite raises when the kernel runs (it reads the values)."""
     return _discretize(jnp.asarray(dt), jnp.asarray(A), jnp.asarray(B), DISCRETIZE.params[3].normalize(method))
 
 

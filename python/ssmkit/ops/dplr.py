@@ -64,7 +64,7 @@ DPLR_STEP = Op(
 def dplr_setup(dt, Lambda, P, B) -> DPLRFactors:  # tensors or arrays (converted in the body)
     """Factors of the bilinear discretization of A = diag(Lambda) - P P^* (Woodbury).
 
-    dt: real (H,), positive; Lambda, B: complex (H, N); P: complex (H, r, N) (rank r,
+    dt: real (H,), positive and finite; Lambda, B: complex (H, N); P: complex (H, r, N) (rank r,
     at most 64). Returns :class:`DPLRFactors` of torch tensors (NumPy arrays for NumPy
     input). Differentiable in every input through PyTorch's autograd.
     """
@@ -75,9 +75,11 @@ def dplr_setup(dt, Lambda, P, B) -> DPLRFactors:  # tensors or arrays (converted
         dt, Lambda, P, B = (torch.from_numpy(np.ascontiguousarray(as_array(n, x)))
                             for n, x in (("dt", dt), ("Lambda", Lambda), ("P", P), ("B", B)))  # fmt: skip
     DPLR_SETUP.check((dt, Lambda, P, B))
-    if not torch.compiler.is_compiling() and not bool(((dt > 0) & torch.isfinite(dt)).all()):
-        bad = int(torch.nonzero(~((dt > 0) & torch.isfinite(dt)))[0, 0])
-        raise ValueError(f"dt: expected positive, finite step sizes, got dt[{bad}] = {dt[bad].item()}")
+    if not torch.compiler.is_compiling():
+        bad = torch.nonzero(~((dt > 0) & torch.isfinite(dt)))
+        if len(bad):
+            raise ValueError(f"dt: expected positive, finite step sizes, got dt[{int(bad[0, 0])}] = "
+                             f"{dt[bad[0, 0]].item()}")
     g = 2 / dt.unsqueeze(-1)
     inv = 1 / (g - Lambda)  # E^-1 = diag(1/(2/dt - Lambda))
     a = (g + Lambda) * inv

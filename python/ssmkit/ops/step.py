@@ -71,7 +71,8 @@ def discretize(dt: Array, A: Array, B: Array, *, method: str = "zoh") -> tuple[A
     zoh: ``dA = exp(dt A)``, ``dB = (exp(dt A) - 1)/A * B``, with the exact limit ``dt B`` as
     ``A -> 0`` (the small ``|dt A|`` range is summed as a series, so there is no cancellation).
     bilinear: ``dA = (1 + dt A/2)/(1 - dt A/2)``, ``dB = dt B/(1 - dt A/2)``.
-    dt: real (H,), positive; A, B: complex (H, N). Differentiable in dt, A and B.
+    dt: real (H,), positive and finite (on the CPU, anything else raises); A, B: complex
+    (H, N). Differentiable in dt, A and B.
     """
     return DISCRETIZE(dt, A, B, method)
 
