@@ -16,6 +16,7 @@ import torch
 
 from .. import _C, ops
 from ..ops import reference
+from . import ssm_kernel
 
 BACKENDS = ("auto", "compiled", "reference")
 
@@ -46,10 +47,19 @@ def _dense_step(state, u, dense, C, D):
     return y, new
 
 
+def _dense_untruncated_C(dt, Lambda, P, C, L):
+    """C~ (I - dA^L)^{-1} as defined: dense dA^L by repeated squaring, then a solve."""
+    _, _, power = ssm_kernel.dplr_dense_power(dt, Lambda, P, torch.zeros_like(Lambda), L)  # B does not enter dA
+    eye = torch.eye(power.shape[-1], dtype=power.dtype, device=power.device)
+    C_full = ssm_kernel.full(C).unsqueeze(-1)
+    return torch.linalg.solve((eye - power).transpose(-1, -2), C_full).squeeze(-1)[..., : C.shape[-1]]
+
+
 class Primitives:
     """The primitives of one implementation, with the signatures of :mod:`ssmkit.ops`."""
 
-    def __init__(self, name, cauchy, vandermonde, discretize, ssm_step, ssm_scan, dplr_setup, dplr_step, fft_conv):
+    def __init__(self, name, cauchy, vandermonde, discretize, ssm_step, ssm_scan, dplr_setup, dplr_step, fft_conv,
+                 untruncated_C):  # fmt: skip
         self.name = name
         self.cauchy = cauchy  # (v, z, w, conj_pairs=True) -> Cauchy product
         self.vandermonde = vandermonde  # (v, x, L) -> 2 Re sum v exp(x l)
@@ -59,6 +69,7 @@ class Primitives:
         self.dplr_setup = dplr_setup  # (dt, Lambda, P, B) -> factors for dplr_step
         self.dplr_step = dplr_step  # (state, u, factors, C, D) -> y, state'
         self.fft_conv = fft_conv  # (u (batch, L, H), k (c, H, L)) -> causal convolution (batch, L, H)
+        self.untruncated_C = untruncated_C  # (dt, Lambda, P, C~, L) -> the DPLR step's C = C~ (I - dA^L)^{-1}
 
 
 COMPILED = Primitives(
@@ -71,6 +82,7 @@ COMPILED = Primitives(
     dplr_setup=ops.dplr_setup,
     dplr_step=ops.dplr_step,
     fft_conv=lambda u, k: ops.fft_conv(u, k) if u.device.type == "cpu" else reference.fft_conv(u, k),
+    untruncated_C=lambda dt, Lambda, P, C, L: ssm_kernel.dplr_untruncated_C(COMPILED, dt, Lambda, P, C, L),
 )
 
 REFERENCE = Primitives(
@@ -83,6 +95,7 @@ REFERENCE = Primitives(
     dplr_setup=_dense_setup,
     dplr_step=_dense_step,
     fft_conv=reference.fft_conv,
+    untruncated_C=_dense_untruncated_C,
 )
 
 PRIMITIVES = ("cauchy", "vandermonde", "discretize", "ssm_step", "ssm_scan", "dplr_setup", "dplr_step", "fft_conv")
@@ -125,4 +138,5 @@ def _auto(key: str, compiled: tuple[str, ...]) -> Primitives:
     mixed = {name: getattr(REFERENCE if name in missing else COMPILED, name) for name in PRIMITIVES}
     if "dplr_setup" in missing or "dplr_step" in missing:  # the step's cache and step go together
         mixed["dplr_setup"], mixed["dplr_step"] = REFERENCE.dplr_setup, REFERENCE.dplr_step
+    mixed["untruncated_C"] = (REFERENCE if "cauchy" in missing else COMPILED).untruncated_C
     return Primitives("auto", **mixed)

@@ -307,12 +307,10 @@ class S4(nn.Module):
                     "S4.step: the DPLR layer's C belongs to a kernel length that is not set yet; "
                     "give l_max when building the layer or run forward once"
                 )
-            # the step needs C itself: C = C~ (I - dA^l_kernel)^{-1}, solved in double precision
-            d = [t.to(torch.complex128) for t in (Lambda, P, B, C[0])]
-            _, _, power = dplr_dense_power(dt.double(), d[0], d[1], d[2], self.l_kernel)
-            eye = torch.eye(power.shape[-1], dtype=power.dtype, device=power.device)
-            C_step = torch.linalg.solve((eye - power).transpose(-1, -2), full(d[3]).unsqueeze(-1)).squeeze(-1)
-            tensors = (prims.dplr_setup(dt, Lambda, P, B), C_step[..., : C.shape[-1]].to(C.dtype))
+            # the step needs C itself, C = C~ (I - dA^l_kernel)^{-1}, found in double precision
+            Lambda64, P64, C64 = (t.to(torch.complex128) for t in (Lambda, P, C[0]))
+            C_step = prims.untruncated_C(dt.double(), Lambda64, P64, C64, self.l_kernel)
+            tensors = (prims.dplr_setup(dt, Lambda, P, B), C_step.to(C.dtype))
         self._step_cache = (key, tensors)
         return tensors
 

@@ -91,13 +91,14 @@ _PLAIN_TYPES = () if torch is None else (torch.Tensor, torch.nn.Parameter)
 
 
 def direct_call_ok(tensors) -> bool:
-    """True when tensors can go straight to the compiled core, skipping torch.ops dispatch.
+    """True when tensors can skip the torch.ops dispatch and go to the op's kernel directly.
 
-    For the per-sample ops (ssm_step, dplr_step), whose kernels take microseconds: the
-    custom-op dispatch costs more than the work. Allowed only in eager mode (not traced
-    by torch.compile), outside autograd, for plain contiguous CPU tensors without lazy
-    conj/neg bits (so nothing needs a copy); None entries are skipped. Anything else,
-    arrays included, takes the general path, which has the same semantics.
+    The dispatch costs tens of microseconds a call, more than the work of the per-sample
+    ops (ssm_step, dplr_step), and its first call in a process imports torch._dynamo
+    (about a second), which a first generation would otherwise pay. Allowed only in eager
+    mode (not traced by torch.compile), outside autograd, for plain contiguous CPU tensors
+    without lazy conj/neg bits (so nothing needs a copy); None entries are skipped.
+    Anything else, arrays included, takes the general path, which has the same semantics.
     """
     if torch is None or torch.compiler.is_compiling():
         return False

@@ -9,8 +9,9 @@ their shapes and kinds. From that description follow
   ``<name>_out`` (writes into ``out``): one mechanism for every op that has ``out=``;
 - the argument checks of the fake kernels, which never reach the compiled core's own;
 - the allocation of the results, for torch and for NumPy or CuPy arrays;
-- the public entry: the NumPy/CuPy path, the custom op, or, for the per-sample ops in
-  eager inference, the compiled core directly (:func:`direct_call_ok`).
+- the public entry: the NumPy/CuPy path, the custom op, or in eager inference on the CPU
+  (:func:`direct_call_ok`) the custom op's kernel without the dispatcher, and for the
+  per-sample ops (``direct``) the compiled core with results allocated like the inputs.
 
 The compiled core's function takes the tensors and sizes in the schema's order, then
 the results (None for one that is not needed), then the options (flags, method).
@@ -281,10 +282,11 @@ class Op:
     # ---- the public entry ---------------------------------------------------------------
 
     def __call__(self, *args, out=None):
-        """Torch tensors go through the custom op (or straight to the core, see direct);
+        """Torch tensors go through the custom op (in eager inference, its kernel alone);
         arrays (NumPy, CuPy, anything with __dlpack__) through the compiled core with
         results allocated here; mixing the two is an error. out: see the class."""
-        if self._direct is not None and direct_call_ok(args + (out,)):  # eager inference: skip the dispatch
+        eager = direct_call_ok([args[i] for i in self._tensors] + [out])  # eager inference: skip the dispatch
+        if eager and self._direct is not None:
             # contiguous inputs (direct_call_ok): empty_like gives contiguous results, at less cost than torch.empty
             if out is None:
                 results = [torch.empty_like(args[i]) for i in self._direct]
@@ -296,6 +298,8 @@ class Op:
             return tuple(results)
         if self._scalars:
             args = tuple(self.params[i].normalize(a) if i in self._scalars else a for i, a in enumerate(args))
+        if eager and out is None:  # the custom op's own kernel, without the dispatcher around it
+            return self._eager_kernel(*args)
         named = {self.params[i].name: args[i] for i in self._tensors if args[i] is not None}
         if out is not None:
             named["out"] = out
@@ -389,7 +393,8 @@ class Op:
         functional op's backward; ctx holds the tensor inputs (ctx.saved_tensors, in schema
         order) and the other arguments by name (ctx.conj_pairs)."""
         qualname = f"ssmkit::{self.name}"
-        op = torch.library.custom_op(qualname, self._kernel(None), mutates_args=(), schema=self._schema())
+        self._eager_kernel = self._kernel(None)
+        op = torch.library.custom_op(qualname, self._eager_kernel, mutates_args=(), schema=self._schema())
         op.register_fake(self._fake(None))
         if self.train:
             op.register_autograd(self._no_backward, setup_context=lambda ctx, inputs, output: None)
