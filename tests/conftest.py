@@ -113,3 +113,38 @@ settings.register_profile("ci", max_examples=100, deadline=None, print_blob=True
 settings.register_profile("long", max_examples=2000, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("dev")
+
+
+def _long_double_solve(A, B):
+    """A X = B by Gaussian elimination with partial pivoting in NumPy's long double."""
+    A, B, n = A.copy(), B.copy(), A.shape[0]
+    for k in range(n):
+        p = k + int(np.argmax(np.abs(A[k:, k])))
+        A[[k, p]], B[[k, p]] = A[[p, k]], B[[p, k]]
+        f = A[k + 1 :, k] / A[k, k]
+        A[k + 1 :] -= f[:, None] * A[k]
+        B[k + 1 :] -= f[:, None] * B[k]
+    X = np.zeros_like(B)
+    for k in range(n - 1, -1, -1):
+        X[k] = (B[k] - A[k, k + 1 :] @ X[k + 1 :]) / A[k, k]
+    return X
+
+
+def untruncated_C_long_double(dt, Lambda, P, C, L):
+    """C~ (I - dA^L)^{-1} with dense matrices, dA^L by repeated squaring, all in long double
+    (64-bit mantissa): the ground truth of dplr_untruncated_C, stored half (H, N).
+    Arguments: complex128 torch tensors or NumPy arrays; returns a complex128 NumPy array."""
+    ld = np.clongdouble
+    Lambda, P, C = map(np.asarray, (Lambda, P, C))
+    out = []
+    for h in range(Lambda.shape[0]):
+        lf, Pf, Cf = (np.concatenate([t[h], t[h].conj()], -1).astype(ld) for t in (Lambda, P, C))
+        A = np.diag(lf) - Pf.T @ Pf.conj()
+        eye = np.eye(len(lf), dtype=ld)
+        half = np.longdouble(float(dt[h])) / 2
+        dA = _long_double_solve(eye - half * A, eye + half * A)
+        power, base, e = eye, dA, L
+        while e:
+            power, base, e = (power @ base if e & 1 else power), base @ base, e >> 1
+        out.append(_long_double_solve((eye - power).T, Cf[:, None])[: Lambda.shape[1], 0].astype(np.complex128))
+    return np.stack(out)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from accuracy import assert_close_2x
+from conftest import untruncated_C_long_double
 
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
@@ -141,6 +142,22 @@ def test_steps_equal_the_convolution(layer_args, backend):
             y, state = s4.step(tensors, params, jnp.asarray(x[:, t]), state, config)
             ys.append(y)
     np.testing.assert_allclose(np.stack(ys, 1), want, rtol=0, atol=1e-9 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("L_kernel", [7, 64, 2048])
+def test_untruncated_C_long_double(L_kernel):
+    """The step's C from C~ (s4.dplr_untruncated_C on the custom calls, and the dense
+    definition of the reference primitives) against a long-double dense solve."""
+    rng = np.random.default_rng(0)
+    Hs, N, r = 3, 8, 2
+    Lambda = -0.1 - rng.random((Hs, N)) + 10j * rng.standard_normal((Hs, N))
+    P, C = (rng.standard_normal((*s, 2)) @ [1, 1j] / 2 for s in ((Hs, r, N), (Hs, N)))
+    dt = np.exp(rng.random(Hs) * 4 - 5)
+    truth = torch.from_numpy(untruncated_C_long_double(dt, Lambda, P, C, L_kernel))
+    with jax.enable_x64(True):
+        for backend in BACKENDS:
+            got = s4.primitives(backend).untruncated_C(*map(jnp.asarray, (dt, Lambda, P, C)), L_kernel)
+            assert_close_2x(f"untruncated C {backend}", torch.from_numpy(np.asarray(got)), truth)
 
 
 @pytest.mark.parametrize("layer_args", LAYERS, ids=LAYER_IDS)

@@ -7,11 +7,10 @@ import math
 import warnings
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 from accuracy import assert_close_2x
-from conftest import run_steps
+from conftest import run_steps, untruncated_C_long_double
 
 from ssmkit import hippo
 from ssmkit.nn import S4, backend, param_groups
@@ -155,39 +154,6 @@ def test_dplr_state_sum_equals_recurrence(L):
         assert (got - x).abs().max() <= 1e-11 * x.abs().max(), prims.name
 
 
-def _long_double_solve(A, B):
-    """A X = B by Gaussian elimination with partial pivoting in NumPy's long double."""
-    A, B, n = A.copy(), B.copy(), A.shape[0]
-    for k in range(n):
-        p = k + int(np.argmax(np.abs(A[k:, k])))
-        A[[k, p]], B[[k, p]] = A[[p, k]], B[[p, k]]
-        f = A[k + 1 :, k] / A[k, k]
-        A[k + 1 :] -= f[:, None] * A[k]
-        B[k + 1 :] -= f[:, None] * B[k]
-    X = np.zeros_like(B)
-    for k in range(n - 1, -1, -1):
-        X[k] = (B[k] - A[k, k + 1 :] @ X[k + 1 :]) / A[k, k]
-    return X
-
-
-def untruncated_C_long_double(dt, Lambda, P, C, L):
-    """C~ (I - dA^L)^{-1} with dense matrices, dA^L by repeated squaring, all in long double
-    (64-bit mantissa): the ground truth of dplr_untruncated_C, stored half (H, N)."""
-    ld = np.clongdouble
-    out = []
-    for h in range(Lambda.shape[0]):
-        lf, Pf, Cf = (full(t[h]).numpy().astype(ld) for t in (Lambda, P, C))
-        A = np.diag(lf) - Pf.T @ Pf.conj()
-        eye = np.eye(len(lf), dtype=ld)
-        half = np.longdouble(dt[h].item()) / 2
-        dA = _long_double_solve(eye - half * A, eye + half * A)
-        power, base, e = eye, dA, L
-        while e:
-            power, base, e = (power @ base if e & 1 else power), base @ base, e >> 1
-        out.append(_long_double_solve((eye - power).T, Cf[:, None])[: Lambda.shape[1], 0].astype(np.complex128))
-    return torch.from_numpy(np.stack(out))
-
-
 @pytest.mark.parametrize("L", [1, 2, 7, 64, 501, 2048])
 @pytest.mark.parametrize("r", [1, 2])
 def test_dplr_untruncated_C_long_double(L, r):
@@ -195,7 +161,7 @@ def test_dplr_untruncated_C_long_double(L, r):
     complex128 floor of the 2x rule, on both backends (the reference: the dense definition)
     and with the algorithm's Cauchy products on the reference primitives."""
     dt, Lambda, P, _, C = dplr_system(3, 8, r)
-    truth = untruncated_C_long_double(dt, Lambda, P, C[0], L)
+    truth = torch.from_numpy(untruncated_C_long_double(dt, Lambda, P, C[0], L))
     for prims in (backend.COMPILED, backend.REFERENCE):
         assert_close_2x(f"untruncated C {prims.name}", prims.untruncated_C(dt, Lambda, P, C[0], L), truth)
     got = dplr_untruncated_C(backend.REFERENCE, dt, Lambda, P, C[0], L)

@@ -21,6 +21,8 @@ kernels' math is written out in :mod:`ssmkit.nn.ssm_kernel`.
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional
@@ -91,6 +93,7 @@ class Primitives(NamedTuple):
     dplr_setup: Callable[..., Any]  # (dt, Lambda, P, B) -> what dplr_step takes as factors
     dplr_step: Callable[..., Any]  # (state, u, factors, C, D) -> y, state'
     fft_conv: Callable[..., Any]  # (u (batch, L, H), k (c, H, L)) -> causal convolution (batch, L, H)
+    untruncated_C: Callable[..., Any]  # (dt, Lambda, P, C~, L) -> the DPLR step's C = C~ (I - dA^L)^{-1}
 
 
 def _dense_step(state, u, dense, C, D):
@@ -101,8 +104,17 @@ def _dense_step(state, u, dense, C, D):
     return 2 * (C * new).sum(-1).real + D * u, new
 
 
+def _dense_untruncated_C(dt, Lambda, P, C, L: int):
+    """C~ (I - dA^L)^{-1} as defined: dense dA^L by repeated squaring, then a solve."""
+    dA, _ = reference.dplr_dense(dt, Lambda, P, jnp.zeros_like(Lambda))  # B does not enter dA
+    eye = jnp.eye(dA.shape[-1], dtype=dA.dtype)
+    lhs = jnp.swapaxes(eye - jnp.linalg.matrix_power(dA, L), -1, -2)
+    return jnp.linalg.solve(lhs, _full(C)[..., None])[..., 0][..., : C.shape[-1]]
+
+
 REFERENCE = Primitives(reference.cauchy, reference.vandermonde, reference.discretize, reference.ssm_step,
-                       reference.ssm_scan, reference.dplr_dense, _dense_step, reference.fft_conv)  # fmt: skip
+                       reference.ssm_scan, reference.dplr_dense, _dense_step, reference.fft_conv,
+                       _dense_untruncated_C)  # fmt: skip
 
 
 def dplr_setup(dt, Lambda, P, B):
@@ -123,8 +135,9 @@ def primitives(backend: str) -> Primitives:
         return REFERENCE
     from . import ops  # the custom calls; imported here, once the package is initialised
 
-    return Primitives(ops.cauchy, ops.vandermonde, ops.discretize, ops.ssm_step, ops.ssm_scan, dplr_setup,
-                      ops.dplr_step, ops.fft_conv)  # fmt: skip
+    compiled = Primitives(ops.cauchy, ops.vandermonde, ops.discretize, ops.ssm_step, ops.ssm_scan, dplr_setup,
+                          ops.dplr_step, ops.fft_conv, None)  # fmt: skip
+    return compiled._replace(untruncated_C=functools.partial(dplr_untruncated_C, compiled))
 
 
 # ---- parameters ----------------------------------------------------------------------
@@ -290,6 +303,28 @@ def dplr_state_sum(prims: Primitives, dt, Lambda, P, B, u):
     return S
 
 
+def dplr_untruncated_C(prims: Primitives, dt, Lambda, P, C, L: int):
+    """C = C~ (I - dA^L)^{-1}, the DPLR step's C from the C~ of kernel length L, stored half
+    (H, N): four Cauchy products over the L-th roots of unity, no dense matrices
+    (:func:`ssmkit.nn.ssm_kernel.dplr_untruncated_C` derives it). Give complex128 inputs."""
+    H, r, N = P.shape
+    inner = L // 2 if L % 2 == 0 else L // 2 + 1  # k < L/2 (+ 1 for an odd L); conjugates pair up
+    zhat = _bilinear_points(np.arange(inner), L, Lambda.dtype)
+    dtw = dt[:, None] * Lambda
+    left = jnp.concatenate([C[:, None, :], jnp.conj(P)], -2)  # (H, 1 + r, N): C~ and P^*
+    v = (left[:, :, None, :] * P[:, None, :, :]).reshape(H, (1 + r) * r, N) * dt[:, None, None]
+    k = prims.cauchy(v, zhat[None, :], dtw[:, None, :]).reshape(H, 1 + r, r, inner)
+    y = _woodbury_inner(k[:, 0], jnp.swapaxes(k[:, 1:], -3, -2))  # the row k01 (I + k11)^{-1}: (H, r, F)
+    weight = ((1 + zhat / 2) / L).at[0].multiply(0.5)  # z = 1 is its own conjugate
+    terms = jnp.concatenate([jnp.broadcast_to(weight, (H, 1, inner)), weight * y], -2)  # (H, 1 + r, F)
+    T = -prims.cauchy(terms, dtw[:, None, :], zhat)  # (H, 1 + r, N)
+    V = C * T[:, 0] - (jnp.conj(P) * T[:, 1:]).sum(-2)
+    if L % 2 == 0:  # z = -1: (I + dA)^{-1} = (I - dt/2 A) / 2
+        V = V + C / (2 * L)
+    s = 2 * (V[:, None, :] * P).sum(-1).real  # V P over the full state: (H, r)
+    return V * (1 - dtw / 2) + (dt / 2)[:, None] * (s[..., None] * jnp.conj(P)).sum(-2)
+
+
 def diag_kernel(prims: Primitives, dt, Lambda, B, C, L: int, method: str):
     """The diagonal kernel K_l = 2 Re sum_n C_n dB_n dA_n^l, l < L: real (c, H, L)."""
     dA, dB = prims.discretize(dt, Lambda, B, method=method)
@@ -416,7 +451,7 @@ def scan(params: dict, x, state, config: S4Config, *, key=None):
 
 def step_tensors(params: dict, config: S4Config):
     """What :func:`step` needs, computed once per parameter values: S4D (dA, dB, C); S4 (the
-    ``dplr_setup`` factors, C), where C = C~ (I - dA^l_max)^{-1} is solved in double
+    ``dplr_setup`` factors, C), where C = C~ (I - dA^l_max)^{-1} is found in double
     precision from concrete parameters (call it outside ``jit``)."""
     prims = primitives(config.backend)
     dt, Lambda, P, B, C = _ssm(params)
@@ -424,11 +459,8 @@ def step_tensors(params: dict, config: S4Config):
         return prims.discretize(dt, Lambda, B, method=config.discretization) + (C[0],)
     with jax.enable_x64(True):
         d = [jnp.asarray(np.asarray(t).astype(np.complex128 if jnp.iscomplexobj(t) else np.float64))
-             for t in (dt, Lambda, P, B, C[0])]  # fmt: skip
-        dA, _ = reference.dplr_dense(*d[:4])
-        eye = jnp.eye(dA.shape[-1], dtype=dA.dtype)
-        lhs = jnp.swapaxes(eye - jnp.linalg.matrix_power(dA, config.l_max), -1, -2)
-        C_step = np.asarray(jnp.linalg.solve(lhs, _full(d[4])[..., None])[..., 0])[..., : C.shape[-1]]
+             for t in (dt, Lambda, P, C[0])]  # fmt: skip
+        C_step = np.asarray(prims.untruncated_C(*d, config.l_max))
     return prims.dplr_setup(dt, Lambda, P, B), jnp.asarray(C_step.astype(C.dtype))
 
 
