@@ -21,7 +21,6 @@ kernels' math is written out in :mod:`ssmkit.nn.ssm_kernel`.
 
 from __future__ import annotations
 
-import functools
 
 import math
 from dataclasses import dataclass
@@ -135,9 +134,12 @@ def primitives(backend: str) -> Primitives:
         return REFERENCE
     from . import ops  # the custom calls; imported here, once the package is initialised
 
+    def untruncated_C(dt, Lambda, P, C, L: int):
+        return dplr_untruncated_C(compiled, dt, Lambda, P, C, L)
+
     compiled = Primitives(ops.cauchy, ops.vandermonde, ops.discretize, ops.ssm_step, ops.ssm_scan, dplr_setup,
-                          ops.dplr_step, ops.fft_conv, None)  # fmt: skip
-    return compiled._replace(untruncated_C=functools.partial(dplr_untruncated_C, compiled))
+                          ops.dplr_step, ops.fft_conv, untruncated_C)  # fmt: skip
+    return compiled
 
 
 # ---- parameters ----------------------------------------------------------------------

@@ -16,7 +16,6 @@ import torch
 
 from .. import _C, ops
 from ..ops import reference
-from . import ssm_kernel
 
 BACKENDS = ("auto", "compiled", "reference")
 
@@ -49,10 +48,16 @@ def _dense_step(state, u, dense, C, D):
 
 def _dense_untruncated_C(dt, Lambda, P, C, L):
     """C~ (I - dA^L)^{-1} as defined: dense dA^L by repeated squaring, then a solve."""
-    _, _, power = ssm_kernel.dplr_dense_power(dt, Lambda, P, torch.zeros_like(Lambda), L)  # B does not enter dA
-    eye = torch.eye(power.shape[-1], dtype=power.dtype, device=power.device)
-    C_full = ssm_kernel.full(C).unsqueeze(-1)
-    return torch.linalg.solve((eye - power).transpose(-1, -2), C_full).squeeze(-1)[..., : C.shape[-1]]
+    dA, _ = reference.dplr_dense(dt, Lambda, P, torch.zeros_like(Lambda))  # B does not enter dA
+    eye = torch.eye(dA.shape[-1], dtype=dA.dtype, device=dA.device)
+    lhs = (eye - torch.linalg.matrix_power(dA, L)).transpose(-1, -2)
+    return torch.linalg.solve(lhs, torch.cat([C, C.conj()], -1).unsqueeze(-1)).squeeze(-1)[..., : C.shape[-1]]
+
+
+def _compiled_untruncated_C(dt, Lambda, P, C, L):
+    from .ssm_kernel import dplr_untruncated_C  # imported here: ssm_kernel imports this module
+
+    return dplr_untruncated_C(COMPILED, dt, Lambda, P, C, L)
 
 
 class Primitives:
@@ -82,7 +87,7 @@ COMPILED = Primitives(
     dplr_setup=ops.dplr_setup,
     dplr_step=ops.dplr_step,
     fft_conv=lambda u, k: ops.fft_conv(u, k) if u.device.type == "cpu" else reference.fft_conv(u, k),
-    untruncated_C=lambda dt, Lambda, P, C, L: ssm_kernel.dplr_untruncated_C(COMPILED, dt, Lambda, P, C, L),
+    untruncated_C=_compiled_untruncated_C,
 )
 
 REFERENCE = Primitives(

@@ -27,14 +27,11 @@ Diagonal (S4D): K_l = 2 Re sum_n C_n dB_n exp(l log dA_n), a log-Vandermonde pro
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 
 from ..ops import reference
-
-if TYPE_CHECKING:  # backend.py builds its Primitives from this module's functions
-    from .backend import Primitives
+from .backend import Primitives
 
 
 def _points(L: int, freqs: int, dtype: torch.dtype, device) -> torch.Tensor:
