@@ -248,6 +248,25 @@ def test_two_chunks_equal_whole(mode):
         assert_close_2x(f"{mode} chunks state", outs[0][1], truth_end, outs[1][1])
 
 
+@pytest.mark.parametrize("lk,L", [(1024, 1024), (8000, 100)])
+def test_stateful_dplr_against_float32_steps(lk, L):
+    """The stateful DPLR forward (kernels, and dA^L dense) at the state size of SaShiMi,
+    against the naive single-precision computation (the reference backend stepped L times):
+    the end state and outputs within the 2x rule of complex128. With dA^L in single
+    precision this seed failed: the end state off by 7.1e-5 against the steps' 3.3e-5 at
+    lk = L = 1024, the outputs by 9.8e-6 against 3.6e-6 at lk 8000, L 100."""
+    torch.manual_seed(1)
+    m, m_ref, m64 = layers("dplr", H=8, d_state=64, l_max=lk)
+    x = torch.randn(2, L, 8)
+    s0 = 0.1 * torch.randn(2, 8, 32, dtype=torch.complex64)
+    with torch.no_grad():
+        truth, truth_end = m64(x.double(), state=s0.to(C128))
+        y, end = m(x, state=s0)
+    steps, steps_end = run_steps(m_ref, x, s0)
+    assert_close_2x("stateful y", y, truth, steps)
+    assert_close_2x("stateful end state", end, truth_end, steps_end)
+
+
 def test_dplr_kernel_length_doubles_without_changing_the_function():
     m = S4(3, 8, l_max=16).double()
     x = torch.randn(2, 16, 3, dtype=torch.float64)

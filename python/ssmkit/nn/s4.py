@@ -252,27 +252,29 @@ class S4(nn.Module):
         B' = (I + dt/2 A) x0 / dt (since (I - dA z)^{-1} dA = 2/(1+z) (g - A)^{-1} (I + dt/2 A) / dt)
         and C~ taken for length L. The end state is dA^L x0 + (I - dA^L) S with S from
         :func:`~ssmkit.nn.ssm_kernel.dplr_state_sum`. Dense (2N x 2N) matrices appear only
-        for dA^L; the (L, N) trajectory is never formed.
+        for dA^L, in double precision (the end state's two terms nearly cancel when dA^L is
+        near I); the (L, N) trajectory is never formed.
         """
         prims = primitives(self.backend, x.device)
         L = x.shape[1]
         dt, Lambda, P, B, C = self._ssm()
         lk = self._kernel_length(L)
         y = self._convolve(prims, x, dplr_kernel(prims, dt, Lambda, P, B, C, lk)[..., :L])
-        dA, _, power_k = dplr_dense_power(dt, Lambda, P, B, lk)
-        eye = torch.eye(power_k.shape[-1], dtype=power_k.dtype, device=power_k.device)
+        dt64, Lambda64, P64, B64 = dt.double(), *(t.to(torch.complex128) for t in (Lambda, P, B))
+        _, _, power = dplr_dense_power(dt64, Lambda64, P64, B64, L)
+        eye = torch.eye(power.shape[-1], dtype=power.dtype, device=power.device)
         if L == lk:
-            power, C_L = power_k, C[0]
+            C_L = C[0]
         else:  # C~ for length L: C (I - dA^L) with C = C~_lk (I - dA^lk)^{-1}
-            power = torch.linalg.matrix_power(dA, L)
-            C_true = torch.linalg.solve((eye - power_k).transpose(-1, -2), full(C[0]).unsqueeze(-1)).squeeze(-1)
-            C_L = torch.einsum("hi,hij->hj", C_true, eye - power)[..., : C.shape[-1]]
+            C_true = full(prims.untruncated_C(dt64, Lambda64, P64, C[0].to(torch.complex128), lk))
+            C_L = torch.einsum("hi,hij->hj", C_true, eye - power)[..., : C.shape[-1]].to(C.dtype)
         s = 2 * (P.conj() * state.unsqueeze(-2)).sum(-1).real  # P^* x0 over the full state: (batch, H, r)
         B_start = state / dt.unsqueeze(-1) + (Lambda * state - (P * s.unsqueeze(-1)).sum(-2)) / 2
         y = y + dplr_kernel(prims, dt, Lambda, P, B_start, C_L.unsqueeze(0), L)[..., 0, :, :].transpose(-1, -2)
         S = dplr_state_sum(prims, dt, Lambda, P, B, x.transpose(-1, -2))
-        end = torch.einsum("hij,bhj->bhi", power, full(state)) + torch.einsum("hij,bhj->bhi", eye - power, full(S))
-        return y, end[..., : state.shape[-1]]
+        start, S = full(state).to(power.dtype), full(S).to(power.dtype)
+        end = torch.einsum("hij,bhj->bhi", power, start) + torch.einsum("hij,bhj->bhi", eye - power, S)
+        return y, end[..., : state.shape[-1]].to(state.dtype)
 
     # ---- step mode --------------------------------------------------------------
 
