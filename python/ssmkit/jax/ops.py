@@ -13,8 +13,9 @@ Gradients follow JAX's convention for complex inputs, which agrees with ``jax.gr
 applied to the conjugate cotangent. Each op has real coefficients, f(conj x) = conj f(x),
 so that equals PyTorch's backward at conj(x) applied to the cotangent as it is: the
 backward kernels run on the conjugate inputs (parameters, mostly small) instead of
-conjugating the cotangents and gradients (as large as the output). Bit for bit the same:
-the kernels' arithmetic is symmetric under negation (tests/test_jax_ops.py checks it).
+conjugating the cotangents and gradients (as large as the output). The CPU kernels'
+arithmetic is symmetric under negation, so the gradients are still the conjugates of the
+torch path's bit for bit (tests/test_jax_ops.py).
 """
 
 from __future__ import annotations
