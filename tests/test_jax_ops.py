@@ -201,12 +201,37 @@ def test_results_equal_the_torch_path_bit_for_bit(case, single):
         np.testing.assert_array_equal(np.asarray(o), t.detach().numpy())
     if not diff or "pairs" in case[0] or case[0] == "transpose-complex":
         return  # broadcasting shapes: the gradients' sums over batch run in different orders
+    _assert_gradients_equal_the_torch_path(name, args, kw, outs, tensors, touts)
+
+
+def _assert_gradients_equal_the_torch_path(name, args, kw, outs, tensors, touts):
+    """JAX's gradient is the conjugate of torch's: bit for bit, though ssmkit.jax runs the
+    backward kernels at the conjugate inputs (ssmkit/jax/ops.py)."""
     cts = _cotangents(outs, np.random.default_rng(4))
     grads = _vjp(getattr(sj, name), args, kw, cts)
     inputs = [tensors[i] for i in _diff_argnums(args)]
     tgrads = torch.autograd.grad(touts, inputs, [_t(np.conj(c)) for c in cts])
-    for g, t in zip(grads, tgrads):  # JAX's gradient is the conjugate of torch's
+    for g, t in zip(grads, tgrads):
         np.testing.assert_array_equal(np.asarray(g), np.conj(t.numpy()))
+
+
+@pytest.mark.parametrize("name", ["cauchy", "vandermonde", "vandermonde_transpose"])
+@pytest.mark.parametrize("single", [True, False], ids=["complex64", "complex128"])
+def test_conjugate_pair_gradients_equal_the_torch_path_bit_for_bit(name, single):
+    """The conjugate-pair kernels (and a complex u) on operands that do not broadcast, so
+    that no sum over rows follows the kernel."""
+    rng = np.random.default_rng(5)
+    c, poles = functools.partial(complex_normal, rng), functools.partial(s4_poles, rng)
+    N, L = 5, 9
+    args = {"cauchy": [c(3, N), 1j * c(3, L).imag, poles(3, N)], "vandermonde": [c(3, N), 0.1 * poles(3, N), L],
+            "vandermonde_transpose": [c(3, L), c(3, N), 0.1 * poles(3, N)]}[name]  # fmt: skip
+    args = _cast(args, single)
+    fn = getattr(sj, name)
+    outs = _outputs(fn(*args) if name != "vandermonde" else jax.jit(fn, static_argnums=2)(*args))
+    tensors = _tensors(args)
+    for i in _diff_argnums(args):
+        tensors[i].requires_grad_(True)
+    _assert_gradients_equal_the_torch_path(name, args, {}, outs, tensors, _outputs(getattr(so, name)(*tensors)))
 
 
 # ---- jit, vmap, threads ---------------------------------------------------------------------

@@ -8,9 +8,14 @@ NumPy paths), so a bad argument raises at the call. The kernels see the same arr
 through torch, so results are the torch path's bit for bit. Under ``vmap`` one batched
 call is one custom call (see csrc/ffi/handlers.cpp).
 
-Gradients follow JAX's convention for complex inputs: each vjp is the conjugate of the
-PyTorch backward kernel applied to the conjugate cotangent, which agrees with
-``jax.grad`` of :mod:`ssmkit.jax.reference`.
+Gradients follow JAX's convention for complex inputs, which agrees with ``jax.grad`` of
+:mod:`ssmkit.jax.reference`: the vjp of f at x is the conjugate of PyTorch's backward at x
+applied to the conjugate cotangent. Each op has real coefficients, f(conj x) = conj f(x),
+so that equals PyTorch's backward at conj(x) applied to the cotangent as it is: the
+backward kernels run on the conjugate inputs (parameters, mostly small) instead of
+conjugating the cotangents and gradients (as large as the output). The CPU kernels'
+arithmetic is symmetric under negation, so the gradients are still the conjugates of the
+torch path's bit for bit (tests/test_jax_ops.py).
 """
 
 from __future__ import annotations
@@ -105,10 +110,10 @@ def _sum_to(g, shape):
     return g.sum(axes, keepdims=True) if axes else g
 
 
-def _vjp(backward, inputs, outputs):
-    """JAX's vjp from a PyTorch-convention backward kernel's gradients (see the module doc):
-    each conjugated and summed back to its input's shape."""
-    return tuple(None if x is None else _sum_to(_conj(g), jnp.shape(x)) for g, x in zip(backward, inputs))
+def _vjp(backward, inputs):
+    """JAX's vjp from a backward kernel's gradients at the conjugate inputs (see the module
+    doc): each summed back to its input's shape."""
+    return tuple(None if x is None else _sum_to(g, jnp.shape(x)) for g, x in zip(backward, inputs))
 
 
 # ---- Cauchy ---------------------------------------------------------------------------
@@ -124,7 +129,7 @@ def _cauchy_fwd(v, z, w, conj_pairs):
 
 
 def _cauchy_bwd(conj_pairs, inputs, g):
-    return _vjp(_run(CAUCHY_BACKWARD, (jnp.conj(g), *inputs, conj_pairs, [True] * 3)), inputs, g)
+    return _vjp(_run(CAUCHY_BACKWARD, (g, *map(_conj, inputs), conj_pairs, [True] * 3)), inputs)
 
 
 _cauchy.defvjp(_cauchy_fwd, _cauchy_bwd)
@@ -149,7 +154,7 @@ def _vandermonde_fwd(v, x, L, conj_pairs):
 
 
 def _vandermonde_bwd(L, conj_pairs, inputs, g):
-    return _vjp(_run(VANDERMONDE_BACKWARD, (_conj(g), *inputs, conj_pairs, [True] * 2)), inputs, g)
+    return _vjp(_run(VANDERMONDE_BACKWARD, (g, *map(_conj, inputs), conj_pairs, [True] * 2)), inputs)
 
 
 _vandermonde.defvjp(_vandermonde_fwd, _vandermonde_bwd)
@@ -172,7 +177,7 @@ def _vandermonde_transpose_fwd(u, v, x):
 
 
 def _vandermonde_transpose_bwd(inputs, g):
-    return _vjp(_run(VANDERMONDE_TRANSPOSE_BACKWARD, (jnp.conj(g), *inputs, [True] * 3)), inputs, g)
+    return _vjp(_run(VANDERMONDE_TRANSPOSE_BACKWARD, (g, *map(_conj, inputs), [True] * 3)), inputs)
 
 
 _vandermonde_transpose.defvjp(_vandermonde_transpose_fwd, _vandermonde_transpose_bwd)
@@ -198,7 +203,7 @@ def _discretize_fwd(dt, A, B, method):
 
 def _discretize_bwd(method, inputs, g):
     gdA, gdB = g
-    return _vjp(_run(DISCRETIZE_BACKWARD, (*inputs, jnp.conj(gdA), jnp.conj(gdB), method)), inputs, g)
+    return _vjp(_run(DISCRETIZE_BACKWARD, (*map(_conj, inputs), gdA, gdB, method)), inputs)
 
 
 _discretize.defvjp(_discretize_fwd, _discretize_bwd)
@@ -224,10 +229,10 @@ def _ssm_scan_bwd(inputs, g):
     u, dA, dB, dC, D, state = inputs
     gy, gstate = g
     needs = [True] * 4 + [D is not None, state is not None]
-    gu, gA, gB, gC, gD, gs = _run(SSM_SCAN_BACKWARD, (*inputs, gy, jnp.conj(gstate), needs))
+    gu, gA, gB, gC, gD, gs = _run(SSM_SCAN_BACKWARD, (*map(_conj, inputs), gy, gstate, needs))
     # the channel parameters' gradients come per batch element
     per_channel = [g if g is None else g.sum(0) for g in (gA, gB, gC, gD)]
-    return _vjp((gu, *per_channel, gs), inputs, g)
+    return _vjp((gu, *per_channel, gs), inputs)
 
 
 _ssm_scan.defvjp(_ssm_scan_fwd, _ssm_scan_bwd)
