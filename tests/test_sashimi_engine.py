@@ -576,6 +576,28 @@ def test_split_mode_in_place_layer_norm_runs_on_one_thread(threads):
     torch.testing.assert_close(out[0][:, :width], F.layer_norm(x0[:, :width], (width,), w, b, 1e-5), rtol=1e-5, atol=1e-5)
 
 
+def test_split_mode_waits_for_a_parameter_written_as_rows(threads):
+    """An instruction that reads as a parameter what another writes as rows (an
+    embedding table that a copy refills every step, split by columns: thread 0 then
+    embeds what thread 1 copied): the planner counts parameters then, and every step
+    embeds that step's table."""
+    width = vocab = 512  # logits: y, whose width bounds the tokens
+    steps = 64
+    n = vocab * width
+    acc, one, table, z, y = torch.zeros(1, n), torch.ones(1, n), torch.zeros(1, n), torch.zeros(1, width), torch.zeros(1, width)
+    views = [[0, 0, n], [1, 0, n], [2, 0, n], [3, 0, width], [4, 0, width], [2, 0, 0]]  # view 5: the table as a parameter
+    # acc += 1, table = acc, z = table[token], logits y = z (the team always meets before
+    # the logits are written: they were read by every thread's draw)
+    code = [OPS["add"], 0, 1, 0, n, OPS["copy"], 0, 2, n, OPS["embed"], 3, 5, width, vocab, OPS["copy"], 3, 4, width]
+    engine = _C.StepEngine([acc, one, table, z, y], code, [0, len(code)], views, 1, 4, width)
+    threads(2)
+    logits = torch.empty(steps, 1, width)
+    last = torch.full((steps, 1), vocab - 1, dtype=torch.int64)  # the end of what thread 1 copies
+    engine.run(0, steps, last[0], last, None, None, logits)
+    assert torch.equal(logits[:, 0], torch.arange(1.0, steps + 1)[:, None].expand(steps, width))
+    assert torch.equal(y, torch.full((1, width), float(steps)))
+
+
 def test_step_time_breakdown_runs():
     from ssmkit.benchmarks.sashimi import breakdown
 

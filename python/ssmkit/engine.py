@@ -38,6 +38,7 @@ class Program:
         self.code: list[int] = []
         self._scratch: dict[tuple, int] = {}
         self.params: set[int] = set()  # indices of the buffers that hold parameters (read only)
+        self._param_views: dict[int, tuple[torch.Tensor, int]] = {}  # id(t) -> (t, view): each program reads them again
 
     def _buffer(self, t: torch.Tensor) -> int:
         assert t.dtype == torch.float32 and t.is_contiguous(), (t.dtype, t.stride())
@@ -58,10 +59,15 @@ class Program:
         """A parameter: the same floats for every row (complex tensors as (re, im) pairs)."""
         if t is None:
             return -1
+        known = self._param_views.get(id(t))
+        if known is not None and known[0] is t:
+            return known[1]
+        source = t
         t = t.detach()
         t = torch.view_as_real(t.resolve_conj()) if t.is_complex() else t
         view = self._view(t.contiguous(), 0, 0)
         self.params.add(self.views[view][0])
+        self._param_views[id(source)] = (source, view)
         return view
 
     def rows(self, t: torch.Tensor, offset: int = 0) -> int:
@@ -93,7 +99,10 @@ def pack_linear(weight: torch.Tensor) -> torch.Tensor:
     column blocks of LINEAR_BLOCK outputs, each (n_in, block width) contiguous
     (csrc/include/ssmkit/engine_isa.h, linear)."""
     Wt = weight.detach().t()
-    return torch.cat([Wt[:, o : o + LINEAR_BLOCK].reshape(-1) for o in range(0, Wt.shape[1], LINEAR_BLOCK)])
+    n_in, n_out = Wt.shape
+    whole = n_out // LINEAR_BLOCK * LINEAR_BLOCK  # the whole blocks in one copy, then the narrower last one
+    blocks = Wt[:, :whole].reshape(n_in, -1, LINEAR_BLOCK).transpose(0, 1).reshape(-1)
+    return torch.cat([blocks, Wt[:, whole:].reshape(-1)])
 
 
 def huge_page_copies(tensors: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -1,6 +1,7 @@
 // The barrier planner of split mode: where the team must meet, from each
 // instruction's memory accesses by each thread (EnginePlan, plan.h).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -89,10 +90,11 @@ inline void engine_row_accesses(const EngineDiagStep& op, const int64_t*, const 
 }
 
 // The accesses of the instruction at c (its program ends at end) by thread `part`:
-// its rows' as engine_row_accesses says, for every row, and all of each parameter
-// (read only in practice; counted anyway).
+// its rows' as engine_row_accesses says, for every row, and with params, all of each
+// parameter (only read: they matter only where some instruction writes their memory,
+// see engine_params_written).
 inline void engine_accesses(const int64_t* c, const int64_t* end, const EngineRows& v, int64_t batch,
-                            const Part& part, std::vector<EngineAccess>& out) {
+                            const Part& part, bool params, std::vector<EngineAccess>& out) {
   const auto add = [&](const float* base, int64_t a, int64_t b, bool write) {
     if (a < b) out.push_back({base + a, base + b, part.part, write});
   };
@@ -101,15 +103,51 @@ inline void engine_accesses(const int64_t* c, const int64_t* end, const EngineRo
   };
   engine_visit(c, [&](const auto& op) {
     engine_row_accesses(op, c + kEngineOpLength[c[0]], end, part, rows);
-    op.operands([&](const char*, EngineRole role, int64_t view, int64_t extent) {
-      if ((role == EngineRole::param || role == EngineRole::param_opt) && view >= 0) add(v.param(view), 0, extent, false);
-    });
+    if (params)
+      op.operands([&](const char*, EngineRole role, int64_t view, int64_t extent) {
+        if ((role == EngineRole::param || role == EngineRole::param_opt) && view >= 0)
+          add(v.param(view), 0, extent, false);
+      });
   });
+}
+
+// Whether any instruction writes memory that a parameter occupies (normally none:
+// parameters and rows are different arrays). When none does, a parameter read never
+// conflicts, and the planner leaves the parameters out: most of the accesses it would
+// otherwise compare.
+inline bool engine_params_written(const EngineParams& p) {
+  const EngineRows v{p.view_ptr, p.view_stride};
+  std::vector<EngineAccess> writes, params;
+  for (int64_t k = 0; k < p.cycle; ++k)
+    for (int64_t i = p.program_start[k]; i < p.program_start[k + 1]; i += kEngineOpLength[p.code[i]]) {
+      params.clear();
+      engine_accesses(p.code + i, p.code + p.program_start[k + 1], v, p.batch, Part{}, false, params);
+      for (const auto& a : params)
+        if (a.write) writes.push_back(a);
+    }
+  params.clear();
+  for (int64_t i = 0; i < p.program_start[p.cycle]; i += kEngineOpLength[p.code[i]])
+    engine_visit(p.code + i, [&](const auto& op) {
+      op.operands([&](const char*, EngineRole role, int64_t view, int64_t extent) {
+        if ((role == EngineRole::param || role == EngineRole::param_opt) && view >= 0)
+          params.push_back({v.param(view), v.param(view) + extent, 0, false});
+      });
+    });
+  // writes by start; reach[j]: the furthest end of writes [0, j]
+  std::sort(writes.begin(), writes.end(), [](const EngineAccess& a, const EngineAccess& b) { return a.lo < b.lo; });
+  std::vector<const float*> reach(writes.size());
+  for (size_t j = 0; j < writes.size(); ++j) reach[j] = j && reach[j - 1] > writes[j].hi ? reach[j - 1] : writes[j].hi;
+  for (const auto& q : params) {  // the writes starting before q ends: does one end after q starts?
+    const size_t n = std::partition_point(writes.begin(), writes.end(),
+                                          [&](const EngineAccess& w) { return w.lo < q.hi; }) - writes.begin();
+    if (n && reach[n - 1] > q.lo) return true;
+  }
+  return false;
 }
 
 // Fills sync (code words + 1 bytes, see EnginePlan::marks); false when one
 // instruction's parts would touch the same memory (no split gives one thread's bits).
-inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<uint8_t>& sync) {
+inline bool engine_barriers(const EngineParams& p, int64_t parts, bool params, std::vector<uint8_t>& sync) {
   const EngineRows v{p.view_ptr, p.view_stride};
   const int64_t code_end = p.program_start[p.cycle];
   sync.assign(code_end + 1, 0);
@@ -126,7 +164,8 @@ inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<ui
     int64_t prev = -1;
     for (int64_t i = p.program_start[k]; i < p.program_start[k + 1]; i += kEngineOpLength[p.code[i]]) {
       next.clear();
-      for (int64_t t = 0; t < parts; ++t) engine_accesses(p.code + i, p.code + p.program_start[k + 1], v, p.batch, Part{t, parts}, next);
+      for (int64_t t = 0; t < parts; ++t)
+        engine_accesses(p.code + i, p.code + p.program_start[k + 1], v, p.batch, Part{t, parts}, params, next);
       for (const auto& a : next)
         for (const auto& b : next)
           if (conflict(a, b)) return false;
@@ -154,18 +193,18 @@ inline bool engine_barriers(const EngineParams& p, int64_t parts, std::vector<ui
 
 // Fills joins (code words bytes, EnginePlan::joins): 1 at the instructions that
 // touch what a section writes or write what it reads, taken whole.
-inline void engine_joins(const EngineParams& p, std::vector<uint8_t>& joins) {
+inline void engine_joins(const EngineParams& p, bool params, std::vector<uint8_t>& joins) {
   const EngineRows v{p.view_ptr, p.view_stride};
   joins.assign(p.program_start[p.cycle], 0);
   std::vector<EngineAccess> section, mine;
   for (int64_t k = 0; k < p.cycle; ++k)
     for (int64_t i = p.section[2 * k]; i >= 0 && i < p.section[2 * k + 1]; i += kEngineOpLength[p.code[i]])
-      engine_accesses(p.code + i, p.code + p.program_start[k + 1], v, p.batch, Part{}, section);
+      engine_accesses(p.code + i, p.code + p.program_start[k + 1], v, p.batch, Part{}, params, section);
   for (auto& a : section) a.part = 1;  // the section's thread; the others' accesses are part 0
   for (int64_t k = 0; k < p.cycle; ++k)
     for (int64_t i = p.program_start[k]; i < p.program_start[k + 1]; i += kEngineOpLength[p.code[i]]) {
       mine.clear();
-      engine_accesses(p.code + i, p.code + p.program_start[k + 1], v, p.batch, Part{}, mine);
+      engine_accesses(p.code + i, p.code + p.program_start[k + 1], v, p.batch, Part{}, params, mine);
       for (const auto& a : mine)
         for (const auto& b : section)
           if ((a.write || b.write) && a.lo < b.hi && b.lo < a.hi) joins[i] = 1;
@@ -175,8 +214,9 @@ inline void engine_joins(const EngineParams& p, std::vector<uint8_t>& joins) {
 // The plan for a team of `team` threads (EnginePlan): its barriers, or -team when the
 // programs cannot be split, and with sections, where thread 0 meets the others.
 inline void engine_make_plan(const EngineParams& p, int64_t team, EnginePlan& plan) {
-  plan.team = engine_barriers(p, team, plan.marks) ? team : -team;
-  if (p.section && plan.team == team) engine_joins(p, plan.joins);
+  const bool params = engine_params_written(p);
+  plan.team = engine_barriers(p, team, params, plan.marks) ? team : -team;
+  if (p.section && plan.team == team) engine_joins(p, params, plan.joins);
 }
 
 }  // namespace

@@ -66,6 +66,7 @@ class Recorder:
     def __init__(self, batch: int):
         self.p = Program(batch)
         self.weights: dict[int, tuple[int, int]] = {}  # id(linear) -> (Wt view, bias view), transposed once
+        self.steps: dict[int, tuple] = {}  # id(S4 layer) -> its step tensors, asked once for all programs
         self.tag = None  # set while writing the section: its work arrays are its own
         self.span = None  # (first, end) code offsets of the section of the last program
 
@@ -134,7 +135,9 @@ class Recorder:
         state is written in place."""
         p, width = self.p, u.width
         y = self.work("y", width)
-        tensors = layer.step_tensors(COMPILED)
+        if id(layer) not in self.steps:
+            self.steps[id(layer)] = layer.step_tensors(COMPILED)
+        tensors = self.steps[id(layer)]
         N = layer.d_state // 2
         if layer.mode == "diag":
             dA, dB, C = tensors
