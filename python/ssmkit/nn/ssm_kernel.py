@@ -144,14 +144,14 @@ def dplr_untruncated_C(prims: Primitives, dt, Lambda, P, C, L: int) -> torch.Ten
     left = torch.cat([C.unsqueeze(-2), P.conj()], -2)  # (H, 1 + r, N)
     v = (left.unsqueeze(-2) * P.unsqueeze(-3)).flatten(-3, -2) * dt[:, None, None]
     k = prims.cauchy(v, zhat.unsqueeze(0), dtw.unsqueeze(-2)).unflatten(-2, (1 + r, r))
-    y = _woodbury_inner(k[..., 0, :, :], k[..., 1:, :, :].transpose(-3, -2))  # the row k01 (I + k11)^{-1}
     weight = (1 + zhat / 2) / L
     weight = torch.cat([weight[:1] / 2, weight[1:]])  # z = 1 is its own conjugate: once in the paired sum
-    # T0 (weights a_k) and T1 (a_k y_k) in one product: sum over all k of a_k / (zhat_k - x)
-    # is minus the paired Cauchy product at the points x
-    terms = torch.cat([weight.expand(H, 1, inner), weight * y], -2)  # (H, 1 + r, F)
-    T = -prims.cauchy(terms, dtw.unsqueeze(-2), zhat)  # (H, 1 + r, N)
-    V = C * T[..., 0, :] - (P.conj() * T[..., 1:, :]).sum(-2)
+    # the row a_k k01 (I + k11)^{-1}: the Woodbury weights of T1
+    ay = _woodbury_inner(k[..., 0, :, :] * weight, k[..., 1:, :, :].transpose(-3, -2))
+    # sum over all k of a_k / (zhat_k - x) is minus the paired Cauchy product at the points x
+    T0 = -prims.cauchy(weight.unsqueeze(0), dtw, zhat)  # (H, N)
+    T1 = -prims.cauchy(ay, dtw.unsqueeze(-2), zhat)  # (H, r, N)
+    V = C * T0 - (P.conj() * T1).sum(-2)
     if L % 2 == 0:  # z = -1 has no zhat: there (I + dA)^{-1} = (I - dt/2 A) / 2
         V = V + C / (2 * L)
     # V (I - dt/2 A) over the full state, A = diag(Lambda) - P P^*
