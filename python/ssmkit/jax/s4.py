@@ -21,7 +21,6 @@ kernels' math is written out in :mod:`ssmkit.nn.ssm_kernel`.
 
 from __future__ import annotations
 
-
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional
