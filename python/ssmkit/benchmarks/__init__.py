@@ -114,29 +114,39 @@ def _seconds_per_call(fn: Callable[[], object], calls: int) -> float:
             gc.enable()
 
 
-def time_impl(impl: Impl, *, min_time: float, repeats: int) -> dict:
-    """Median seconds per call of ``impl.fn`` over ``repeats`` rounds, and throughput.
+def time_impls(impls: dict[str, Impl], *, min_time: float, repeats: int) -> dict[str, dict]:
+    """Median seconds per call of each impl's ``fn`` over ``repeats`` rounds, and throughput.
 
     One warm-up call absorbs first-call costs (allocation, thread pools, compilation);
     a second call sets how many calls make a round of at least ``min_time`` seconds, so
-    short calls are timed in batches rather than at the timer's resolution.
+    short calls are timed in batches rather than at the timer's resolution. The impls'
+    rounds alternate (A B C A B C ...): a change in the machine's load during the case
+    falls on all of them alike, so their ratios stay fair.
     """
-    impl.fn()
-    calls = max(1, math.ceil(min_time / max(_seconds_per_call(impl.fn, 1), 1e-9)))
-    rounds = [_seconds_per_call(impl.fn, calls) for _ in range(repeats)]
-    seconds = statistics.median(rounds)
-    return {
-        "seconds": seconds,
-        "seconds_min": min(rounds),
-        "seconds_max": max(rounds),
-        "rounds": repeats,
-        "calls_per_round": calls,
-        "work": impl.work,
-        "throughput": impl.work / seconds / 1e9,
-    }
+    calls = {}
+    for name, impl in impls.items():
+        impl.fn()
+        calls[name] = max(1, math.ceil(min_time / max(_seconds_per_call(impl.fn, 1), 1e-9)))
+    rounds: dict[str, list[float]] = {name: [] for name in impls}
+    for _ in range(repeats):
+        for name, impl in impls.items():
+            rounds[name].append(_seconds_per_call(impl.fn, calls[name]))
+    timings = {}
+    for name, impl in impls.items():
+        seconds = statistics.median(rounds[name])
+        timings[name] = {
+            "seconds": seconds,
+            "seconds_min": min(rounds[name]),
+            "seconds_max": max(rounds[name]),
+            "rounds": repeats,
+            "calls_per_round": calls[name],
+            "work": impl.work,
+            "throughput": impl.work / seconds / 1e9,
+        }
+    return timings
 
 
-# What time_impl reports besides the work: None for a case that failed its check.
+# What time_impls reports besides the work: None for a case that failed its check.
 _TIMING_FIELDS = ("seconds", "seconds_min", "seconds_max", "rounds", "calls_per_round", "throughput")
 
 
@@ -226,15 +236,14 @@ def run(cases: list[Case], *, quick: bool, progress: bool, device: str = "cpu", 
         if progress:
             _report_progress(f"[{step + 1}/{steps}] {case.family} {case.name} {case.shape}: check")
         verdict = case.check()
-        timings = {}
-        for impl_name, impl in case.impls.items():
-            step += 1
-            if not verdict.ok:
-                timings[impl_name] = dict.fromkeys(_TIMING_FIELDS) | {"work": impl.work}
-                continue
+        step += len(case.impls)
+        if verdict.ok:
             if progress:
-                _report_progress(f"[{step}/{steps}] {case.family} {case.name} {case.shape}: {impl_name}")
-            timings[impl_name] = time_impl(Impl(synced(impl.fn, device), impl.work), **TIMING[quick])
+                _report_progress(f"[{step}/{steps}] {case.family} {case.name} {case.shape}: {', '.join(case.impls)}")
+            synced_impls = {name: Impl(synced(impl.fn, device), impl.work) for name, impl in case.impls.items()}
+            timings = time_impls(synced_impls, **TIMING[quick])
+        else:
+            timings = {name: dict.fromkeys(_TIMING_FIELDS) | {"work": impl.work} for name, impl in case.impls.items()}
         ssmkit_throughput = next(iter(timings.values()))["throughput"]
         limit, kind = case.cost.limit(peaks) if peaks and case.cost else (None, None)
         for impl_name, timing in timings.items():
