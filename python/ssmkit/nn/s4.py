@@ -260,7 +260,8 @@ class S4(nn.Module):
         dt, Lambda, P, B, C = self._ssm()
         lk = self._kernel_length(L)
         y = self._convolve(prims, x, dplr_kernel(prims, dt, Lambda, P, B, C, lk)[..., :L])
-        dt64, Lambda64, P64, B64 = dt.double(), *(t.to(torch.complex128) for t in (Lambda, P, B))
+        dt64 = dt.double()
+        Lambda64, P64, B64 = (t.to(torch.complex128) for t in (Lambda, P, B))
         _, _, power = dplr_dense_power(dt64, Lambda64, P64, B64, L)
         eye = torch.eye(power.shape[-1], dtype=power.dtype, device=power.device)
         if L == lk:
