@@ -13,6 +13,7 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <type_traits>
 
 #include "common.h"
 #include "simd.h"
@@ -27,26 +28,67 @@ constexpr int64_t kFwdLBlock = 512;    // l values per forward task
 constexpr int64_t kBwdLChunk = 4096;   // l values per backward task (fixed: results do not
                                        // depend on the thread count)
 constexpr int64_t kSumBlock = 16;      // terms per inner accumulation block
+constexpr int kMaxGroup = 4;           // rows per forward pass that share z and w
 
-// Adds sum_{n in [n0, n1)} of the terms for W values of z to (acc_r, acc_i).
+// Rows that share z and w: the batch dimensions along which both are broadcast (stride 0)
+// and v is not are moved last, so that the rows of a group (`size` of them) are
+// consecutive in `batch`; the group's denominators are computed once. (Where v is
+// broadcast too, the rows are equal: they stay apart, each computed as it would be alone.)
+// v, w, z: the permuted operands; row_offset(batch, row, r) is the index of permuted row r
+// in the original (output) order.
+struct RowGroups {
+  Batch batch;
+  In v, w, z, row;
+  int64_t size = 1;
+};
+
+inline RowGroups group_rows(const Batch& b, const In& v, const In& w, const In& z) {
+  RowGroups g;
+  g.v = v, g.w = w, g.z = z;
+  int64_t original[kMaxBatchDims], step = 1;  // the output's row strides
+  for (int d = b.ndim - 1; d >= 0; --d) original[d] = step, step *= b.shape[d];
+  int k = 0;
+  for (int shared = 0; shared < 2; ++shared)
+    for (int d = 0; d < b.ndim; ++d) {
+      const bool s = z.batch_stride[d] == 0 && w.batch_stride[d] == 0 && v.batch_stride[d] != 0;
+      if (s != (shared == 1)) continue;
+      if (s) g.size *= b.shape[d];
+      g.batch.shape[k] = b.shape[d];
+      g.v.batch_stride[k] = v.batch_stride[d];
+      g.w.batch_stride[k] = w.batch_stride[d];
+      g.z.batch_stride[k] = z.batch_stride[d];
+      g.row.batch_stride[k] = original[d];
+      ++k;
+    }
+  g.batch.ndim = k;
+  return g;
+}
+
+// Adds sum_{n in [n0, n1)} of the terms for W values of z to (acc_r[k], acc_i[k]), for the
+// G rows k of a group: v of row k at (vr, vi) + k * vs; z and w shared.
 //
-// kFused (conjugate pairs only) adds each pair as one fraction,
+// kFused (conjugate pairs, one row) adds each pair as one fraction,
 //   v/d1 + conj(v)/d2 = (v d2 + conj(v) d1) / (d1 d2),  d1 = z - w, d2 = z - conj(w),
 //   numerator 2 (vr dr - vi wi) + 2i vr zi,  denominator (dr^2 - di1 di2) + 2i dr zi,
 // one division per pair instead of two. The denominator is a product of the exact
 // differences, so it keeps their accuracy (no cancellation as in z^2 - 2 Re(w) z + |w|^2).
 // It needs |d1 d2|^2 to be a normal number: the block records its range and returns
 // false (adding nothing) when it is not, and the caller redoes the block exactly.
-template <typename T, bool kConj, bool kFused>
+// Otherwise each term is v conj(d) / |d|^2 (one row), or, for a group, the reciprocals
+// 1/d1, 1/d2 are formed once and each row adds v/d1 + conj(v)/d2 with 4 FMAs. The loop is
+// bound by the multiplies and FMAs more than by the divisions: from 2 rows on this costs
+// no more than the fused form (measured), and each row's share falls with the group.
+template <typename T, bool kConj, bool kFused, int G>
 inline bool cauchy_block(typename Simd<T>::V zr, typename Simd<T>::V zi, const T* wr,
-                         const T* wi, const T* vr, const T* vi, int64_t n0, int64_t n1,
-                         typename Simd<T>::V& acc_r, typename Simd<T>::V& acc_i) {
+                         const T* wi, const T* vr, const T* vi, int64_t vs, int64_t n0, int64_t n1,
+                         typename Simd<T>::V* acc_r, typename Simd<T>::V* acc_i) {
   using S = Simd<T>;
   using V = typename S::V;
   const V one = S::splat(1);
-  V a_r = S::zero(), a_i = S::zero(), b_r = S::zero(), b_i = S::zero();
   if constexpr (kFused) {
+    static_assert(kConj && G == 1, "the fused form is for conjugate pairs of one row");
     const V zi2 = zi + zi;
+    V a_r = S::zero(), a_i = S::zero();
     V lo = S::splat(std::numeric_limits<T>::max()), hi = S::zero();
     for (int64_t n = n0; n < n1; ++n) {
       const V dr = zr - wr[n];
@@ -63,7 +105,10 @@ inline bool cauchy_block(typename Simd<T>::V zr, typename Simd<T>::V zi, const T
     }
     if (!S::all_true((lo >= std::numeric_limits<T>::min()) & (hi <= std::numeric_limits<T>::max())))
       return false;
-  } else {
+    acc_r[0] += a_r;
+    acc_i[0] += a_i;
+  } else if constexpr (G == 1) {
+    V a_r = S::zero(), a_i = S::zero(), b_r = S::zero(), b_i = S::zero();
     for (int64_t n = n0; n < n1; ++n) {
       const V dr = zr - wr[n];
       const V di1 = zi - wi[n];
@@ -81,35 +126,72 @@ inline bool cauchy_block(typename Simd<T>::V zr, typename Simd<T>::V zi, const T
         b_i -= (s + vr[n] * di2) * r2;
       }
     }
+    acc_r[0] += a_r + b_r;
+    acc_i[0] += a_i + b_i;
+  } else {  // a group: 1/(z - w) and 1/(z - conj(w)) once, then 4 FMAs a row
+    V a_r[G], a_i[G];
+    for (int k = 0; k < G; ++k) a_r[k] = a_i[k] = S::zero();
+    for (int64_t n = n0; n < n1; ++n) {
+      // 1/(z - w) = a1 + i b1 and 1/(z - conj(w)) = a2 + i b2
+      const V dr = zr - wr[n];
+      const V di1 = zi - wi[n];
+      const V dr2 = dr * dr;
+      const V r1 = one / (di1 * di1 + dr2);
+      const V a1 = dr * r1, b1 = -di1 * r1;
+      V ar = a1, br = b1, ai = b1, bi = a1;  // a row adds (vr ar - vi br) + i (vr ai + vi bi)
+      if constexpr (kConj) {
+        const V di2 = zi + wi[n];
+        const V r2 = one / (di2 * di2 + dr2);
+        const V a2 = dr * r2, b2 = -di2 * r2;
+        ar += a2, br -= b2, ai += b2, bi -= a2;
+      }
+      for (int k = 0; k < G; ++k) {
+        const T vrk = vr[k * vs + n], vik = vi[k * vs + n];
+        a_r[k] += vrk * ar - vik * br;
+        a_i[k] += vrk * ai + vik * bi;
+      }
+    }
+    for (int k = 0; k < G; ++k) acc_r[k] += a_r[k], acc_i[k] += a_i[k];
   }
-  acc_r += a_r + b_r;
-  acc_i += a_i + b_i;
   return true;
 }
 
-// out = sum_n v_n / (z - w_n) [+ conj(v_n) / (z - conj(w_n))] for W values of z.
-template <typename T, bool kConj>
+// out[k] = sum_n v_kn / (z - w_n) [+ conj(v_kn) / (z - conj(w_n))] for W values of z and
+// the G rows k of a group (v as in cauchy_block).
+template <typename T, bool kConj, int G>
 inline void cauchy_lanes(typename Simd<T>::V zr, typename Simd<T>::V zi, const T* wr,
-                         const T* wi, const T* vr, const T* vi, int64_t N,
-                         typename Simd<T>::V& out_r, typename Simd<T>::V& out_i) {
+                         const T* wi, const T* vr, const T* vi, int64_t vs, int64_t N,
+                         typename Simd<T>::V* out_r, typename Simd<T>::V* out_i) {
   using S = Simd<T>;
   using V = typename S::V;
-  V tot_r = S::zero(), tot_i = S::zero();
+  constexpr bool kFused = kConj && G == 1;
+  for (int k = 0; k < G; ++k) out_r[k] = out_i[k] = S::zero();
   for (int64_t n00 = 0; n00 < N; n00 += kSumBlock * kSumBlock) {
-    V mid_r = S::zero(), mid_i = S::zero();
+    V mid_r[G], mid_i[G];
+    for (int k = 0; k < G; ++k) mid_r[k] = mid_i[k] = S::zero();
     const int64_t n01 = imin(N, n00 + kSumBlock * kSumBlock);
     for (int64_t n0 = n00; n0 < n01; n0 += kSumBlock) {
       const int64_t n1 = imin(n01, n0 + kSumBlock);
-      if (!cauchy_block<T, kConj, kConj>(zr, zi, wr, wi, vr, vi, n0, n1, mid_r, mid_i))
-        cauchy_block<T, kConj, false>(zr, zi, wr, wi, vr, vi, n0, n1, mid_r, mid_i);
+      if (!kFused || !cauchy_block<T, kConj, kFused, G>(zr, zi, wr, wi, vr, vi, vs, n0, n1, mid_r, mid_i))
+        cauchy_block<T, kConj, false, G>(zr, zi, wr, wi, vr, vi, vs, n0, n1, mid_r, mid_i);
     }
-    tot_r += mid_r;
-    tot_i += mid_i;
+    for (int k = 0; k < G; ++k) out_r[k] += mid_r[k], out_i[k] += mid_i[k];
   }
-  out_r = tot_r;
-  out_i = tot_i;
 }
 
+// Calls f(std::integral_constant<int, G>{}) for the runtime g in [1, kMaxGroup].
+template <typename F>
+inline void with_group_size(int64_t g, F f) {
+  switch (g) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    default: return f(std::integral_constant<int, kMaxGroup>{});
+  }
+}
+
+// A task is one l-block of up to kMaxGroup rows of a group (a group of G rows is split
+// into ceil(G / kMaxGroup) parts of near-equal size).
 template <typename T, bool kConj>
 void cauchy_forward_impl(const CauchyParams& p) {
   using S = Simd<T>;
@@ -117,36 +199,44 @@ void cauchy_forward_impl(const CauchyParams& p) {
   constexpr int W = S::W;
   const int64_t rows = p.batch.rows(), N = p.N, L = p.L;
   if (rows == 0 || L == 0) return;
+  const RowGroups g = group_rows(p.batch, p.v, p.w, p.z);
+  const int64_t parts = ceil_div(g.size, kMaxGroup), part = ceil_div(g.size, parts);
   const int64_t blocks = ceil_div(L, kFwdLBlock);
   const int64_t Np = round_up(N, W), Lp = round_up(kFwdLBlock, W);
   T* out = static_cast<T*>(p.out);
 
   struct Local : Scratch<T> {
-    int64_t row = -1;
+    int64_t rows = -1;  // the part whose w and v are loaded
     using Scratch<T>::Scratch;
   };
   parallel_tasks(
-      rows * blocks, rows * L * N, [&] { return Local(4 * Np + 2 * Lp); },
+      rows / g.size * parts * blocks, rows * L * N, [&] { return Local((2 + 2 * kMaxGroup) * Np + 2 * Lp); },
       [&](Local& buf, int64_t t) {
-        const int64_t r = t / blocks, l0 = (t % blocks) * kFwdLBlock;
+        const int64_t q = t / blocks, l0 = (t % blocks) * kFwdLBlock;
+        const int64_t r0 = q / parts * g.size + q % parts * part;  // first (permuted) row
+        const int64_t m = imin(part, g.size - q % parts * part);   // rows in this part
         const int64_t nl = imin(kFwdLBlock, L - l0);
-        T *wr = buf.p, *wi = wr + Np, *vr = wi + Np, *vi = vr + Np, *zr = vi + Np, *zi = zr + Lp;
-        if (buf.row != r) {
-          split_row(p.w, row_offset(p.batch, p.w, r), 0, N, Np, wr, wi);
-          split_row(p.v, row_offset(p.batch, p.v, r), 0, N, Np, vr, vi);
-          buf.row = r;
+        const int64_t vs = kMaxGroup * Np;  // from row k's v to row k + 1's
+        T *wr = buf.p, *wi = wr + Np, *vr = wi + Np, *vi = vr + vs, *zr = vi + vs, *zi = zr + Lp;
+        if (buf.rows != q) {
+          split_row(p.w, row_offset(g.batch, g.w, r0), 0, N, Np, wr, wi);
+          for (int64_t k = 0; k < m; ++k)
+            split_row(p.v, row_offset(g.batch, g.v, r0 + k), 0, N, Np, vr + k * Np, vi + k * Np);
+          buf.rows = q;
         }
-        split_row(p.z, row_offset(p.batch, p.z, r), l0, nl, round_up(nl, W), zr, zi);
-        T* o = out + 2 * (r * L + l0);
-        for (int64_t j = 0; j < nl; j += W) {
-          V acc_r, acc_i;
-          cauchy_lanes<T, kConj>(S::load(zr + j), S::load(zi + j), wr, wi, vr, vi, N, acc_r, acc_i);
-          const int m = static_cast<int>(imin(W, nl - j));
-          for (int k = 0; k < m; ++k) {
-            o[2 * (j + k)] = acc_r[k];
-            o[2 * (j + k) + 1] = acc_i[k];
+        split_row(p.z, row_offset(g.batch, g.z, r0), l0, nl, round_up(nl, W), zr, zi);
+        with_group_size(m, [&](auto group) {
+          constexpr int G = decltype(group)::value;
+          T* o[G];
+          for (int k = 0; k < G; ++k) o[k] = out + 2 * (row_offset(g.batch, g.row, r0 + k) * L + l0);
+          for (int64_t j = 0; j < nl; j += W) {
+            V acc_r[G], acc_i[G];
+            cauchy_lanes<T, kConj, G>(S::load(zr + j), S::load(zi + j), wr, wi, vr, vi, Np, N, acc_r, acc_i);
+            const int lanes = static_cast<int>(imin(W, nl - j));
+            for (int k = 0; k < G; ++k)
+              for (int i = 0; i < lanes; ++i) o[k][2 * (j + i)] = acc_r[k][i], o[k][2 * (j + i) + 1] = acc_i[k][i];
           }
-        }
+        });
       });
 }
 
