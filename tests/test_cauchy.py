@@ -200,6 +200,22 @@ def test_grouped_rows(N, L, layout, conj_pairs):
     check_forward(f"group {layout} N={N} L={L} conj_pairs={conj_pairs}", v, z, w, conj_pairs)
 
 
+@pytest.mark.parametrize("conj_pairs", [True, False])
+@pytest.mark.parametrize("layout", list(GROUPED))
+def test_grouped_rows_backward(layout, conj_pairs):
+    vb, zb, wb = GROUPED[layout]
+    N, L = 19, 600
+    v, z, w = rand_v(vb + (N,)), make_z("bilinear", zb, L), make_w(wb + (N,))
+    g = rand_v(torch.broadcast_shapes(vb, zb, wb) + (L,))
+    got = kernel_grads(v, z, w, g, conj_pairs)
+    truth = ref_grads(v, z, w, g, conj_pairs, C128)
+    low = ref_grads(v, z, w, g, conj_pairs, C64)
+    got2 = kernel_grads(v.to(C128), z.to(C128), w.to(C128), g.to(C128), conj_pairs)
+    for arg, d, d2, t, lo in zip("vzw", got, got2, truth, low):
+        assert_close_2x(f"d{arg} group {layout} conj_pairs={conj_pairs}", d, t, lo)
+        assert_close_2x(f"d{arg} complex128 group {layout} conj_pairs={conj_pairs}", d2, t)
+
+
 @pytest.mark.parametrize("dtype", [C64, C128])
 @pytest.mark.parametrize("rows", [1, 2, 3, 5])
 def test_grouped_rows_outside_the_fused_range(rows, dtype):
@@ -219,11 +235,14 @@ def test_grouped_rows_outside_the_fused_range(rows, dtype):
 
 def test_grouped_rows_thread_count_independent(restore_threads):
     v, z, w = rand_v((2, 5, 37)), make_z("bilinear", (2, 1), 9000), make_w((2, 1, 37))
+    g = rand_v((2, 5, 9000))
     ssmkit.set_num_threads(1)
-    one = cauchy(v, z, w)
+    one = (cauchy(v, z, w),) + tuple(kernel_grads(v, z, w, g, True))
     for n in (2, 3):
         ssmkit.set_num_threads(n)
-        assert torch.equal(one, cauchy(v, z, w)), f"1 and {n} threads differ bitwise"
+        many = (cauchy(v, z, w),) + tuple(kernel_grads(v, z, w, g, True))
+        for name, a, b in zip(["out", "dv", "dz", "dw"], one, many):
+            assert torch.equal(a, b), f"{name}: 1 and {n} threads differ bitwise"
 
 
 # ---------------------------------------------------------------------------------
