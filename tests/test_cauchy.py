@@ -83,6 +83,7 @@ LAYOUTS = {
     "A1H,AB1,BH": ((2, 1, 3), (2, 2, 1), (2, 3)),
     "v,w shared,z batched": ((), (3,), ()),
     "1s": ((1, 1), (1,), (1, 1, 1)),
+    "z,w shared by rows": ((2, 3), (), (2, 1)),  # S4's kernel: 3 rows of a channel share z and w
 }
 
 
@@ -639,7 +640,8 @@ from test_cauchy import check_forward, make_inputs, kernel_grads, ref_grads, ran
 assert ssmkit._C.build_info()["cpu_isa"] == {isa!r}, ssmkit._C.build_info()
 torch.manual_seed(0)
 for N, L, layout, kind, conj in [(17, 97, "B1,BH,1H", "bilinear", True), (33, 1025, "0d", "circle", False),
-                                 (3, 4097, "H,z shared", "bilinear", True)]:
+                                 (3, 4097, "H,z shared", "bilinear", True),
+                                 (19, 600, "z,w shared by rows", "bilinear", True)]:
     v, z, w = make_inputs(N, L, layout, kind)
     check_forward(f"{isa} N={{N}} L={{L}}", v, z, w, conj)
     g = rand_v(torch.broadcast_shapes(v.shape[:-1], z.shape[:-1], w.shape[:-1]) + (L,))
