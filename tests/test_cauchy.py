@@ -201,6 +201,27 @@ def test_grouped_rows(N, L, layout, conj_pairs):
     check_forward(f"group {layout} N={N} L={L} conj_pairs={conj_pairs}", v, z, w, conj_pairs)
 
 
+@pytest.mark.parametrize("dtype", [C64, C128])
+@pytest.mark.parametrize("conj_pairs", [True, False])
+def test_grouped_rows_equal_rows_alone(conj_pairs, dtype):
+    # A row's bits do not depend on the rows it is grouped with (a vmap over v alone equals
+    # a loop of single calls), forward and backward (the backward op's per-row gradients).
+    N, L = 19, 600
+    v, z, w = rand_v((2, 5, N), dtype), make_z("bilinear", (2, 1), L, dtype), make_w((2, 1, N), dtype)
+    g = rand_v((2, 5, L), dtype)
+
+    def fwd_bwd(v, z, w, g):
+        return (cauchy(v, z, w, conj_pairs=conj_pairs),) + tuple(
+            torch.ops.ssmkit.cauchy_backward(g, v, z, w, conj_pairs, [True, True, True]))  # fmt: skip
+
+    together = fwd_bwd(v, z, w, g)
+    for h in range(2):
+        for k in range(5):
+            alone = fwd_bwd(v[h, k], z[h, 0], w[h, 0], g[h, k])
+            for name, a, b in zip(["out", "dv", "dz", "dw"], together, alone):
+                assert torch.equal(a[h, k], b), f"{name} of row ({h}, {k})"
+
+
 @pytest.mark.parametrize("conj_pairs", [True, False])
 @pytest.mark.parametrize("layout", list(GROUPED))
 def test_grouped_rows_backward(layout, conj_pairs):

@@ -32,9 +32,8 @@ constexpr int kMaxGroup = 4;           // rows per forward pass that share z and
 constexpr int kBwdGroup = 4;           // the same for the backward (at most kMaxGroup)
 
 // Rows that share z and w: the batch dimensions along which both are broadcast (stride 0)
-// and v is not are moved last, so that the rows of a group (`size` of them) are
-// consecutive in `batch`; the group's denominators are computed once. (Where v is
-// broadcast too, the rows are equal: they stay apart, each computed as it would be alone.)
+// are moved last, so that the rows of a group (`size` of them) are consecutive in
+// `batch`; the group's denominators are computed once.
 // v, w, z: the permuted operands; row_offset(batch, row, r) is the index of permuted row r
 // in the original (output) order.
 struct RowGroups {
@@ -51,7 +50,7 @@ inline RowGroups group_rows(const Batch& b, const In& v, const In& w, const In& 
   int k = 0;
   for (int shared = 0; shared < 2; ++shared)
     for (int d = 0; d < b.ndim; ++d) {
-      const bool s = z.batch_stride[d] == 0 && w.batch_stride[d] == 0 && v.batch_stride[d] != 0;
+      const bool s = z.batch_stride[d] == 0 && w.batch_stride[d] == 0;
       if (s != (shared == 1)) continue;
       if (s) g.size *= b.shape[d];
       g.batch.shape[k] = b.shape[d];
@@ -69,17 +68,15 @@ inline RowGroups group_rows(const Batch& b, const In& v, const In& w, const In& 
 // Adds sum_{n in [n0, n1)} of the terms for W values of z to (acc_r[k], acc_i[k]), for the
 // G rows k of a group: v of row k at (vr, vi) + k * vs; z and w shared.
 //
-// kFused (conjugate pairs, one row) adds each pair as one fraction,
+// kFused (conjugate pairs only) adds each pair as one fraction,
 //   v/d1 + conj(v)/d2 = (v d2 + conj(v) d1) / (d1 d2),  d1 = z - w, d2 = z - conj(w),
 //   numerator 2 (vr dr - vi wi) + 2i vr zi,  denominator (dr^2 - di1 di2) + 2i dr zi,
 // one division per pair instead of two. The denominator is a product of the exact
 // differences, so it keeps their accuracy (no cancellation as in z^2 - 2 Re(w) z + |w|^2).
 // It needs |d1 d2|^2 to be a normal number: the block records its range and returns
 // false (adding nothing) when it is not, and the caller redoes the block exactly.
-// Otherwise each term is v conj(d) / |d|^2 (one row), or, for a group, the reciprocals
-// 1/d1, 1/d2 are formed once and each row adds v/d1 + conj(v)/d2 with 4 FMAs. The loop is
-// bound by the multiplies and FMAs more than by the divisions: from 2 rows on this costs
-// no more than the fused form (measured), and each row's share falls with the group.
+// The group shares the differences, the denominators and their reciprocals; each row
+// does the rest exactly as it would alone, so its bits do not depend on its group.
 template <typename T, bool kConj, bool kFused, int G>
 inline bool cauchy_block(typename Simd<T>::V zr, typename Simd<T>::V zi, const T* wr,
                          const T* wi, const T* vr, const T* vi, int64_t vs, int64_t n0, int64_t n1,
@@ -87,74 +84,54 @@ inline bool cauchy_block(typename Simd<T>::V zr, typename Simd<T>::V zi, const T
   using S = Simd<T>;
   using V = typename S::V;
   const V one = S::splat(1);
+  V a_r[G], a_i[G], b_r[G], b_i[G];
+  for (int k = 0; k < G; ++k) a_r[k] = a_i[k] = b_r[k] = b_i[k] = S::zero();
   if constexpr (kFused) {
-    static_assert(kConj && G == 1, "the fused form is for conjugate pairs of one row");
     const V zi2 = zi + zi;
-    V a_r = S::zero(), a_i = S::zero();
     V lo = S::splat(std::numeric_limits<T>::max()), hi = S::zero();
     for (int64_t n = n0; n < n1; ++n) {
       const V dr = zr - wr[n];
       const V di1 = zi - wi[n], di2 = zi + wi[n];
-      const T vr2 = vr[n] + vr[n];
-      const V num_r = vr2 * dr - T(2) * vi[n] * wi[n], num_i = vr2 * zi;
       const V den_r = dr * dr - di1 * di2, den_i = dr * zi2;
       const V den2 = den_r * den_r + den_i * den_i;
       lo = lo < den2 ? lo : den2;
       hi = hi > den2 ? hi : den2;
       const V r = one / den2;
-      a_r += (num_r * den_r + num_i * den_i) * r;
-      a_i += (num_i * den_r - num_r * den_i) * r;
+      for (int k = 0; k < G; ++k) {
+        const T vrk = vr[k * vs + n], vik = vi[k * vs + n];
+        const T vr2 = vrk + vrk;
+        const V num_r = vr2 * dr - T(2) * vik * wi[n], num_i = vr2 * zi;
+        a_r[k] += (num_r * den_r + num_i * den_i) * r;
+        a_i[k] += (num_i * den_r - num_r * den_i) * r;
+      }
     }
     if (!S::all_true((lo >= std::numeric_limits<T>::min()) & (hi <= std::numeric_limits<T>::max())))
       return false;
-    acc_r[0] += a_r;
-    acc_i[0] += a_i;
-  } else if constexpr (G == 1) {
-    V a_r = S::zero(), a_i = S::zero(), b_r = S::zero(), b_i = S::zero();
+  } else {
     for (int64_t n = n0; n < n1; ++n) {
       const V dr = zr - wr[n];
       const V di1 = zi - wi[n];
       const V dr2 = dr * dr;
-      const V p = vr[n] * dr, s = vi[n] * dr;
       const V r1 = one / (di1 * di1 + dr2);
-      // v * conj(z - w) / |z - w|^2
-      a_r += (p + vi[n] * di1) * r1;
-      a_i += (s - vr[n] * di1) * r1;
+      V di2 = S::zero(), r2 = S::zero();
       if constexpr (kConj) {
-        const V di2 = zi + wi[n];
-        const V r2 = one / (di2 * di2 + dr2);
-        // conj(v) * conj(z - conj(w)) / |z - conj(w)|^2
-        b_r += (p - vi[n] * di2) * r2;
-        b_i -= (s + vr[n] * di2) * r2;
-      }
-    }
-    acc_r[0] += a_r + b_r;
-    acc_i[0] += a_i + b_i;
-  } else {  // a group: 1/(z - w) and 1/(z - conj(w)) once, then 4 FMAs a row
-    V a_r[G], a_i[G];
-    for (int k = 0; k < G; ++k) a_r[k] = a_i[k] = S::zero();
-    for (int64_t n = n0; n < n1; ++n) {
-      // 1/(z - w) = a1 + i b1 and 1/(z - conj(w)) = a2 + i b2
-      const V dr = zr - wr[n];
-      const V di1 = zi - wi[n];
-      const V dr2 = dr * dr;
-      const V r1 = one / (di1 * di1 + dr2);
-      const V a1 = dr * r1, b1 = -di1 * r1;
-      V ar = a1, br = b1, ai = b1, bi = a1;  // a row adds (vr ar - vi br) + i (vr ai + vi bi)
-      if constexpr (kConj) {
-        const V di2 = zi + wi[n];
-        const V r2 = one / (di2 * di2 + dr2);
-        const V a2 = dr * r2, b2 = -di2 * r2;
-        ar += a2, br -= b2, ai += b2, bi -= a2;
+        di2 = zi + wi[n];
+        r2 = one / (di2 * di2 + dr2);
       }
       for (int k = 0; k < G; ++k) {
         const T vrk = vr[k * vs + n], vik = vi[k * vs + n];
-        a_r[k] += vrk * ar - vik * br;
-        a_i[k] += vrk * ai + vik * bi;
+        const V p = vrk * dr, s = vik * dr;
+        // v * conj(z - w) / |z - w|^2
+        a_r[k] += (p + vik * di1) * r1;
+        a_i[k] += (s - vrk * di1) * r1;
+        if constexpr (kConj) {  // conj(v) * conj(z - conj(w)) / |z - conj(w)|^2
+          b_r[k] += (p - vik * di2) * r2;
+          b_i[k] -= (s + vrk * di2) * r2;
+        }
       }
     }
-    for (int k = 0; k < G; ++k) acc_r[k] += a_r[k], acc_i[k] += a_i[k];
   }
+  for (int k = 0; k < G; ++k) acc_r[k] += a_r[k] + b_r[k], acc_i[k] += a_i[k] + b_i[k];
   return true;
 }
 
@@ -166,7 +143,6 @@ inline void cauchy_lanes(typename Simd<T>::V zr, typename Simd<T>::V zi, const T
                          typename Simd<T>::V* out_r, typename Simd<T>::V* out_i) {
   using S = Simd<T>;
   using V = typename S::V;
-  constexpr bool kFused = kConj && G == 1;
   for (int k = 0; k < G; ++k) out_r[k] = out_i[k] = S::zero();
   for (int64_t n00 = 0; n00 < N; n00 += kSumBlock * kSumBlock) {
     V mid_r[G], mid_i[G];
@@ -174,7 +150,7 @@ inline void cauchy_lanes(typename Simd<T>::V zr, typename Simd<T>::V zi, const T
     const int64_t n01 = imin(N, n00 + kSumBlock * kSumBlock);
     for (int64_t n0 = n00; n0 < n01; n0 += kSumBlock) {
       const int64_t n1 = imin(n01, n0 + kSumBlock);
-      if (!kFused || !cauchy_block<T, kConj, kFused, G>(zr, zi, wr, wi, vr, vi, vs, n0, n1, mid_r, mid_i))
+      if (!cauchy_block<T, kConj, kConj, G>(zr, zi, wr, wi, vr, vi, vs, n0, n1, mid_r, mid_i))
         cauchy_block<T, kConj, false, G>(zr, zi, wr, wi, vr, vi, vs, n0, n1, mid_r, mid_i);
     }
     for (int k = 0; k < G; ++k) out_r[k] += mid_r[k], out_i[k] += mid_i[k];
