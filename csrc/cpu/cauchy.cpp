@@ -9,6 +9,10 @@
 //
 // Sums are blocked (16 terms, then 16 blocks, then the rest) so the rounding error
 // grows with log(N) rather than with N, as in a pairwise sum.
+//
+// Rows that share z and w (S4's kernel: the rows of one channel; see RowGroups) are
+// computed together: the differences, denominators and reciprocals once for the group,
+// the rest per row exactly as for a row alone (the same bits).
 #include <cstdint>
 #include <cstring>
 #include <limits>
