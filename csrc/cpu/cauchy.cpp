@@ -216,7 +216,10 @@ void cauchy_forward_impl(const CauchyParams& p) {
             cauchy_lanes<T, kConj, G>(S::load(zr + j), S::load(zi + j), wr, wi, vr, vi, Np, N, acc_r, acc_i);
             const int lanes = static_cast<int>(imin(W, nl - j));
             for (int k = 0; k < G; ++k)
-              for (int i = 0; i < lanes; ++i) o[k][2 * (j + i)] = acc_r[k][i], o[k][2 * (j + i) + 1] = acc_i[k][i];
+              for (int i = 0; i < lanes; ++i) {
+                o[k][2 * (j + i)] = acc_r[k][i];
+                o[k][2 * (j + i) + 1] = acc_i[k][i];
+              }
           }
         });
       });
@@ -257,8 +260,9 @@ void cauchy_backward_impl(const CauchyBackwardParams& p) {
   // Per row: v, 2 v (4 Np), g, 2 g (4 Lp), T of the current n-block and over all n
   // (2 kVecBlock W each), S over the chunk (4 N W); shared: w (2 Np), z (2 Lp).
   const int64_t per_row = 4 * Np + 4 * Lp + 4 * kVecBlock * W + 4 * N * W;
+  const int64_t per_thread = 2 * Np + 2 * Lp + kBwdGroup * per_row;
   parallel_tasks(
-      rows / g.size * parts * chunks, rows * L * N, [&] { return Scratch<T>(2 * Np + 2 * Lp + kBwdGroup * per_row); },
+      rows / g.size * parts * chunks, rows * L * N, [&] { return Scratch<T>(per_thread); },
       [&](Scratch<T>& buf, int64_t t) {
         const int64_t q = t / chunks, c = t % chunks, l0 = c * kBwdLChunk;
         const int64_t r0 = q / parts * g.size + q % parts * part;  // first (permuted) row
