@@ -83,6 +83,7 @@ LAYOUTS = {
     "A1H,AB1,BH": ((2, 1, 3), (2, 2, 1), (2, 3)),
     "v,w shared,z batched": ((), (3,), ()),
     "1s": ((1, 1), (1,), (1, 1, 1)),
+    "z,w shared by rows": ((2, 3), (), (2, 1)),  # S4's kernel: 3 rows of a channel share z and w
 }
 
 
@@ -176,6 +177,98 @@ def test_forward_small_exact():
 
 
 # ---------------------------------------------------------------------------------
+# Rows that share z and w (the kernel computes their denominators once per group)
+# ---------------------------------------------------------------------------------
+
+# (v batch, z batch, w batch) with the number of rows that share z and w
+GROUPED = {
+    "1 (w per row)": ((3,), (), (3,)),
+    "2": ((2,), (), ()),
+    "3 per channel": ((2, 3), (2, 1), (2, 1)),
+    "4 per channel (S4 kernel)": ((3, 4), (1, 1), (3, 1)),
+    "5": ((5,), (1,), ()),
+    "6 over two dims around H": ((2, 3, 3), (1, 3, 1), (3, 1)),
+    "8 over three dims": ((2, 2, 2), (), (1,)),
+}
+
+
+@pytest.mark.parametrize("conj_pairs", [True, False])
+@pytest.mark.parametrize("layout", list(GROUPED))
+@pytest.mark.parametrize("N, L", [(3, 37), (19, 600)])  # not multiples of the SIMD width; 600: two l-blocks
+def test_grouped_rows(N, L, layout, conj_pairs):
+    vb, zb, wb = GROUPED[layout]
+    v, z, w = rand_v(vb + (N,)), make_z("bilinear", zb, L), make_w(wb + (N,))
+    check_forward(f"group {layout} N={N} L={L} conj_pairs={conj_pairs}", v, z, w, conj_pairs)
+
+
+@pytest.mark.parametrize("dtype", [C64, C128])
+@pytest.mark.parametrize("conj_pairs", [True, False])
+def test_grouped_rows_equal_rows_alone(conj_pairs, dtype):
+    # A row's bits do not depend on the rows it is grouped with (a vmap over v alone equals
+    # a loop of single calls), forward and backward (the backward op's per-row gradients).
+    N, L = 19, 600
+    v, z, w = rand_v((2, 5, N), dtype), make_z("bilinear", (2, 1), L, dtype), make_w((2, 1, N), dtype)
+    g = rand_v((2, 5, L), dtype)
+
+    def fwd_bwd(v, z, w, g):
+        return (cauchy(v, z, w, conj_pairs=conj_pairs),) + tuple(
+            torch.ops.ssmkit.cauchy_backward(g, v, z, w, conj_pairs, [True, True, True]))  # fmt: skip
+
+    together = fwd_bwd(v, z, w, g)
+    for h in range(2):
+        for k in range(5):
+            alone = fwd_bwd(v[h, k], z[h, 0], w[h, 0], g[h, k])
+            for name, a, b in zip(["out", "dv", "dz", "dw"], together, alone):
+                assert torch.equal(a[h, k], b), f"{name} of row ({h}, {k})"
+
+
+@pytest.mark.parametrize("conj_pairs", [True, False])
+@pytest.mark.parametrize("layout", list(GROUPED))
+def test_grouped_rows_backward(layout, conj_pairs):
+    vb, zb, wb = GROUPED[layout]
+    N, L = 19, 600
+    v, z, w = rand_v(vb + (N,)), make_z("bilinear", zb, L), make_w(wb + (N,))
+    g = rand_v(torch.broadcast_shapes(vb, zb, wb) + (L,))
+    got = kernel_grads(v, z, w, g, conj_pairs)
+    truth = ref_grads(v, z, w, g, conj_pairs, C128)
+    low = ref_grads(v, z, w, g, conj_pairs, C64)
+    got2 = kernel_grads(v.to(C128), z.to(C128), w.to(C128), g.to(C128), conj_pairs)
+    for arg, d, d2, t, lo in zip("vzw", got, got2, truth, low):
+        assert_close_2x(f"d{arg} group {layout} conj_pairs={conj_pairs}", d, t, lo)
+        assert_close_2x(f"d{arg} complex128 group {layout} conj_pairs={conj_pairs}", d2, t)
+
+
+@pytest.mark.parametrize("dtype", [C64, C128])
+@pytest.mark.parametrize("rows", [1, 2, 3, 5])
+def test_grouped_rows_outside_the_fused_range(rows, dtype):
+    # Points where |(z - w)(z - conj w)|^2 overflows (z far out) or underflows (z at a
+    # pole near 0): their blocks of terms are redone exactly, for every row of the group.
+    huge, tiny = (1e10, 1e-12) if dtype == C64 else (1e80, 1e-100)
+    N, L = 19, 37
+    v, z, w = rand_v((rows, N), dtype), make_z("bilinear", (), L, dtype), make_w((N,), dtype)
+    w[5] = complex(-tiny, tiny)
+    z[3], z[20], z[21] = complex(0, huge), complex(huge, -huge), 0
+    truth = reference.cauchy(v.to(C128), z.to(C128), w.to(C128))
+    low = reference.cauchy(v, z, w) if dtype == C64 else None
+    out = cauchy(v, z, w)
+    for cols in ([3], [20], [21], [l for l in range(L) if l not in (3, 20, 21)]):
+        low_cols = None if low is None else low[:, cols]
+        assert_close_2x(f"rows={rows} l={cols[:3]}", out[:, cols], truth[:, cols], low_cols)
+
+
+def test_grouped_rows_thread_count_independent(restore_threads):
+    v, z, w = rand_v((2, 5, 37)), make_z("bilinear", (2, 1), 9000), make_w((2, 1, 37))
+    g = rand_v((2, 5, 9000))
+    ssmkit.set_num_threads(1)
+    one = (cauchy(v, z, w),) + tuple(kernel_grads(v, z, w, g, True))
+    for n in (2, 3):
+        ssmkit.set_num_threads(n)
+        many = (cauchy(v, z, w),) + tuple(kernel_grads(v, z, w, g, True))
+        for name, a, b in zip(["out", "dv", "dz", "dw"], one, many):
+            assert torch.equal(a, b), f"{name}: 1 and {n} threads differ bitwise"
+
+
+# ---------------------------------------------------------------------------------
 # Empty sizes
 # ---------------------------------------------------------------------------------
 
@@ -223,8 +316,9 @@ def test_empty(v_shape, z_shape, w_shape, out_shape, dtype, conj_pairs):
         ((2, 3), (5,), (2, 3)),  # z broadcast over rows: dz sums over them
         ((2, 1, 3), (1, 2, 4), (2, 3)),  # every input broadcast somewhere
         ((1, 2), (3, 2, 4), (2,)),
+        ((3, 2, 3), (1, 1, 4), (2, 3)),  # z and w shared by the 3 rows of each group
     ],
-    ids=["0d", "z shared", "all broadcast", "v,w shared"],
+    ids=["0d", "z shared", "all broadcast", "v,w shared", "z,w shared"],
 )
 def test_gradcheck(shapes, conj_pairs):
     vs, zs, ws = shapes
@@ -303,6 +397,7 @@ def test_backward_partial_needs():
         (((4,), (7,), (4,)), True),
         (((2, 1, 3), (1, 2, 5), (2, 3)), False),
         (((2, 0), (3,), (2, 0)), True),
+        (((3, 2, 3), (5,), (1, 3)), True),  # z and w shared by groups of 6 rows
     ],
 )
 def test_opcheck(shapes, conj_pairs, dtype):
@@ -567,7 +662,8 @@ from test_cauchy import check_forward, make_inputs, kernel_grads, ref_grads, ran
 assert ssmkit._C.build_info()["cpu_isa"] == {isa!r}, ssmkit._C.build_info()
 torch.manual_seed(0)
 for N, L, layout, kind, conj in [(17, 97, "B1,BH,1H", "bilinear", True), (33, 1025, "0d", "circle", False),
-                                 (3, 4097, "H,z shared", "bilinear", True)]:
+                                 (3, 4097, "H,z shared", "bilinear", True),
+                                 (19, 600, "z,w shared by rows", "bilinear", True)]:
     v, z, w = make_inputs(N, L, layout, kind)
     check_forward(f"{isa} N={{N}} L={{L}}", v, z, w, conj)
     g = rand_v(torch.broadcast_shapes(v.shape[:-1], z.shape[:-1], w.shape[:-1]) + (L,))

@@ -9,10 +9,15 @@
 //
 // Sums are blocked (16 terms, then 16 blocks, then the rest) so the rounding error
 // grows with log(N) rather than with N, as in a pairwise sum.
+//
+// Rows that share z and w (S4's kernel: the rows of one channel; see RowGroups) are
+// computed together: the differences, denominators and reciprocals once for the group,
+// the rest per row exactly as for a row alone (the same bits).
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <new>
+#include <type_traits>
 
 #include "common.h"
 #include "simd.h"
@@ -27,8 +32,45 @@ constexpr int64_t kFwdLBlock = 512;    // l values per forward task
 constexpr int64_t kBwdLChunk = 4096;   // l values per backward task (fixed: results do not
                                        // depend on the thread count)
 constexpr int64_t kSumBlock = 16;      // terms per inner accumulation block
+constexpr int kMaxGroup = 4;           // rows per forward pass that share z and w
+constexpr int kBwdGroup = 4;           // the same for the backward (at most kMaxGroup)
 
-// Adds sum_{n in [n0, n1)} of the terms for W values of z to (acc_r, acc_i).
+// Rows that share z and w: the batch dimensions along which both are broadcast (stride 0)
+// are moved last, so that the rows of a group (`size` of them) are consecutive in
+// `batch`; the group's denominators are computed once.
+// v, w, z: the permuted operands; row_offset(batch, row, r) is the index of permuted row r
+// in the original (output) order.
+struct RowGroups {
+  Batch batch;
+  In v, w, z, grad, row;
+  int64_t size = 1;
+};
+
+inline RowGroups group_rows(const Batch& b, const In& v, const In& w, const In& z, const In& grad = In()) {
+  RowGroups g;
+  g.v = v, g.w = w, g.z = z, g.grad = grad;
+  int64_t original[kMaxBatchDims], step = 1;  // the output's row strides
+  for (int d = b.ndim - 1; d >= 0; --d) original[d] = step, step *= b.shape[d];
+  int k = 0;
+  for (int shared = 0; shared < 2; ++shared)
+    for (int d = 0; d < b.ndim; ++d) {
+      const bool s = z.batch_stride[d] == 0 && w.batch_stride[d] == 0;
+      if (s != (shared == 1)) continue;
+      if (s) g.size *= b.shape[d];
+      g.batch.shape[k] = b.shape[d];
+      g.v.batch_stride[k] = v.batch_stride[d];
+      g.w.batch_stride[k] = w.batch_stride[d];
+      g.z.batch_stride[k] = z.batch_stride[d];
+      g.grad.batch_stride[k] = grad.batch_stride[d];
+      g.row.batch_stride[k] = original[d];
+      ++k;
+    }
+  g.batch.ndim = k;
+  return g;
+}
+
+// Adds sum_{n in [n0, n1)} of the terms for W values of z to (acc_r[k], acc_i[k]), for the
+// G rows k of a group: v of row k at (vr, vi) + k * vs; z and w shared.
 //
 // kFused (conjugate pairs only) adds each pair as one fraction,
 //   v/d1 + conj(v)/d2 = (v d2 + conj(v) d1) / (d1 d2),  d1 = z - w, d2 = z - conj(w),
@@ -37,29 +79,35 @@ constexpr int64_t kSumBlock = 16;      // terms per inner accumulation block
 // differences, so it keeps their accuracy (no cancellation as in z^2 - 2 Re(w) z + |w|^2).
 // It needs |d1 d2|^2 to be a normal number: the block records its range and returns
 // false (adding nothing) when it is not, and the caller redoes the block exactly.
-template <typename T, bool kConj, bool kFused>
+// The group shares the differences, the denominators and their reciprocals; each row
+// does the rest exactly as it would alone, so its bits do not depend on its group.
+template <typename T, bool kConj, bool kFused, int G>
 inline bool cauchy_block(typename Simd<T>::V zr, typename Simd<T>::V zi, const T* wr,
-                         const T* wi, const T* vr, const T* vi, int64_t n0, int64_t n1,
-                         typename Simd<T>::V& acc_r, typename Simd<T>::V& acc_i) {
+                         const T* wi, const T* vr, const T* vi, int64_t vs, int64_t n0, int64_t n1,
+                         typename Simd<T>::V* acc_r, typename Simd<T>::V* acc_i) {
   using S = Simd<T>;
   using V = typename S::V;
   const V one = S::splat(1);
-  V a_r = S::zero(), a_i = S::zero(), b_r = S::zero(), b_i = S::zero();
+  V a_r[G], a_i[G], b_r[G], b_i[G];
+  for (int k = 0; k < G; ++k) a_r[k] = a_i[k] = b_r[k] = b_i[k] = S::zero();
   if constexpr (kFused) {
     const V zi2 = zi + zi;
     V lo = S::splat(std::numeric_limits<T>::max()), hi = S::zero();
     for (int64_t n = n0; n < n1; ++n) {
       const V dr = zr - wr[n];
       const V di1 = zi - wi[n], di2 = zi + wi[n];
-      const T vr2 = vr[n] + vr[n];
-      const V num_r = vr2 * dr - T(2) * vi[n] * wi[n], num_i = vr2 * zi;
       const V den_r = dr * dr - di1 * di2, den_i = dr * zi2;
       const V den2 = den_r * den_r + den_i * den_i;
       lo = lo < den2 ? lo : den2;
       hi = hi > den2 ? hi : den2;
       const V r = one / den2;
-      a_r += (num_r * den_r + num_i * den_i) * r;
-      a_i += (num_i * den_r - num_r * den_i) * r;
+      for (int k = 0; k < G; ++k) {
+        const T vrk = vr[k * vs + n], vik = vi[k * vs + n];
+        const T vr2 = vrk + vrk;
+        const V num_r = vr2 * dr - T(2) * vik * wi[n], num_i = vr2 * zi;
+        a_r[k] += (num_r * den_r + num_i * den_i) * r;
+        a_i[k] += (num_i * den_r - num_r * den_i) * r;
+      }
     }
     if (!S::all_true((lo >= std::numeric_limits<T>::min()) & (hi <= std::numeric_limits<T>::max())))
       return false;
@@ -68,48 +116,64 @@ inline bool cauchy_block(typename Simd<T>::V zr, typename Simd<T>::V zi, const T
       const V dr = zr - wr[n];
       const V di1 = zi - wi[n];
       const V dr2 = dr * dr;
-      const V p = vr[n] * dr, s = vi[n] * dr;
       const V r1 = one / (di1 * di1 + dr2);
-      // v * conj(z - w) / |z - w|^2
-      a_r += (p + vi[n] * di1) * r1;
-      a_i += (s - vr[n] * di1) * r1;
+      V di2 = S::zero(), r2 = S::zero();
       if constexpr (kConj) {
-        const V di2 = zi + wi[n];
-        const V r2 = one / (di2 * di2 + dr2);
-        // conj(v) * conj(z - conj(w)) / |z - conj(w)|^2
-        b_r += (p - vi[n] * di2) * r2;
-        b_i -= (s + vr[n] * di2) * r2;
+        di2 = zi + wi[n];
+        r2 = one / (di2 * di2 + dr2);
+      }
+      for (int k = 0; k < G; ++k) {
+        const T vrk = vr[k * vs + n], vik = vi[k * vs + n];
+        const V p = vrk * dr, s = vik * dr;
+        // v * conj(z - w) / |z - w|^2
+        a_r[k] += (p + vik * di1) * r1;
+        a_i[k] += (s - vrk * di1) * r1;
+        if constexpr (kConj) {  // conj(v) * conj(z - conj(w)) / |z - conj(w)|^2
+          b_r[k] += (p - vik * di2) * r2;
+          b_i[k] -= (s + vrk * di2) * r2;
+        }
       }
     }
   }
-  acc_r += a_r + b_r;
-  acc_i += a_i + b_i;
+  for (int k = 0; k < G; ++k) acc_r[k] += a_r[k] + b_r[k], acc_i[k] += a_i[k] + b_i[k];
   return true;
 }
 
-// out = sum_n v_n / (z - w_n) [+ conj(v_n) / (z - conj(w_n))] for W values of z.
-template <typename T, bool kConj>
+// out[k] = sum_n v_kn / (z - w_n) [+ conj(v_kn) / (z - conj(w_n))] for W values of z and
+// the G rows k of a group (v as in cauchy_block).
+template <typename T, bool kConj, int G>
 inline void cauchy_lanes(typename Simd<T>::V zr, typename Simd<T>::V zi, const T* wr,
-                         const T* wi, const T* vr, const T* vi, int64_t N,
-                         typename Simd<T>::V& out_r, typename Simd<T>::V& out_i) {
+                         const T* wi, const T* vr, const T* vi, int64_t vs, int64_t N,
+                         typename Simd<T>::V* out_r, typename Simd<T>::V* out_i) {
   using S = Simd<T>;
   using V = typename S::V;
-  V tot_r = S::zero(), tot_i = S::zero();
+  for (int k = 0; k < G; ++k) out_r[k] = out_i[k] = S::zero();
   for (int64_t n00 = 0; n00 < N; n00 += kSumBlock * kSumBlock) {
-    V mid_r = S::zero(), mid_i = S::zero();
+    V mid_r[G], mid_i[G];
+    for (int k = 0; k < G; ++k) mid_r[k] = mid_i[k] = S::zero();
     const int64_t n01 = imin(N, n00 + kSumBlock * kSumBlock);
     for (int64_t n0 = n00; n0 < n01; n0 += kSumBlock) {
       const int64_t n1 = imin(n01, n0 + kSumBlock);
-      if (!cauchy_block<T, kConj, kConj>(zr, zi, wr, wi, vr, vi, n0, n1, mid_r, mid_i))
-        cauchy_block<T, kConj, false>(zr, zi, wr, wi, vr, vi, n0, n1, mid_r, mid_i);
+      if (!cauchy_block<T, kConj, kConj, G>(zr, zi, wr, wi, vr, vi, vs, n0, n1, mid_r, mid_i))
+        cauchy_block<T, kConj, false, G>(zr, zi, wr, wi, vr, vi, vs, n0, n1, mid_r, mid_i);
     }
-    tot_r += mid_r;
-    tot_i += mid_i;
+    for (int k = 0; k < G; ++k) out_r[k] += mid_r[k], out_i[k] += mid_i[k];
   }
-  out_r = tot_r;
-  out_i = tot_i;
 }
 
+// Calls f(std::integral_constant<int, G>{}) for the runtime g in [1, kMaxGroup].
+template <typename F>
+inline void with_group_size(int64_t g, F f) {
+  switch (g) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    default: return f(std::integral_constant<int, kMaxGroup>{});
+  }
+}
+
+// A task is one l-block of up to kMaxGroup rows of a group (a group of G rows is split
+// into ceil(G / kMaxGroup) parts of near-equal size).
 template <typename T, bool kConj>
 void cauchy_forward_impl(const CauchyParams& p) {
   using S = Simd<T>;
@@ -117,36 +181,47 @@ void cauchy_forward_impl(const CauchyParams& p) {
   constexpr int W = S::W;
   const int64_t rows = p.batch.rows(), N = p.N, L = p.L;
   if (rows == 0 || L == 0) return;
+  const RowGroups g = group_rows(p.batch, p.v, p.w, p.z);
+  const int64_t parts = ceil_div(g.size, kMaxGroup), part = ceil_div(g.size, parts);
   const int64_t blocks = ceil_div(L, kFwdLBlock);
   const int64_t Np = round_up(N, W), Lp = round_up(kFwdLBlock, W);
   T* out = static_cast<T*>(p.out);
 
   struct Local : Scratch<T> {
-    int64_t row = -1;
+    int64_t rows = -1;  // the part whose w and v are loaded
     using Scratch<T>::Scratch;
   };
   parallel_tasks(
-      rows * blocks, rows * L * N, [&] { return Local(4 * Np + 2 * Lp); },
+      rows / g.size * parts * blocks, rows * L * N, [&] { return Local((2 + 2 * kMaxGroup) * Np + 2 * Lp); },
       [&](Local& buf, int64_t t) {
-        const int64_t r = t / blocks, l0 = (t % blocks) * kFwdLBlock;
+        const int64_t q = t / blocks, l0 = (t % blocks) * kFwdLBlock;
+        const int64_t r0 = q / parts * g.size + q % parts * part;  // first (permuted) row
+        const int64_t m = imin(part, g.size - q % parts * part);   // rows in this part
         const int64_t nl = imin(kFwdLBlock, L - l0);
-        T *wr = buf.p, *wi = wr + Np, *vr = wi + Np, *vi = vr + Np, *zr = vi + Np, *zi = zr + Lp;
-        if (buf.row != r) {
-          split_row(p.w, row_offset(p.batch, p.w, r), 0, N, Np, wr, wi);
-          split_row(p.v, row_offset(p.batch, p.v, r), 0, N, Np, vr, vi);
-          buf.row = r;
+        const int64_t vs = kMaxGroup * Np;  // from row k's v to row k + 1's
+        T *wr = buf.p, *wi = wr + Np, *vr = wi + Np, *vi = vr + vs, *zr = vi + vs, *zi = zr + Lp;
+        if (buf.rows != q) {
+          split_row(p.w, row_offset(g.batch, g.w, r0), 0, N, Np, wr, wi);
+          for (int64_t k = 0; k < m; ++k)
+            split_row(p.v, row_offset(g.batch, g.v, r0 + k), 0, N, Np, vr + k * Np, vi + k * Np);
+          buf.rows = q;
         }
-        split_row(p.z, row_offset(p.batch, p.z, r), l0, nl, round_up(nl, W), zr, zi);
-        T* o = out + 2 * (r * L + l0);
-        for (int64_t j = 0; j < nl; j += W) {
-          V acc_r, acc_i;
-          cauchy_lanes<T, kConj>(S::load(zr + j), S::load(zi + j), wr, wi, vr, vi, N, acc_r, acc_i);
-          const int m = static_cast<int>(imin(W, nl - j));
-          for (int k = 0; k < m; ++k) {
-            o[2 * (j + k)] = acc_r[k];
-            o[2 * (j + k) + 1] = acc_i[k];
+        split_row(p.z, row_offset(g.batch, g.z, r0), l0, nl, round_up(nl, W), zr, zi);
+        with_group_size(m, [&](auto group) {
+          constexpr int G = decltype(group)::value;
+          T* o[G];
+          for (int k = 0; k < G; ++k) o[k] = out + 2 * (row_offset(g.batch, g.row, r0 + k) * L + l0);
+          for (int64_t j = 0; j < nl; j += W) {
+            V acc_r[G], acc_i[G];
+            cauchy_lanes<T, kConj, G>(S::load(zr + j), S::load(zi + j), wr, wi, vr, vi, Np, N, acc_r, acc_i);
+            const int lanes = static_cast<int>(imin(W, nl - j));
+            for (int k = 0; k < G; ++k)
+              for (int i = 0; i < lanes; ++i) {
+                o[k][2 * (j + i)] = acc_r[k][i];
+                o[k][2 * (j + i) + 1] = acc_i[k][i];
+              }
           }
-        }
+        });
       });
 }
 
@@ -156,8 +231,9 @@ void cauchy_forward_impl(const CauchyParams& p) {
 //   S2_n = sum_l conj(g_l) / (z_l - w_n)^2 [+ g_l / (conj(z_l) - w_n)^2]
 //   T_l  = sum_n v_n / (z_l - w_n)^2       [+ conj(v_n) / (z_l - conj(w_n))^2]
 // All three share 1/(z_l - w_n) and 1/(z_l - conj(w_n)), so one pass over (l, n)
-// computes them together. A task is one row and one chunk of l; the chunks' partial
-// S sums are added in chunk order afterwards.
+// computes them together, once for the rows of a group (rows that share z and w, see
+// RowGroups): each row adds its S and T sums. A task is up to kBwdGroup rows of a group
+// and one chunk of l; the chunks' partial S sums are added in chunk order afterwards.
 template <typename T, bool kConj, bool kNeedS, bool kNeedT>
 void cauchy_backward_impl(const CauchyBackwardParams& p) {
   using S = Simd<T>;
@@ -173,133 +249,170 @@ void cauchy_backward_impl(const CauchyBackwardParams& p) {
     if (p.dz) std::memset(p.dz, 0, sizeof(T) * 2 * rows * L);
     return;
   }
+  const RowGroups g = group_rows(p.batch, p.v, p.w, p.z, p.grad);
+  const int64_t parts = ceil_div(g.size, kBwdGroup), part = ceil_div(g.size, parts);
   const int64_t chunks = ceil_div(L, kBwdLChunk);
   const int64_t Np = round_up(N, W), Lp = round_up(kBwdLChunk, W);
   // Partial sums per (row, chunk, n): S1 re, im, S2 re, im.
   Scratch<T> partial(rows * chunks * N * 4);
   if (!partial.ok()) throw std::bad_alloc();
 
-  const int64_t per_thread = 6 * Np + 6 * Lp + 2 * kVecBlock * W * 2 + 4 * N * W;
+  // Per row: v, 2 v (4 Np), g, 2 g (4 Lp), T of the current n-block and over all n
+  // (2 kVecBlock W each), S over the chunk (4 N W); shared: w (2 Np), z (2 Lp).
+  const int64_t per_row = 4 * Np + 4 * Lp + 4 * kVecBlock * W + 4 * N * W;
+  const int64_t per_thread = 2 * Np + 2 * Lp + kBwdGroup * per_row;
   parallel_tasks(
-      rows * chunks, rows * L * N, [&] { return Scratch<T>(per_thread); },
+      rows / g.size * parts * chunks, rows * L * N, [&] { return Scratch<T>(per_thread); },
       [&](Scratch<T>& buf, int64_t t) {
-        const int64_t r = t / chunks, c = t % chunks, l0 = c * kBwdLChunk;
+        const int64_t q = t / chunks, c = t % chunks, l0 = c * kBwdLChunk;
+        const int64_t r0 = q / parts * g.size + q % parts * part;  // first (permuted) row
+        const int64_t m = imin(part, g.size - q % parts * part);   // rows in this part
         const int64_t nl = imin(kBwdLChunk, L - l0), nlp = round_up(nl, W);
         const int64_t nvec = nlp / W;
         const int tail = static_cast<int>(nl - (nvec - 1) * W);  // lanes used in the last vector
-        T *wr = buf.p, *wi = wr + Np, *vr = wi + Np, *vi = vr + Np;
-        T *vr2 = vi + Np, *vi2 = vr2 + Np;  // 2 v
-        T *zr = vi2 + Np, *zi = zr + Lp, *gr = zi + Lp, *gi = gr + Lp;
-        T *g2r_ = gi + Lp, *g2i_ = g2r_ + Lp;  // 2 g
-        T* tblk = g2i_ + Lp;                 // T of the current n-block: (kVecBlock, 2, W)
-        T* ttot = tblk + 2 * kVecBlock * W;  // T over all n: (kVecBlock, 2, W)
-        T* sacc = ttot + 2 * kVecBlock * W;  // S over the chunk: (N, 4, W)
-        split_row(p.w, row_offset(p.batch, p.w, r), 0, N, Np, wr, wi);
-        split_row(p.v, row_offset(p.batch, p.v, r), 0, N, Np, vr, vi);
-        split_row(p.z, row_offset(p.batch, p.z, r), l0, nl, nlp, zr, zi);
-        split_row(p.grad, row_offset(p.batch, p.grad, r), l0, nl, nlp, gr, gi);
-        for (int64_t n = 0; n < N; ++n) vr2[n] = 2 * vr[n], vi2[n] = 2 * vi[n];
-        for (int64_t l = 0; l < nlp; ++l) g2r_[l] = 2 * gr[l], g2i_[l] = 2 * gi[l];
-        if constexpr (kNeedS) std::memset(sacc, 0, sizeof(T) * 4 * N * W);
-        const V one = S::splat(1);
+        T *wr = buf.p, *wi = wr + Np, *zr = wi + Np, *zi = zr + Lp;
+        split_row(p.w, row_offset(g.batch, g.w, r0), 0, N, Np, wr, wi);
+        split_row(p.z, row_offset(g.batch, g.z, r0), l0, nl, nlp, zr, zi);
+        with_group_size(m, [&](auto group) {
+          constexpr int G = decltype(group)::value;
+          int64_t orow[G];  // the rows' indices in the output
+          const T *vr[G], *vi[G], *vr2[G], *vi2[G], *gr[G], *gi[G], *g2r_[G], *g2i_[G];
+          T *tblk[G], *ttot[G], *sacc[G];
+          for (int k = 0; k < G; ++k) {
+            T* b = zi + Lp + k * per_row;
+            T *vr_ = b, *vi_ = vr_ + Np, *vr2_ = vi_ + Np, *vi2_ = vr2_ + Np;  // v, 2 v
+            T *gr_ = vi2_ + Np, *gi_ = gr_ + Lp, *g2r = gi_ + Lp, *g2i = g2r + Lp;  // g, 2 g
+            tblk[k] = g2i + Lp;                       // T of the current n-block: (kVecBlock, 2, W)
+            ttot[k] = tblk[k] + 2 * kVecBlock * W;    // T over all n: (kVecBlock, 2, W)
+            sacc[k] = ttot[k] + 2 * kVecBlock * W;    // S over the chunk: (N, 4, W)
+            orow[k] = row_offset(g.batch, g.row, r0 + k);
+            split_row(p.v, row_offset(g.batch, g.v, r0 + k), 0, N, Np, vr_, vi_);
+            split_row(p.grad, row_offset(g.batch, g.grad, r0 + k), l0, nl, nlp, gr_, gi_);
+            for (int64_t n = 0; n < N; ++n) vr2_[n] = 2 * vr_[n], vi2_[n] = 2 * vi_[n];
+            for (int64_t l = 0; l < nlp; ++l) g2r[l] = 2 * gr_[l], g2i[l] = 2 * gi_[l];
+            if constexpr (kNeedS) std::memset(sacc[k], 0, sizeof(T) * 4 * N * W);
+            vr[k] = vr_, vi[k] = vi_, vr2[k] = vr2_, vi2[k] = vi2_;
+            gr[k] = gr_, gi[k] = gi_, g2r_[k] = g2r, g2i_[k] = g2i;
+          }
+          const V one = S::splat(1);
 
-        for (int64_t j0 = 0; j0 < nvec; j0 += kVecBlock) {
-          const int64_t j1 = imin(nvec, j0 + kVecBlock);
-          if constexpr (kNeedT) std::memset(ttot, 0, sizeof(T) * 2 * kVecBlock * W);
-          for (int64_t n0 = 0; n0 < N; n0 += kSumBlock) {
-            const int64_t n1 = imin(N, n0 + kSumBlock);
-            if constexpr (kNeedT) std::memset(tblk, 0, sizeof(T) * 2 * kVecBlock * W);
-            for (int64_t n = n0; n < n1; ++n) {
-              V s1r = S::zero(), s1i = S::zero(), s2r = S::zero(), s2i = S::zero();
-              // Broadcast once: the stores into tblk below could alias these arrays, so
-              // the compiler would otherwise reload them every iteration.
-              const V wrn = S::splat(wr[n]), win = S::splat(wi[n]);
-              const V vrn = S::splat(vr[n]), vin = S::splat(vi[n]);
-              const V vr2n = S::splat(vr2[n]), vi2n = S::splat(vi2[n]);
-              for (int64_t j = j0; j < j1; ++j) {
-                const V zrv = S::load(zr + j * W), ziv = S::load(zi + j * W);
-                const V dr = zrv - wrn;
-                const V di1 = ziv - win;
-                const V dr2 = dr * dr;
-                // 1/(z - w) = (a1, b1), 1/(z - conj(w)) = (a2, b2); squares (x, y)
-                V a1, b1, a2 = S::zero(), b2 = S::zero();
-                if constexpr (kConj) {
-                  const V di2 = ziv + win;
-                  const V r1 = one / (di1 * di1 + dr2), r2 = one / (di2 * di2 + dr2);
-                  a1 = dr * r1, b1 = -di1 * r1;
-                  a2 = dr * r2, b2 = -di2 * r2;
-                } else {
-                  const V r1 = one / (di1 * di1 + dr2);
-                  a1 = dr * r1, b1 = -di1 * r1;
+          for (int64_t j0 = 0; j0 < nvec; j0 += kVecBlock) {
+            const int64_t j1 = imin(nvec, j0 + kVecBlock);
+            if constexpr (kNeedT)
+              for (int k = 0; k < G; ++k) std::memset(ttot[k], 0, sizeof(T) * 2 * kVecBlock * W);
+            for (int64_t n0 = 0; n0 < N; n0 += kSumBlock) {
+              const int64_t n1 = imin(N, n0 + kSumBlock);
+              if constexpr (kNeedT)
+                for (int k = 0; k < G; ++k) std::memset(tblk[k], 0, sizeof(T) * 2 * kVecBlock * W);
+              for (int64_t n = n0; n < n1; ++n) {
+                V s1r[G], s1i[G], s2r[G], s2i[G];
+                for (int k = 0; k < G; ++k) s1r[k] = s1i[k] = s2r[k] = s2i[k] = S::zero();
+                // Broadcast once: the stores into tblk below could alias these arrays, so
+                // the compiler would otherwise reload them every iteration.
+                const V wrn = S::splat(wr[n]), win = S::splat(wi[n]);
+                V vrn[G], vin[G], vr2n[G], vi2n[G];
+                for (int k = 0; k < G; ++k) {
+                  vrn[k] = S::splat(vr[k][n]), vin[k] = S::splat(vi[k][n]);
+                  vr2n[k] = S::splat(vr2[k][n]), vi2n[k] = S::splat(vi2[k][n]);
                 }
-                if (j == nvec - 1 && tail < W) {  // lanes past L contribute nothing
-                  a1 = S::keep_first(a1, tail), b1 = S::keep_first(b1, tail);
-                  a2 = S::keep_first(a2, tail), b2 = S::keep_first(b2, tail);
+                for (int64_t j = j0; j < j1; ++j) {
+                  const V zrv = S::load(zr + j * W), ziv = S::load(zi + j * W);
+                  const V dr = zrv - wrn;
+                  const V di1 = ziv - win;
+                  const V dr2 = dr * dr;
+                  // 1/(z - w) = (a1, b1), 1/(z - conj(w)) = (a2, b2); squares (x, y)
+                  V a1, b1, a2 = S::zero(), b2 = S::zero();
+                  if constexpr (kConj) {
+                    const V di2 = ziv + win;
+                    const V r1 = one / (di1 * di1 + dr2), r2 = one / (di2 * di2 + dr2);
+                    a1 = dr * r1, b1 = -di1 * r1;
+                    a2 = dr * r2, b2 = -di2 * r2;
+                  } else {
+                    const V r1 = one / (di1 * di1 + dr2);
+                    a1 = dr * r1, b1 = -di1 * r1;
+                  }
+                  if (j == nvec - 1 && tail < W) {  // lanes past L contribute nothing
+                    a1 = S::keep_first(a1, tail), b1 = S::keep_first(b1, tail);
+                    a2 = S::keep_first(a2, tail), b2 = S::keep_first(b2, tail);
+                  }
+                  // 1/d^2 = (x, 2 y): x = (a - b)(a + b), y = a b; the factor 2 of the
+                  // imaginary parts is folded into g2 = 2 g and into 2 v (fewer multiplies).
+                  const V x1 = (a1 - b1) * (a1 + b1), y1 = a1 * b1;
+                  const V x2 = (a2 - b2) * (a2 + b2), y2 = a2 * b2;
+                  // What the rows share of S and T
+                  const V a12 = a1 + a2, b12 = b1 + b2, b1_2 = b1 - b2, a2_1 = a2 - a1;
+                  const V x12 = x1 + x2, y12 = y1 + y2, y1_2 = y1 - y2, x2_1 = x2 - x1;
+                  const V y2_1 = y2 - y1, x1_2 = x1 - x2;
+                  for (int k = 0; k < G; ++k) {
+                    if constexpr (kNeedS) {
+                      const V grv = S::load(gr[k] + j * W), giv = S::load(gi[k] + j * W);
+                      const V g2r = S::load(g2r_[k] + j * W), g2i = S::load(g2i_[k] + j * W);
+                      if constexpr (kConj) {
+                        s1r[k] += grv * a12 + giv * b12;
+                        s1i[k] += grv * b1_2 + giv * a2_1;
+                        s2r[k] += grv * x12 + g2i * y12;
+                        s2i[k] += g2r * y1_2 + giv * x2_1;
+                      } else {
+                        s1r[k] += grv * a1 + giv * b1;
+                        s1i[k] += grv * b1 - giv * a1;
+                        s2r[k] += grv * x1 + g2i * y1;
+                        s2i[k] += g2r * y1 - giv * x1;
+                      }
+                    }
+                    if constexpr (kNeedT) {
+                      T* tb = tblk[k] + (j - j0) * 2 * W;
+                      V tr = S::load(tb), ti = S::load(tb + W);
+                      if constexpr (kConj) {
+                        tr += vrn[k] * x12 + vi2n[k] * y2_1;
+                        ti += vr2n[k] * y12 + vin[k] * x1_2;
+                      } else {
+                        tr += vrn[k] * x1 - vi2n[k] * y1;
+                        ti += vr2n[k] * y1 + vin[k] * x1;
+                      }
+                      S::store(tb, tr);
+                      S::store(tb + W, ti);
+                    }
+                  }
                 }
-                // 1/d^2 = (x, 2 y): x = (a - b)(a + b), y = a b; the factor 2 of the
-                // imaginary parts is folded into g2 = 2 g and into 2 v (fewer multiplies).
-                const V x1 = (a1 - b1) * (a1 + b1), y1 = a1 * b1;
-                const V x2 = (a2 - b2) * (a2 + b2), y2 = a2 * b2;
                 if constexpr (kNeedS) {
-                  const V grv = S::load(gr + j * W), giv = S::load(gi + j * W);
-                  const V g2r = S::load(g2r_ + j * W), g2i = S::load(g2i_ + j * W);
-                  if constexpr (kConj) {
-                    s1r += grv * (a1 + a2) + giv * (b1 + b2);
-                    s1i += grv * (b1 - b2) + giv * (a2 - a1);
-                    s2r += grv * (x1 + x2) + g2i * (y1 + y2);
-                    s2i += g2r * (y1 - y2) + giv * (x2 - x1);
-                  } else {
-                    s1r += grv * a1 + giv * b1;
-                    s1i += grv * b1 - giv * a1;
-                    s2r += grv * x1 + g2i * y1;
-                    s2i += g2r * y1 - giv * x1;
+                  for (int k = 0; k < G; ++k) {
+                    T* sa = sacc[k] + n * 4 * W;
+                    S::store(sa, S::load(sa) + s1r[k]);
+                    S::store(sa + W, S::load(sa + W) + s1i[k]);
+                    S::store(sa + 2 * W, S::load(sa + 2 * W) + s2r[k]);
+                    S::store(sa + 3 * W, S::load(sa + 3 * W) + s2i[k]);
                   }
                 }
-                if constexpr (kNeedT) {
-                  T* tb = tblk + (j - j0) * 2 * W;
-                  V tr = S::load(tb), ti = S::load(tb + W);
-                  if constexpr (kConj) {
-                    tr += vrn * (x1 + x2) + vi2n * (y2 - y1);
-                    ti += vr2n * (y1 + y2) + vin * (x1 - x2);
-                  } else {
-                    tr += vrn * x1 - vi2n * y1;
-                    ti += vr2n * y1 + vin * x1;
+              }
+              if constexpr (kNeedT) {
+                for (int k = 0; k < G; ++k)
+                  for (int64_t i = 0; i < 2 * (j1 - j0); ++i)
+                    S::store(ttot[k] + i * W, S::load(ttot[k] + i * W) + S::load(tblk[k] + i * W));
+              }
+            }
+            if constexpr (kNeedT) {  // dz_l = -g_l * conj(T_l)
+              for (int k = 0; k < G; ++k) {
+                T* dz = static_cast<T*>(p.dz) + 2 * (orow[k] * L + l0);
+                for (int64_t j = j0; j < j1; ++j) {
+                  const T* tt = ttot[k] + (j - j0) * 2 * W;
+                  for (int i = 0; i < W && j * W + i < nl; ++i) {
+                    const int64_t l = j * W + i;
+                    const T tr = tt[i], ti = tt[W + i];
+                    dz[2 * l] = -(gr[k][l] * tr + gi[k][l] * ti);
+                    dz[2 * l + 1] = -(gi[k][l] * tr - gr[k][l] * ti);
                   }
-                  S::store(tb, tr);
-                  S::store(tb + W, ti);
                 }
-              }
-              if constexpr (kNeedS) {
-                T* sa = sacc + n * 4 * W;
-                S::store(sa, S::load(sa) + s1r);
-                S::store(sa + W, S::load(sa + W) + s1i);
-                S::store(sa + 2 * W, S::load(sa + 2 * W) + s2r);
-                S::store(sa + 3 * W, S::load(sa + 3 * W) + s2i);
-              }
-            }
-            if constexpr (kNeedT) {
-              for (int64_t k = 0; k < 2 * (j1 - j0); ++k)
-                S::store(ttot + k * W, S::load(ttot + k * W) + S::load(tblk + k * W));
-            }
-          }
-          if constexpr (kNeedT) {  // dz_l = -g_l * conj(T_l)
-            T* dz = static_cast<T*>(p.dz) + 2 * (r * L + l0);
-            for (int64_t j = j0; j < j1; ++j) {
-              const T* tt = ttot + (j - j0) * 2 * W;
-              for (int k = 0; k < W && j * W + k < nl; ++k) {
-                const int64_t l = j * W + k;
-                const T tr = tt[k], ti = tt[W + k];
-                dz[2 * l] = -(gr[l] * tr + gi[l] * ti);
-                dz[2 * l + 1] = -(gi[l] * tr - gr[l] * ti);
               }
             }
           }
-        }
-        if constexpr (kNeedS) {
-          T* out = partial.p + (r * chunks + c) * N * 4;
-          for (int64_t n = 0; n < N; ++n)
-            for (int k = 0; k < 4; ++k) out[4 * n + k] = S::hsum(S::load(sacc + (4 * n + k) * W));
-        }
+          if constexpr (kNeedS) {
+            for (int k = 0; k < G; ++k) {
+              T* out = partial.p + (orow[k] * chunks + c) * N * 4;
+              for (int64_t n = 0; n < N; ++n)
+                for (int i = 0; i < 4; ++i) out[4 * n + i] = S::hsum(S::load(sacc[k] + (4 * n + i) * W));
+            }
+          }
+        });
       });
 
   if constexpr (kNeedS) {

@@ -148,10 +148,11 @@ def dplr_untruncated_C(prims: Primitives, dt, Lambda, P, C, L: int) -> torch.Ten
     weight = torch.cat([weight[:1] / 2, weight[1:]])  # z = 1 is its own conjugate: once in the paired sum
     # the row a_k k01 (I + k11)^{-1}: the Woodbury weights of T1
     ay = _woodbury_inner(k[..., 0, :, :] * weight, k[..., 1:, :, :].transpose(-3, -2))
-    # sum over all k of a_k / (zhat_k - x) is minus the paired Cauchy product at the points x
-    T0 = -prims.cauchy(weight.unsqueeze(0), dtw, zhat)  # (H, N)
-    T1 = -prims.cauchy(ay, dtw.unsqueeze(-2), zhat)  # (H, r, N)
-    V = C * T0 - (P.conj() * T1).sum(-2)
+    # sum over all k of a_k / (zhat_k - x) is minus the paired Cauchy product at the points x;
+    # T0 and T1 in one call whose rows share the points and the nodes (computed once per channel)
+    terms = torch.cat([weight.expand(H, 1, -1), ay], -2)  # (H, 1 + r, F)
+    T = -prims.cauchy(terms, dtw.unsqueeze(-2), zhat)  # (H, 1 + r, N)
+    V = C * T[..., 0, :] - (P.conj() * T[..., 1:, :]).sum(-2)
     if L % 2 == 0:  # z = -1 has no zhat: there (I + dA)^{-1} = (I - dt/2 A) / 2
         V = V + C / (2 * L)
     # V (I - dt/2 A) over the full state, A = diag(Lambda) - P P^*
