@@ -175,6 +175,12 @@ def test_dplr_bad_input():
         ops.dplr_step(x, u, big, C, D)
 
 
+def test_dplr_setup_gradcheck():
+    """dplr_setup is differentiable in every input (through its double-precision factors)."""
+    dt, Lam, P, B = (t.requires_grad_() for t in up(*system(3, 4, 2)[:4]))
+    assert torch.autograd.gradcheck(lambda *a: tuple(ops.dplr_setup(*a)), (dt, Lam, P, B), fast_mode=True)
+
+
 def test_dplr_opcheck_and_compile():
     dt, Lam, P, B, C, D = system(5, 4, 2)
     f = ops.dplr_setup(dt, Lam, P, B)
