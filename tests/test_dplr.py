@@ -39,9 +39,16 @@ def test_dplr_step_matches_dense_2x(batch, H, N, r):
     ly, ln = ref.dplr_step(x, u, dt, Lam, P, B, C, D)
     assert_close_2x("y", y, ty, ly)
     assert_close_2x("state", new, tn, ln)
-    # the factors themselves: a, b are the diagonal part's bilinear discretization
-    a, b = ops.discretize(dt, Lam, B, method="bilinear")
-    assert torch.allclose(f.dA, a, rtol=1e-5) and torch.allclose(f.dB, b, rtol=1e-5, atol=1e-7)
+    # the factors themselves: a is the diagonal part's bilinear dA, dB the system's, and
+    # diag(a) - Pd Q^* the system's dA (its stored rows; sigma = 2 Re(Q^* x) sums over the
+    # full [x, conj x] with [Q, conj Q])
+    a, _ = ops.discretize(dt, Lam, B, method="bilinear")
+    tA, tB = ref.dplr_dense(*up(dt, Lam, P, B))
+    assert torch.allclose(f.dA, a, rtol=1e-5) and torch.allclose(f.dB, tB[:, :N].to(C64), rtol=1e-5, atol=1e-7)
+    Pd, Q = up(f.Pd, f.Q)
+    dA = torch.diag_embed(torch.cat([up(f.dA)[0], torch.zeros_like(up(f.dA)[0])], -1))[:, :N]
+    dA = dA - torch.einsum("hkn,hkm->hnm", Pd, torch.cat([Q, Q.conj()], -1).conj())
+    assert torch.allclose(dA, tA[:, :N], rtol=0, atol=1e-5 * tA.abs().max())
 
 
 @pytest.mark.parametrize("dtype", [C64, C128])
@@ -164,8 +171,14 @@ def test_dplr_bad_input():
     with pytest.raises(ValueError, match="^C: expected shape"):
         ops.dplr_step(x, u, f, C[:3], D)
     big = ops.dplr_setup(dt, Lam, torch.zeros(4, 65, 5, dtype=C64), B)
-    with pytest.raises(ValueError, match="^P: ranks up to 64"):
+    with pytest.raises(ValueError, match="^Pd: ranks up to 64"):
         ops.dplr_step(x, u, big, C, D)
+
+
+def test_dplr_setup_gradcheck():
+    """dplr_setup is differentiable in every input (through its double-precision factors)."""
+    dt, Lam, P, B = (t.requires_grad_() for t in up(*system(3, 4, 2)[:4]))
+    assert torch.autograd.gradcheck(lambda *a: tuple(ops.dplr_setup(*a)), (dt, Lam, P, B), fast_mode=True)
 
 
 def test_dplr_opcheck_and_compile():

@@ -131,20 +131,31 @@ inline void by_rows(int rows, Kernel&& kernel) {
 constexpr int kStepRows = 4;
 constexpr int64_t kStepChannels = 32;
 
-// The K rows of blk. Within one vector step all rows are loaded before any is stored:
-// batch rows often lie a multiple of 4 KiB apart, where a load after a store at the
-// same offset would stall as if dependent (4K aliasing). Each vector of x is read
-// before the same vector of x' is written: safe in place.
-template <typename T, int K>
-inline void ssm_step_rows(const StepParams& p, const RowBlock<T, kStepRows>& blk) {
+// The one-real "vector" of the scalar tails, for code written for Simd<T> (see step_rows).
+template <typename T>
+struct Scalar {
+  using V = T;
+  static T load(const T* p) { return *p; }
+  static T splat(T x) { return x; }
+};
+
+// x' = a x + (b u + correction), y = 2 Re(c x') + D u for the K rows of blk (a, b, c:
+// the channel's 2N reals; D: the channel's D or null). correction(Lane, i) is called
+// once per vector (Lane = Simd<T>) or real (Lane = Scalar<T>) at offset i and returns
+// a function of (row k, b u term) giving that row's drive: the identity for the
+// diagonal step, b u - Pd^T sigma for the DPLR step (dplr.h). Within one vector step all
+// rows are loaded before any is stored: batch rows often lie a multiple of 4 KiB apart,
+// where a load after a store at the same offset would stall as if dependent (4K
+// aliasing). Each vector of x is read before the same vector of x' is written: safe in
+// place.
+template <typename T, int K, int kRows, typename Correction>
+inline void step_rows(const T* a, const T* b, const T* c, const T* D, int64_t n2, const RowBlock<T, kRows>& blk,
+                      Correction&& correction) {
   using S = Simd<T>;
   using V = typename S::V;
   constexpr int W = S::W;
-  const int64_t n2 = 2 * p.N, whole = n2 / W * W;  // reals in whole vectors; the rest is scalar
+  const int64_t whole = n2 / W * W;  // reals in whole vectors; the rest is scalar
   const V minus_plus = alternate(T(-1), T(1)), plus_minus = alternate(T(1), T(-1));
-  const T* a = static_cast<const T*>(p.dA) + blk.h * n2;
-  const T* b = static_cast<const T*>(p.dB) + blk.h * n2;
-  const T* c = static_cast<const T*>(p.dC) + blk.h * n2;
   // Local copies: the stores below (memcpy) could otherwise alias them, forcing reloads.
   const T* x[K];
   T* xo[K];
@@ -153,32 +164,32 @@ inline void ssm_step_rows(const StepParams& p, const RowBlock<T, kStepRows>& blk
   V acc[K];
   for (int k = 0; k < K; ++k) acc[k] = S::zero();
   for (int64_t i = 0; i < whole; i += W) {
-    // x' = dA x + dB u: (ar xr - ai xi, ar xi + ai xr) = ar (xr, xi) + ai (-xi, xr)
+    // x' = a x + d: (ar xr - ai xi, ar xi + ai xr) = ar (xr, xi) + ai (-xi, xr)
     const V av = S::load(a + i), bv = S::load(b + i);
     const V ar = real_parts_twice(av), ai = imag_parts_twice(av) * minus_plus;
     const V cv = S::load(c + i) * plus_minus;  // Re(c x') = cr xr' - ci xi'
+    const auto drive = correction(S(), i);
     V xv[K];
     for (int k = 0; k < K; ++k) xv[k] = S::load(x[k] + i);
     for (int k = 0; k < K; ++k) {
-      // dB u first: it does not wait for x, so x's chain is two FMAs
-      const V nx = (bv * S::splat(u[k]) + ai * swap_pairs(xv[k])) + ar * xv[k];
+      // the drive first: it does not wait for x, so x's chain is two FMAs
+      const V nx = (drive(k, bv * S::splat(u[k])) + ai * swap_pairs(xv[k])) + ar * xv[k];
       S::store(xo[k] + i, nx);
       acc[k] += cv * nx;
     }
   }
-  const T* D = static_cast<const T*>(p.D);
   for (int k = 0; k < K; ++k) {
     const T* xk = x[k];
     T* ok = xo[k];
     T sum = S::hsum(acc[k]);
     for (int64_t i = whole; i < n2; i += 2) {
       const T xr = xk[i], xi = xk[i + 1];
-      const T nr = (b[i] * u[k] - a[i + 1] * xi) + a[i] * xr;
-      const T ni = (b[i + 1] * u[k] + a[i + 1] * xr) + a[i] * xi;
+      const T nr = (correction(Scalar<T>(), i)(k, b[i] * u[k]) - a[i + 1] * xi) + a[i] * xr;
+      const T ni = (correction(Scalar<T>(), i + 1)(k, b[i + 1] * u[k]) + a[i + 1] * xr) + a[i] * xi;
       ok[i] = nr, ok[i + 1] = ni;
       sum += c[i] * nr - c[i + 1] * ni;
     }
-    *blk.y[k] = D ? 2 * sum + D[blk.h] * u[k] : 2 * sum;  // no D: no D u term (0 * NaN is NaN)
+    *blk.y[k] = D ? 2 * sum + *D * u[k] : 2 * sum;  // no D: no D u term (0 * NaN is NaN)
   }
 }
 
@@ -187,7 +198,13 @@ void ssm_step_impl(const StepParams& p) {
   for_row_blocks<T, kStepRows, kStepChannels>(
       p.batch, p.H, 2 * p.N, p.batch * p.H * p.N, p.state, p.new_state, p.u, p.y,
       [&](const RowBlock<T, kStepRows>& blk) {
-        by_rows<kStepRows>(blk.rows, [&](auto K) { ssm_step_rows<T, K.value>(p, blk); });
+        const int64_t n2 = 2 * p.N, off = blk.h * n2;
+        const T* D = static_cast<const T*>(p.D);
+        by_rows<kStepRows>(blk.rows, [&](auto K) {
+          step_rows<T, K.value>(static_cast<const T*>(p.dA) + off, static_cast<const T*>(p.dB) + off,
+                                static_cast<const T*>(p.dC) + off, D ? D + blk.h : nullptr, n2, blk,
+                                [](auto, int64_t) { return [](int, auto bu) { return bu; }; });
+        });
       });
 }
 

@@ -20,8 +20,9 @@
 // for lambda. Sums over l are per segment, then added up (as on the CPU).
 //
 // dplr_step: one warp per (batch, h); lanes own n = lane + 32 i. The rank-r
-// projections 2 Re(P^* x) are warp sums; new_state holds w (each lane reads x_n before
-// writing w_n), so it is safe in place too.
+// projections sigma = 2 Re(Q^* x) are warp sums (all of x read before any x' is
+// written), then x' = a x + b u - Pd^T sigma as on the CPU (csrc/cpu/dplr.h), so it is
+// safe in place too.
 #include "common.cuh"
 
 #include "ssmkit/discretize_math.h"  // phi1 and the per-element math, shared with the CPU
@@ -275,9 +276,8 @@ __global__ void dplr_step_kernel(DplrStepParams p) {
   const int64_t rows = p.batch * p.H, N = p.N, r = p.r;
   const int lane = threadIdx.x % 32;
   const T* u = static_cast<const T*>(p.u);
-  const T* P = static_cast<const T*>(p.P);
   const T* Pd = static_cast<const T*>(p.Pd);
-  const T* R = static_cast<const T*>(p.R);
+  const T* Q = static_cast<const T*>(p.Q);
   T* xo = static_cast<T*>(p.new_state);
   const T* x = static_cast<const T*>(p.state);
   for (int64_t w0 = grid_thread() / 32; w0 < rows; w0 += grid_stride() / 32) {  // uniform per warp
@@ -285,54 +285,35 @@ __global__ void dplr_step_kernel(DplrStepParams p) {
     const T* a = static_cast<const T*>(p.a) + 2 * h * N;
     const T* b = static_cast<const T*>(p.b) + 2 * h * N;
     const T* C = static_cast<const T*>(p.C) + 2 * h * N;
-    const T* Ph = P + 2 * h * r * N;
     const T* Pdh = Pd + 2 * h * r * N;
-    const T* Rh = R + h * r * r;
+    const T* Qh = Q + 2 * h * r * N;
     const T* xr = x + 2 * row * N;
-    T* wo = xo + 2 * row * N;  // w, then x'; may be xr itself
+    T* wo = xo + 2 * row * N;  // may be xr itself
     const T uu = u[row];
-    T s[kMaxRank], t[kMaxRank];
-    for (int64_t k = 0; k < r; ++k) {  // s = 2 Re(P^* x)
+    T sigma[kMaxRank];
+    for (int64_t k = 0; k < r; ++k) {  // sigma = 2 Re(Q^* x)
       T acc = 0;
       for (int64_t n = lane; n < N; n += 32)
-        acc += Ph[2 * (k * N + n)] * xr[2 * n] + Ph[2 * (k * N + n) + 1] * xr[2 * n + 1];
-      s[k] = 2 * group_sum(acc, 32);
-    }
-    for (int64_t n = lane; n < N; n += 32) {  // w = a x + b u - Pd^T s (x_n read first)
-      T wr = a[2 * n] * xr[2 * n] - a[2 * n + 1] * xr[2 * n + 1] + b[2 * n] * uu;
-      T wi = a[2 * n] * xr[2 * n + 1] + a[2 * n + 1] * xr[2 * n] + b[2 * n + 1] * uu;
-      for (int64_t k = 0; k < r; ++k) {
-        wr -= Pdh[2 * (k * N + n)] * s[k];
-        wi -= Pdh[2 * (k * N + n) + 1] * s[k];
-      }
-      wo[2 * n] = wr;
-      wo[2 * n + 1] = wi;
-    }
-    for (int64_t k = 0; k < r; ++k) {  // t = 2 Re(P^* w) (each lane reads its own w_n)
-      T acc = 0;
-      for (int64_t n = lane; n < N; n += 32)
-        acc += Ph[2 * (k * N + n)] * wo[2 * n] + Ph[2 * (k * N + n) + 1] * wo[2 * n + 1];
-      t[k] = 2 * group_sum(acc, 32);
-    }
-    for (int64_t i = 0; i < r; ++i) {  // R t, in s
-      T acc = 0;
-      for (int64_t j = 0; j < r; ++j) acc += Rh[i * r + j] * t[j];
-      s[i] = acc;
+        acc += Qh[2 * (k * N + n)] * xr[2 * n] + Qh[2 * (k * N + n) + 1] * xr[2 * n + 1];
+      sigma[k] = 2 * group_sum(acc, 32);
     }
     T acc = 0;
-    for (int64_t n = lane; n < N; n += 32) {  // x' = w - Pd^T (R t), y = 2 Re(C x') + D u
-      T wr = wo[2 * n], wi = wo[2 * n + 1];
+    for (int64_t n = lane; n < N; n += 32) {  // x' = a x + b u - Pd^T sigma (x_n read first), y
+      T wr = b[2 * n] * uu, wi = b[2 * n + 1] * uu;
       for (int64_t k = 0; k < r; ++k) {
-        wr -= Pdh[2 * (k * N + n)] * s[k];
-        wi -= Pdh[2 * (k * N + n) + 1] * s[k];
+        wr -= Pdh[2 * (k * N + n)] * sigma[k];
+        wi -= Pdh[2 * (k * N + n) + 1] * sigma[k];
       }
+      const T xre = xr[2 * n], xim = xr[2 * n + 1];
+      wr = (wr - a[2 * n + 1] * xim) + a[2 * n] * xre;
+      wi = (wi + a[2 * n + 1] * xre) + a[2 * n] * xim;
       wo[2 * n] = wr;
       wo[2 * n + 1] = wi;
       acc += C[2 * n] * wr - C[2 * n + 1] * wi;
     }
     acc = group_sum(acc, 32);
-    if (lane == 0)
-      static_cast<T*>(p.y)[row] = 2 * acc + (p.D ? static_cast<const T*>(p.D)[h] : T(0)) * uu;
+    if (lane == 0)  // no D: no D u term (0 * NaN is NaN), as on the CPU
+      static_cast<T*>(p.y)[row] = p.D ? 2 * acc + static_cast<const T*>(p.D)[h] * uu : 2 * acc;
   }
 }
 

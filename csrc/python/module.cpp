@@ -151,12 +151,12 @@ PYBIND11_MODULE(_C, m) {
       py::arg("gstate0"), py::arg("stream") = 0, "Gradients of ssm_scan by a reverse scan (per batch element)");
   m.def(
       "dplr_step",
-      [](py::handle state, py::handle u, py::handle a, py::handle b, py::handle P, py::handle Pd,
-         py::handle R, py::handle C, py::handle D, py::handle y, py::handle new_state, int64_t stream) {
-        call<DplrStepParams>({state, u, a, b, P, Pd, R, C, D, y, new_state}, {}, stream);
+      [](py::handle state, py::handle u, py::handle a, py::handle b, py::handle Pd, py::handle Q,
+         py::handle C, py::handle D, py::handle y, py::handle new_state, int64_t stream) {
+        call<DplrStepParams>({state, u, a, b, Pd, Q, C, D, y, new_state}, {}, stream);
       },
       py::arg("state"), py::arg("u"), py::arg("dA"), py::arg("dB"),
-      py::arg("P"), py::arg("Pd"), py::arg("R"), py::arg("C"), py::arg("D"), py::arg("y"),
+      py::arg("Pd"), py::arg("Q"), py::arg("C"), py::arg("D"), py::arg("y"),
       py::arg("new_state"), py::arg("stream") = 0, "One bilinear DPLR step from dplr_setup's factors");
   m.def(
       "vandermonde",

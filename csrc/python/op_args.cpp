@@ -337,30 +337,29 @@ void OpArgs<ScanBackwardParams>::prepare(const Array* a, const Options&, ScanBac
   c.opt_out_(a[13], dA, sshape, p.gstate0);
 }
 
-SSMKIT_OP_ARGS(DplrStepParams, 9, 3, {"state", false, 'b'}, {"u", false, 'b'}, {"dA", false, 'H'},
-               {"dB", false, 'H'}, {"P", false, 'H'}, {"Pd", false, 'H'}, {"R", false, 'H'}, {"C", false, 'H'},
-               {"D", true, 'H'}, {"y", false, 'b'}, {"out", false, 'b'})
+SSMKIT_OP_ARGS(DplrStepParams, 8, 3, {"state", false, 'b'}, {"u", false, 'b'}, {"dA", false, 'H'},
+               {"dB", false, 'H'}, {"Pd", false, 'H'}, {"Q", false, 'H'}, {"C", false, 'H'}, {"D", true, 'H'},
+               {"y", false, 'b'}, {"out", false, 'b'})
 void OpArgs<DplrStepParams>::prepare(const Array* a, const Options&, DplrStepParams& p) {
-  const Array &state = a[0], &u = a[1], &dA = a[2], &P = a[4], &D = a[8];
-  const Checked c = check_params(dA, a[3], a[7], D, op);
+  const Array &state = a[0], &u = a[1], &dA = a[2], &Pd = a[4], &D = a[7];
+  const Checked c = check_params(dA, a[3], a[6], D, op);
   const int64_t H = dA.shape[0], N = dA.shape[1];
-  if (P.ndim() != 3 || P.shape[0] != H || P.shape[2] != N)
-    throw py::value_error("P: expected shape (H, r, N) with H, N as in dA, got " + P.shape_str());
-  const int64_t r = P.shape[1];
-  if (r > 64) throw py::value_error("P: ranks up to 64 are supported, got r = " + std::to_string(r));
-  c.complex_(P, P.shape, "(H, r, N)");
-  c.complex_(a[5], P.shape, "(H, r, N) like P");
-  c.real_(a[6], {H, r, r}, "(H, r, r)");
+  if (Pd.ndim() != 3 || Pd.shape[0] != H || Pd.shape[2] != N)
+    throw py::value_error("Pd: expected shape (H, r, N) with H, N as in dA, got " + Pd.shape_str());
+  const int64_t r = Pd.shape[1];
+  if (r > 64) throw py::value_error("Pd: ranks up to 64 are supported, got r = " + std::to_string(r));
+  c.complex_(Pd, Pd.shape, "(H, r, N)");
+  c.complex_(a[5], Pd.shape, "(H, r, N) like Pd");
   check_u(c, u, H, 2);
   const int64_t batch = u.shape[0];
   c.complex_(state, {batch, H, N}, "(batch, H, N) with batch from u and H, N from dA");
-  c.out_(a[9], u, u.shape);
-  c.out_(a[10], state, state.shape);
+  c.out_(a[8], u, u.shape);
+  c.out_(a[9], state, state.shape);
   p.dtype = dtype_of(dA);
   p.batch = batch, p.H = H, p.N = N, p.r = r;
-  p.state = state.data, p.u = u.data, p.a = dA.data, p.b = a[3].data, p.P = P.data;
-  p.Pd = a[5].data, p.R = a[6].data, p.C = a[7].data, p.D = D.data, p.y = a[9].data;
-  p.new_state = a[10].data;
+  p.state = state.data, p.u = u.data, p.a = dA.data, p.b = a[3].data, p.Pd = Pd.data;
+  p.Q = a[5].data, p.C = a[6].data, p.D = D.data, p.y = a[8].data;
+  p.new_state = a[9].data;
 }
 
 SSMKIT_OP_ARGS(VandermondeParams, 2, 0, {"v", false}, {"x", false}, {"out", false})

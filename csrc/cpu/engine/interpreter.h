@@ -111,8 +111,8 @@ inline void engine_program(const int64_t* c, const int64_t* stop, const int64_t*
         p.dtype = DType::complex64;
         p.N = N, p.r = rank;
         p.a = v.param(op.a) + lo * n2, p.b = v.param(op.b) + lo * n2;
-        p.P = v.param(op.P) + lo * rank * n2, p.Pd = v.param(op.Pd) + lo * rank * n2;
-        p.R = v.param(op.R) + lo * rank * rank, p.C = v.param(op.C) + lo * n2;
+        p.Pd = v.param(op.Pd) + lo * rank * n2, p.Q = v.param(op.Q) + lo * rank * n2;
+        p.C = v.param(op.C) + lo * n2;
         p.D = D ? D + lo : nullptr;
         engine_s4_step(p, v, op, r0, r1, part.parts == 1, lo, hi, n2, dplr_step_impl<float>);
         break;

@@ -55,8 +55,8 @@ static_assert(sizeof(kEngineRoleName) / sizeof(kEngineRoleName[0]) == int64_t(En
 // dplr_step: one DPLR step (DplrStepParams), the state updated in place
 #define SSMKIT_ENGINE_DPLR_STEP(O)                                                                \
   O(state, rows_inout, 2 * H * N) O(u, rows_in, H) O(y, rows_out, H) O(a, param, 2 * H * N)       \
-  O(b, param, 2 * H * N) O(P, param, 2 * H * r * N) O(Pd, param, 2 * H * r * N) O(R, param, H * r * r) \
-  O(C, param, 2 * H * N) O(D, param_opt, H) O(H, integer, 0) O(N, integer, 0) O(r, integer, 0)
+  O(b, param, 2 * H * N) O(Pd, param, 2 * H * r * N) O(Q, param, 2 * H * r * N) O(C, param, 2 * H * N) \
+  O(D, param_opt, H) O(H, integer, 0) O(N, integer, 0) O(r, integer, 0)
 // diag_step: one diagonal SSM step (StepParams), the state updated in place
 #define SSMKIT_ENGINE_DIAG_STEP(O)                                                           \
   O(state, rows_inout, 2 * H * N) O(u, rows_in, H) O(y, rows_out, H) O(dA, param, 2 * H * N) \

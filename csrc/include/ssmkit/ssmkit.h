@@ -136,17 +136,16 @@ struct ScanBackwardParams : ScanInputs {
 };
 
 // One bilinear step of a DPLR system A = diag(Lambda) - P P^* (rank r, conjugate
-// pairs), from the factors of ops.dplr_setup (Woodbury):
-//   s = 2 Re(P^* x),  w = a x + b u - Pd^T s,  t = 2 Re(P^* w),  x' = w - Pd^T (R t),
-//   y = 2 Re(sum_n C x') + D u.
+// pairs), from the factors of ops.dplr_setup: its dA is diag(a) - Pd Q^* (derivation in
+// csrc/cpu/dplr.h), so
+//   sigma = 2 Re(Q^* x),  x' = a x + b u - Pd^T sigma,  y = 2 Re(sum_n C x') + D u.
 struct DplrStepParams {
   DType dtype = DType::complex64;
   int64_t batch = 0, H = 0, N = 0, r = 0;
   const void* state = nullptr;            // state: (batch, H, N)
   const void* u = nullptr;                // u: (batch, H) real
-  const void *a = nullptr, *b = nullptr;  // a, b: (H, N), the diagonal part's bilinear dA, dB
-  const void *P = nullptr, *Pd = nullptr; // P, Pd: (H, r, N); Pd = P / (2/dt - Lambda)
-  const void* R = nullptr;                // R: (H, r, r) real, (I + 2 Re(P^* Pd))^-1
+  const void *a = nullptr, *b = nullptr;  // a, b: (H, N), dA's diagonal part and the system's dB
+  const void *Pd = nullptr, *Q = nullptr; // Pd, Q: (H, r, N); Pd = P / (2/dt - Lambda)
   const void* C = nullptr;                // C: (H, N)
   const void* D = nullptr;                // D: (H,) real, or null
   void* y = nullptr;                      // y: (batch, H) real out

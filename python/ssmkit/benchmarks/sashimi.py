@@ -84,8 +84,8 @@ def _engine(model, reference, batch):
 
 def cost(model, batch: int) -> Cost:
     """Per sample of one stream: 2 flops per weight of every linear map used (the S4
-    layers' output linears, the feed-forwards, the pooling maps, the decoder) and 30 per
-    DPLR state update (benchmarks.step.DPLR_FLOPS), each stage's share divided by its rate;
+    layers' output linears, the feed-forwards, the pooling maps, the decoder) and
+    benchmarks.step.DPLR_FLOPS per DPLR state update, each stage's share divided by its rate;
     bytes: those weights read once per step, shared by the batch's streams, and the S4
     states read and written (layer norms, biases and activations are not counted)."""
     from ..nn import S4

@@ -78,9 +78,9 @@ def step_cost(batch: int, params: int, flops: float) -> Cost:
 
 # ssm_step and ssm_scan: dA x (6) + dB u (4) and 2 Re(dC x) (4) per update.
 STEP_FLOPS = 14
-# dplr_step, rank 1: 2 Re(P^* x) (4), a x + b u - Pd s (14), 2 Re(P^* w) (4), the
-# correction (4) and 2 Re(C x') (4); its parameters a, b, P, Pd, C.
-DPLR_FLOPS, DPLR_PARAMS = 30, 5
+# dplr_step, rank 1: 2 Re(Q^* x) (4), a x + dB u - Pd sigma (14) and 2 Re(C x') (4); its
+# parameters a, dB, Pd, Q, C.
+DPLR_FLOPS, DPLR_PARAMS = 22, 5
 # ssm_scan forward and backward: the forward (14); the backward's checkpoint pass and its
 # recomputation of each segment (10 each: the state step), and the reverse step (30:
 # lambda 4, g_u 4, the dA sum 8, dB 4, dC 4, the carry conj(dA) lambda 6). The scan keeps

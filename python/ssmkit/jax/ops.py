@@ -298,8 +298,7 @@ def ssm_step(state, u, dA, dB, dC, D=None):
 
 
 def dplr_step(state, u, factors, C, D=None):
-    """One bilinear step of a DPLR system from the factors (dA, dB, P, Pd, R) of
+    """One bilinear step of a DPLR system from the factors (dA, dB, Pd, Q) of
     :func:`ssmkit.ops.dplr_setup`: returns (y, new state), as :func:`ssmkit.ops.dplr_step`.
     Inference only."""
-    a, b, P, Pd, R = factors
-    return _dplr_step(*(None if t is None else jnp.asarray(t) for t in (state, u, a, b, P, Pd, R, C, D)))
+    return _dplr_step(*(None if t is None else jnp.asarray(t) for t in (state, u, *factors, C, D)))

@@ -118,14 +118,9 @@ REFERENCE = Primitives(reference.cauchy, reference.vandermonde, reference.discre
 def dplr_setup(dt, Lambda, P, B):
     """The factors of :func:`ssmkit.jax.dplr_step`: :func:`ssmkit.ops.dplr_setup` in jnp
     (its module docstring derives them). dt (H,); Lambda, B (H, N); P (H, r, N)."""
-    from ..ops.dplr import DPLRFactors
+    from ..ops.dplr import dplr_factors
 
-    g = 2 / dt[:, None]
-    inv = 1 / (g - Lambda)
-    Pd = P * inv[:, None, :]
-    M = 2 * jnp.einsum("hkn,hjn->hkj", jnp.conj(P), Pd).real  # P_full^* E^-1 P_full
-    R = jnp.linalg.inv(jnp.eye(P.shape[1], dtype=M.dtype) + M)
-    return DPLRFactors((g + Lambda) * inv, 2 * B * inv, P, Pd, R)
+    return dplr_factors(jnp, dt, Lambda, P, B)
 
 
 def primitives(backend: str) -> Primitives:

@@ -144,8 +144,8 @@ class Recorder:
             p.emit("diag_step", state=p.rows(state), u=u.view, y=y.view, dA=p.param(dA), dB=p.param(dB), dC=p.param(C), D=p.param(layer.D), H=width, N=N)
         else:
             f, C = tensors
-            p.emit("dplr_step", state=p.rows(state), u=u.view, y=y.view, a=p.param(f.dA), b=p.param(f.dB), P=p.param(f.P), Pd=p.param(f.Pd),
-                   R=p.param(f.R), C=p.param(C), D=p.param(layer.D), H=width, N=N, r=f.P.shape[1])  # fmt: skip
+            p.emit("dplr_step", state=p.rows(state), u=u.view, y=y.view, a=p.param(f.dA), b=p.param(f.dB), Pd=p.param(f.Pd),
+                   Q=p.param(f.Q), C=p.param(C), D=p.param(layer.D), H=width, N=N, r=f.Pd.shape[1])  # fmt: skip
         if isinstance(layer.activation, nn.GELU):
             self.gelu(y)
         v = self.linear(layer.output_linear, y, self.work("v", 2 * width))
