@@ -312,9 +312,10 @@ def dplr_untruncated_C(prims: Primitives, dt, Lambda, P, C, L: int):
     k = prims.cauchy(v, zhat[None, :], dtw[:, None, :]).reshape(H, 1 + r, r, inner)
     weight = ((1 + zhat / 2) / L).at[0].multiply(0.5)  # z = 1 is its own conjugate
     ay = _woodbury_inner(k[:, 0] * weight, jnp.swapaxes(k[:, 1:], -3, -2))  # the row a k01 (I + k11)^{-1}
-    T0 = -prims.cauchy(weight[None], dtw, zhat)  # (H, N)
-    T1 = -prims.cauchy(ay, dtw[:, None, :], zhat)  # (H, r, N)
-    V = C * T0 - (jnp.conj(P) * T1).sum(-2)
+    # T0 and T1 in one call whose rows share the points and the nodes (computed once per channel)
+    terms = jnp.concatenate([jnp.broadcast_to(weight, (H, 1, inner)), ay], -2)  # (H, 1 + r, F)
+    T = -prims.cauchy(terms, dtw[:, None, :], zhat)  # (H, 1 + r, N)
+    V = C * T[:, 0] - (jnp.conj(P) * T[:, 1:]).sum(-2)
     if L % 2 == 0:  # z = -1: (I + dA)^{-1} = (I - dt/2 A) / 2
         V = V + C / (2 * L)
     s = 2 * (V[:, None, :] * P).sum(-1).real  # V P over the full state: (H, r)
