@@ -48,9 +48,11 @@ def _dense_step(state, u, dense, C, D):
 
 def _dense_untruncated_C(dt, Lambda, P, C, L):
     """C~ (I - dA^L)^{-1} as defined: dense dA^L by repeated squaring, then a solve."""
-    dA, _ = reference.dplr_dense(dt, Lambda, P, torch.zeros_like(Lambda))  # B does not enter dA
-    eye = torch.eye(dA.shape[-1], dtype=dA.dtype, device=dA.device)
-    lhs = (eye - torch.linalg.matrix_power(dA, L)).transpose(-1, -2)
+    from .ssm_kernel import dplr_dense_power  # imported here: ssm_kernel imports this module
+
+    power = dplr_dense_power(dt, Lambda, P, L)
+    eye = torch.eye(power.shape[-1], dtype=power.dtype, device=power.device)
+    lhs = (eye - power).transpose(-1, -2)
     return torch.linalg.solve(lhs, torch.cat([C, C.conj()], -1).unsqueeze(-1)).squeeze(-1)[..., : C.shape[-1]]
 
 

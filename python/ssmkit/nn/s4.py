@@ -175,10 +175,10 @@ class S4(nn.Module):
     @torch.no_grad()
     def _times_one_plus_power(self, sign: float, L: int):
         """C <- C (I + sign dA^L) in place (in float64 over the full 2N states)."""
-        dt, Lambda, P, B, C = self._ssm()
+        dt, Lambda, P, _, C = self._ssm()
         assert P is not None  # only DPLR layers have a kernel length
-        Lambda, P, B, C = (t.to(torch.complex128) for t in (Lambda, P, B, C))
-        _, _, power = dplr_dense_power(dt.double(), Lambda, P, B, L)
+        Lambda, P, C = (t.to(torch.complex128) for t in (Lambda, P, C))
+        power = dplr_dense_power(dt.double(), Lambda, P, L)
         eye = torch.eye(power.shape[-1], dtype=power.dtype)
         C2 = torch.einsum("chi,hij->chj", full(C), eye + sign * power)[..., : C.shape[-1]]
         self.C.copy_(torch.view_as_real(C2).to(self.C.dtype))
@@ -261,8 +261,8 @@ class S4(nn.Module):
         lk = self._kernel_length(L)
         y = self._convolve(prims, x, dplr_kernel(prims, dt, Lambda, P, B, C, lk)[..., :L])
         dt64 = dt.double()
-        Lambda64, P64, B64 = (t.to(torch.complex128) for t in (Lambda, P, B))
-        _, _, power = dplr_dense_power(dt64, Lambda64, P64, B64, L)
+        Lambda64, P64 = Lambda.to(torch.complex128), P.to(torch.complex128)
+        power = dplr_dense_power(dt64, Lambda64, P64, L)
         eye = torch.eye(power.shape[-1], dtype=power.dtype, device=power.device)
         if L == lk:
             C_L = C[0]

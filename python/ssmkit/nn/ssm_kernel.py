@@ -160,10 +160,10 @@ def dplr_untruncated_C(prims: Primitives, dt, Lambda, P, C, L: int) -> torch.Ten
     return V * (1 - dtw / 2) + (dt / 2).unsqueeze(-1) * (s.unsqueeze(-1) * P.conj()).sum(-2)
 
 
-def dplr_dense_power(dt, Lambda, P, B, L: int):
-    """Dense full-size (2N) bilinear dA, dB and dA^L (by repeated squaring); differentiable."""
-    dA, dB = reference.dplr_dense(dt, Lambda, P, B)
-    return dA, dB, torch.linalg.matrix_power(dA, L)
+def dplr_dense_power(dt, Lambda, P, L: int):
+    """Dense full-size (2N) bilinear dA^L (by repeated squaring); differentiable."""
+    dA, _ = reference.dplr_dense(dt, Lambda, P, torch.zeros_like(Lambda))  # B does not enter dA
+    return torch.linalg.matrix_power(dA, L)
 
 
 def full(x: torch.Tensor) -> torch.Tensor:
