@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from accuracy import assert_close_2x
+from conftest import untruncated_C_long_double
 from devices import CUDA_BUILD, DEVICES, HAVE_CUDA, requires_cuda
 
 import ssmkit
@@ -205,6 +206,18 @@ def test_dplr_step(device, batch, H, N, r):
     ly, ln = ref.dplr_step(x, u, dt, Lam, P, B, C, D)
     check("y", y, ty, ly)
     check("state", new, tn, ln)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("H, N, r, L", [(1, 1, 0, 1), (3, 17, 1, 64), (2, 8, 3, 501), (2, 30, 1, 2048)])
+def test_dplr_untruncated_C(device, H, N, r, L):
+    Lam = torch.complex(-0.5 - torch.rand(H, N), torch.pi * torch.arange(N) * (1 + torch.rand(H, N))).to(C64)
+    P = (torch.randn(H, r, N, dtype=C128) / N**0.5).to(C64)
+    dt, C = torch.exp(torch.rand(H) * 4 - 7), torch.randn(H, N, dtype=C64)
+    truth = torch.from_numpy(untruncated_C_long_double(*up(dt, Lam, P, C), L))
+    check("untruncated C complex64", ops.dplr_untruncated_C(*on(device, dt, Lam, P, C), L), truth,
+          ref.dplr_untruncated_C(dt, Lam, P, C, L))
+    check("untruncated C complex128", ops.dplr_untruncated_C(*on(device, *up(dt, Lam, P, C)), L), truth, None)
 
 
 # ---- CUDA only ------------------------------------------------------------------------

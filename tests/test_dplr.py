@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 from accuracy import assert_close_2x
+from conftest import untruncated_C_long_double
 
 from ssmkit import ops
+from ssmkit.nn import backend, ssm_kernel
 from ssmkit.ops import reference as ref
 
 C64, C128 = torch.complex64, torch.complex128
@@ -199,3 +201,67 @@ def test_dplr_opcheck_and_compile():
     y, xn = torch.compile(gen, fullgraph=True, backend="aot_eager")(x, u, f, C, D)
     ty, tx = gen(x, u, f, C, D)
     assert torch.equal(y, ty) and torch.equal(xn, tx)
+
+
+# ---- dplr_untruncated_C: the step's C from the C~ of kernel length L ----------------
+
+
+def untruncated_inputs(H, N, r, dtype):
+    dt, Lam, P, _, C, _ = system(H, N, r, dtype)
+    return dt, Lam, P, C
+
+
+@pytest.mark.parametrize("L", [1, 2, 7, 64, 501, 2048, 8000])
+@pytest.mark.parametrize("r", [0, 1, 2, 3])
+def test_dplr_untruncated_C_long_double(L, r):
+    """Against a long-double dense solve (tests/conftest.py): complex128 at the double
+    floor of the 2x rule; complex64 within 2x of the dense definition run in complex64.
+    Odd and even L (z = -1 is a frequency only for an even L), L below and above the
+    SIMD width of the frequency loop, rank 0 (diagonal) to 3 (the pivoted solve)."""
+    single = untruncated_inputs(3, 8, r, C64)
+    double = up(*single)
+    truth = torch.from_numpy(untruncated_C_long_double(*double, L))
+    assert_close_2x("complex128", ops.dplr_untruncated_C(*double, L), truth)
+    assert_close_2x("complex64", ops.dplr_untruncated_C(*single, L), truth, ref.dplr_untruncated_C(*single, L))
+
+
+def test_dplr_untruncated_C_is_the_composition_and_trains_through_it():
+    """The op and ssmkit.nn.ssm_kernel.dplr_untruncated_C compute the same sums; the
+    layers' compiled primitive takes the op for inference and the composition where a
+    gradient is wanted, and that gradient is right (gradcheck)."""
+    inputs = up(*untruncated_inputs(4, 6, 2, C64))
+    op = ops.dplr_untruncated_C(*inputs, 300)
+    composed = ssm_kernel.dplr_untruncated_C(backend.COMPILED, *inputs, 300)
+    assert (op - composed).abs().max() <= 1e-13 * composed.abs().max()
+    grad_inputs = [t.clone().requires_grad_() for t in up(*untruncated_inputs(2, 3, 1, C64))]
+    assert torch.autograd.gradcheck(lambda *a: backend.COMPILED.untruncated_C(*a, 33), grad_inputs, fast_mode=True)
+    with pytest.raises(RuntimeError, match="inference only.*ssm_kernel.dplr_untruncated_C"):
+        ops.dplr_untruncated_C(*grad_inputs, 33).abs().sum().backward()
+
+
+def test_dplr_untruncated_C_numpy_threads_and_opcheck():
+    dt, Lam, P, C = untruncated_inputs(5, 7, 2, C64)
+    want = ops.dplr_untruncated_C(dt, Lam, P, C, 64)
+    got = ops.dplr_untruncated_C(dt.numpy(), Lam.numpy(), P.numpy(), C.numpy(), 64)
+    assert isinstance(got, np.ndarray) and np.array_equal(got, want.numpy())
+    # one channel at a time gives each channel's bits: no dependence on the split
+    rows = [ops.dplr_untruncated_C(dt[h : h + 1], Lam[h : h + 1], P[h : h + 1], C[h : h + 1], 64) for h in range(5)]
+    assert torch.equal(torch.cat(rows), want)
+    torch.library.opcheck(torch.ops.ssmkit.dplr_untruncated_C, (dt, Lam, P, C, 64))
+    torch.library.opcheck(torch.ops.ssmkit.dplr_untruncated_C, up(dt, Lam, P, C) + [7])
+
+
+def test_dplr_untruncated_C_bad_input():
+    dt, Lam, P, C = untruncated_inputs(4, 5, 2, C64)
+    with pytest.raises(ValueError, match="^L: expected"):
+        ops.dplr_untruncated_C(dt, Lam, P, C, 0)
+    with pytest.raises(ValueError, match=r"^dt: expected positive, finite step sizes, got dt\[0\]"):
+        ops.dplr_untruncated_C(-dt, Lam, P, C, 8)
+    with pytest.raises(ValueError, match="^P: expected shape"):
+        ops.dplr_untruncated_C(dt, Lam, P[:, :, :3], C, 8)
+    with pytest.raises(TypeError, match="^P: expected complex64"):
+        ops.dplr_untruncated_C(dt, Lam, P.to(C128), C, 8)
+    with pytest.raises(ValueError, match="^C: expected shape"):
+        ops.dplr_untruncated_C(dt, Lam, P, C[:3], 8)
+    with pytest.raises(ValueError, match="^P: ranks up to 64"):
+        ops.dplr_untruncated_C(dt, Lam, torch.zeros(4, 65, 5, dtype=C64), C, 8)

@@ -198,6 +198,7 @@ ERRORS_SCRIPT = textwrap.dedent(
         lambda: _C.ssm_scan(c, c, c, c, None, None, c, c),
         lambda: _C.ssm_scan_backward(c, c, c, c, None, None, c, None, None, None, None, None, None, None),
         lambda: _C.dplr_step(c, c, c, c, c, c, c, None, c, c),
+        lambda: _C.dplr_untruncated_C(np.float32([1, 1]), c, c[:, None].copy(), c, 0, c.copy()),
         lambda: _C.discretize(np.float32([-1, 1]), c, c, c.copy(), c.copy(), "zoh"),
         lambda: _C.discretize_backward(np.float32([1, 1]), c, c, None, None, None, None, None, "x"),
         lambda: _C.vandermonde_backward(c, c, c, None, None, True),
@@ -269,6 +270,10 @@ STEP = (meta(4, 3), meta(4, 3), meta(4, 3))  # dA, dB, dC: (H, N)
         (lambda: ops.dplr_step(meta(2, 4, 3), meta(2, 4, dtype=F32), (*STEP[:2], meta(4, 1, 3),
                                                                        meta(4, 1, 3, dtype=F32)), STEP[2]),
          TypeError, "Q: expected complex64 like dA, got float32"),
+        (lambda: ops.dplr_untruncated_C(meta(4, dtype=F64), meta(4, 3), meta(4, 1, 3), meta(4, 3), 8), TypeError,
+         "dt: expected float32 (the real dtype of Lambda), got float64"),
+        (lambda: ops.dplr_untruncated_C(meta(4, dtype=F32), meta(4, 3), meta(4, 1, 2), meta(4, 3), 8), ValueError,
+         "P: expected shape (H, r, N) with N = 3 as in Lambda"),
         (lambda: ops.fft_conv(meta(2, 5, 4), meta(1, 4, 5, dtype=F32)), TypeError,
          "u: expected a float32 or float64 tensor, got complex64"),
         (lambda: ops.fft_conv(meta(2, 5, 4, dtype=F32), meta(1, 4, 5, dtype=F64)), TypeError,
@@ -296,6 +301,7 @@ def test_fake_kernels_give_the_kernels_results():
         "ssm_scan": lambda t: ops.ssm_scan(t(2, 5, 4, dtype=r), t(4, 3), t(4, 3), t(4, 3)),
         "dplr_step": lambda t: ops.dplr_step(t(2, 4, 3), t(2, 4, dtype=r),
                                              (t(4, 3), t(4, 3), t(4, 1, 3), t(4, 1, 3)), t(4, 3)),
+        "dplr_untruncated_C": lambda t: ops.dplr_untruncated_C(t(4, dtype=r), t(4, 3), t(4, 2, 3), t(4, 3), 8),
         "fft_conv": lambda t: ops.fft_conv(t(3, 5, 4, dtype=r), t(2, 4, 5, dtype=r)),
     }  # fmt: skip
     for name, call in cpu.items():

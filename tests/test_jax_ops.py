@@ -54,6 +54,7 @@ def _cases():
         ("bilinear", "discretize", [dt, poles(H, N), c(H, N)], {"method": "bilinear"}, True),
         ("step", "ssm_step", step + [rng.standard_normal(H)], {}, False),
         ("step-no-D", "ssm_step", step, {}, False),
+        ("untruncated-C", "dplr_untruncated_C", [dt, poles(H, N), 0.5 * c(H, 2, N), c(H, N), 64], {}, False),
         ("scan", "ssm_scan", scan + [rng.standard_normal(H), c(batch, H, N)], {}, True),
         ("scan-zero-start", "ssm_scan", scan + [rng.standard_normal(H)], {}, True),
         ("fft-conv", "fft_conv", [rng.standard_normal((3, L, H)), rng.standard_normal((1, H, L))], {}, True),
@@ -374,6 +375,10 @@ def test_bad_input_raises_naming_the_argument_and_the_process_survives():
                 jax.block_until_ready(fn(dt, dA, dB))
     with pytest.raises(RuntimeError, match=r"ssm_step is inference only .* train with ssmkit.jax.ssm_scan"):
         jax.grad(lambda u: jnp.sum(sj.ssm_step(complex_normal(rng, 2, H, N).astype(np.complex64), u, dA, dB, dC)[0]))(u)
+    with pytest.raises(RuntimeError, match=r"dplr_untruncated_C is inference only .* ssmkit.jax.reference"):
+        jax.grad(lambda C: jnp.sum(sj.dplr_untruncated_C(np.ones(H, np.float32), dA, dB[:, None], C, 8).real))(dC)
+    with pytest.raises(ValueError, match=r"^L: expected"):
+        sj.dplr_untruncated_C(np.ones(H, np.float32), dA, dB[:, None], dC, 0)
     out = sj.cauchy(v, z, w)  # still working
     np.testing.assert_array_equal(np.asarray(out), so.cauchy(v, z, w))
 

@@ -53,6 +53,7 @@ def workload(seed: int):
                                     (i["u"], i["dA"]), i["u"]),
         "dplr_step": lambda i: ops.dplr_step(i["state"], i["u"][:, 0], ops.dplr_setup(i["dt"], i["A"], i["P"], i["B"]),
                                              i["dC"], i["D"]),
+        "dplr_untruncated_C": lambda i: (ops.dplr_untruncated_C(i["dt"], i["A"], i["P"], i["dC"], L),),
     }  # fmt: skip
     return calls, inputs
 
@@ -223,4 +224,6 @@ def fn_reference(name, i):
         return grads(lambda u, dA: ref.ssm_scan(u, dA, i["dB"], i["dC"], i["D"], i["state"])[0], (i["u"], i["dA"]), i["u"])
     if name == "dplr_step":
         return ref.dplr_step(i["state"], i["u"][:, 0], i["dt"], i["A"], i["P"], i["B"], i["dC"], i["D"])
+    if name == "dplr_untruncated_C":
+        return (ref.dplr_untruncated_C(i["dt"], i["A"], i["P"], i["dC"], L),)
     raise KeyError(name)

@@ -13,6 +13,7 @@
 // Rows that share z and w (S4's kernel: the rows of one channel; see RowGroups) are
 // computed together: the differences, denominators and reciprocals once for the group,
 // the rest per row exactly as for a row alone (the same bits).
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -34,6 +35,7 @@ constexpr int64_t kBwdLChunk = 4096;   // l values per backward task (fixed: res
 constexpr int64_t kSumBlock = 16;      // terms per inner accumulation block
 constexpr int kMaxGroup = 4;           // rows per forward pass that share z and w
 constexpr int kBwdGroup = 4;           // the same for the backward (at most kMaxGroup)
+constexpr double kPi = 3.14159265358979323846;
 
 // Rows that share z and w: the batch dimensions along which both are broadcast (stride 0)
 // are moved last, so that the rows of a group (`size` of them) are consecutive in
@@ -450,6 +452,130 @@ void cauchy_backward_sums(const CauchyBackwardParams& p) {
   else if (need_t)
     cauchy_backward_impl<T, kConj, false, true>(p);
 }
+// ---- dplr_untruncated_C: two Cauchy products per channel, joined at each frequency ----
+// The algorithm of python/ssmkit/nn/ssm_kernel.py's dplr_untruncated_C (which derives it
+// and composes it from ops.cauchy and torch): pass 1 sums over the state for each
+// frequency k (points zhat_k = 2i tan(pi k/L), nodes dt Lambda_n), the Woodbury weights
+// join its rows at each k, and pass 2 sums those weights over the frequencies for each
+// state index (points dt Lambda_n, nodes zhat_k). Both passes are cauchy_lanes, so they
+// keep the Cauchy product's accuracy; one task per channel keeps every intermediate in
+// that task's scratch (no array of size H x L is formed).
+
+// Runs cauchy_lanes over `rows` rows (row k's v at vr + k * vs), kMaxGroup at a time,
+// storing W lanes of row k's sum at (out_r, out_i) + k * W.
+template <typename T>
+inline void cauchy_rows(typename Simd<T>::V zr, typename Simd<T>::V zi, const T* wr, const T* wi,
+                        const T* vr, const T* vi, int64_t vs, int64_t n, int64_t rows, T* out_r, T* out_i) {
+  using S = Simd<T>;
+  for (int64_t k0 = 0; k0 < rows; k0 += kMaxGroup)
+    with_group_size(imin(kMaxGroup, rows - k0), [&](auto group) {
+      constexpr int G = decltype(group)::value;
+      typename S::V acc_r[G], acc_i[G];
+      cauchy_lanes<T, true, G>(zr, zi, wr, wi, vr + k0 * vs, vi + k0 * vs, vs, n, acc_r, acc_i);
+      for (int k = 0; k < G; ++k) S::store(out_r + (k0 + k) * S::W, acc_r[k]), S::store(out_i + (k0 + k) * S::W, acc_i[k]);
+    });
+}
+
+template <typename T>
+void dplr_untruncated_C_impl(const DplrUntruncatedCParams& p) {
+  using S = Simd<T>;
+  using V = typename S::V;
+  constexpr int W = S::W;
+  const int64_t H = p.H, N = p.N, r = p.r, L = p.L;
+  if (H == 0 || N == 0) return;
+  const int64_t F = (L + 1) / 2;        // the frequencies k < L/2 (conjugates pair up; no z = -1)
+  const int64_t rows1 = (1 + r) * r;    // pass 1: (C~ and P^*) times P
+  const int64_t rows2 = 1 + r;          // pass 2: the weights and the Woodbury rows
+  const int64_t Np = round_up(N, W), Fp = round_up(F, W);
+  // shared by the channels: zhat_k / i (in double, then rounded once) and the weights
+  // (1 + zhat_k/2) / L of the paired sum over the L-th roots of unity; padded with the
+  // last frequency (a real point, so padding lanes never trip the fused fraction's range check)
+  Scratch<T> shared(4 * Fp);
+  if (!shared.ok()) throw std::bad_alloc();
+  T *zh = shared.p, *zeros = zh + Fp, *weight_r = zeros + Fp, *weight_i = weight_r + Fp;
+  for (int64_t k = 0; k < Fp; ++k) {
+    zh[k] = static_cast<T>(2 * std::tan(kPi * static_cast<double>(imin(k, F - 1)) / static_cast<double>(L)));
+    zeros[k] = 0;
+    weight_r[k] = T(1) / static_cast<T>(L), weight_i[k] = zh[k] / 2 / static_cast<T>(L);
+  }
+  weight_r[0] /= 2, weight_i[0] /= 2;  // z = 1 is its own conjugate: once in the paired sum
+  parallel_tasks(
+      H, H * F * N * (rows1 + rows2),
+      [&] { return Scratch<T>(2 * (Np + rows1 * Np + rows2 * Fp + rows1 * W + rows2 * Np + r * r + r)); },
+      [&](Scratch<T>& buf, int64_t h) {
+        T *wr = buf.p, *wi = wr + Np, *vr = wi + Np, *vi = vr + rows1 * Np, *tr = vi + rows1 * Np;
+        T *ti = tr + rows2 * Fp, *kr = ti + rows2 * Fp, *ki = kr + rows1 * W, *Tr = ki + rows1 * W;
+        T* Ti = Tr + rows2 * Np;
+        Cx<T>* m = reinterpret_cast<Cx<T>*>(Ti + rows2 * Np);  // r x r, then r more
+        const T dt = static_cast<const T*>(p.dt)[h];
+        auto Lambda = [&](int64_t n) { return cx_load<T>(p.Lambda, h * N + n); };
+        auto P = [&](int64_t b, int64_t n) { return cx_load<T>(p.P, (h * r + b) * N + n); };
+        auto C = [&](int64_t n) { return cx_load<T>(p.C, h * N + n); };
+        for (int64_t n = 0; n < Np; ++n) {  // the nodes dt Lambda_n, padded with the last one
+          const Cx<T> w = dt * Lambda(imin(n, N - 1));
+          wr[n] = w.re, wi[n] = w.im;
+        }
+        for (int64_t a = 0; a <= r; ++a)
+          for (int64_t b = 0; b < r; ++b)
+            for (int64_t n = 0; n < N; ++n) {
+              const Cx<T> v = dt * ((a == 0 ? C(n) : conj(P(a - 1, n))) * P(b, n));
+              vr[(a * r + b) * Np + n] = v.re, vi[(a * r + b) * Np + n] = v.im;
+            }
+        std::memcpy(tr, weight_r, sizeof(T) * Fp);  // pass 2's row 0: the weights themselves
+        std::memcpy(ti, weight_i, sizeof(T) * Fp);
+        // pass 1 (k01 = dt C~ R P, k11 = dt P^* R P) and pass 2's other rows, the Woodbury
+        // rows ay = weight k01 (I + k11)^{-1}, W frequencies at a time
+        for (int64_t j = 0; j < F; j += W) {
+          cauchy_rows<T>(S::zero(), S::load(zh + j), wr, wi, vr, vi, Np, N, rows1, kr, ki);
+          if (r == 1) {  // ay = y / d, y = weight k01, d = 1 + k11
+            const V wgr = S::load(weight_r + j), wgi = S::load(weight_i + j);
+            const V k01r = S::load(kr), k01i = S::load(ki), dr = S::splat(1) + S::load(kr + W), di = S::load(ki + W);
+            const V yr = wgr * k01r - wgi * k01i, yi = wgr * k01i + wgi * k01r;
+            const V q = S::splat(1) / (dr * dr + di * di);
+            S::store(tr + Fp + j, (yr * dr + yi * di) * q);
+            S::store(ti + Fp + j, (yi * dr - yr * di) * q);
+            continue;
+          }
+          for (int i = 0; i < W; ++i) {  // rank r > 1: solve (I + k11)^T ay = weight k01 per frequency
+            const Cx<T> weight{weight_r[j + i], weight_i[j + i]};
+            Cx<T>* y = m + r * r;
+            for (int64_t b = 0; b < r; ++b) {
+              y[b] = weight * Cx<T>{kr[b * W + i], ki[b * W + i]};
+              for (int64_t a = 0; a < r; ++a) {
+                const int64_t at = ((1 + a) * r + b) * W + i;
+                m[b * r + a] = Cx<T>{T(a == b) + kr[at], ki[at]};
+              }
+            }
+            solve_small(m, r, 1, y, 1, r);
+            for (int64_t b = 0; b < r; ++b) tr[(1 + b) * Fp + j + i] = y[b].re, ti[(1 + b) * Fp + j + i] = y[b].im;
+          }
+        }
+        // pass 2: T_j[n] = -sum_k (terms_j[k] / (w_n - zhat_k) + conj(terms_j[k]) / (w_n - conj(zhat_k)))
+        for (int64_t i = 0; i < N; i += W)
+          cauchy_rows<T>(S::load(wr + i), S::load(wi + i), zeros, zh, tr, ti, Fp, F, rows2, Tr + i * rows2, Ti + i * rows2);
+        auto Tj = [&](int64_t j, int64_t n) {  // pass 2's rows were stored W lanes at a time
+          const int64_t at = (n / W * W) * rows2 + j * W + n % W;
+          return Cx<T>{-Tr[at], -Ti[at]};
+        };
+        // V = C~ T0 - P^* T1 (+ C~/(2L) for z = -1), then C = V (I - dt/2 A) over the full state
+        Cx<T>* out = static_cast<Cx<T>*>(p.out) + h * N;
+        T* s = reinterpret_cast<T*>(m);  // r values
+        for (int64_t b = 0; b < r; ++b) s[b] = 0;
+        for (int64_t n = 0; n < N; ++n) {
+          Cx<T> pt{0, 0};
+          for (int64_t b = 0; b < r; ++b) pt = pt + conj(P(b, n)) * Tj(1 + b, n);
+          Cx<T> v = C(n) * Tj(0, n) - pt;
+          if (L % 2 == 0) v = v + (T(1) / static_cast<T>(2 * L)) * C(n);
+          out[n] = v;
+          for (int64_t b = 0; b < r; ++b) s[b] += 2 * (v * P(b, n)).re;
+        }
+        for (int64_t n = 0; n < N; ++n) {
+          Cx<T> ps{0, 0};
+          for (int64_t b = 0; b < r; ++b) ps = ps + s[b] * conj(P(b, n));
+          out[n] = out[n] * (Cx<T>{1, 0} - T(0.5) * Cx<T>{wr[n], wi[n]}) + (dt / 2) * ps;
+        }
+      });
+}
 }  // namespace
 
 // The entry points: the kernel for p's dtype and flags.
@@ -458,6 +584,9 @@ void cauchy(const CauchyParams& p) {
 }
 void cauchy_backward(const CauchyBackwardParams& p) {
   SSMKIT_DTYPE_SWITCH(p.dtype, T, SSMKIT_BOOL_SWITCH(p.conj_pairs, kConj, cauchy_backward_sums<T, kConj>(p)));
+}
+void dplr_untruncated_C(const DplrUntruncatedCParams& p) {
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, dplr_untruncated_C_impl<T>(p));
 }
 
 }  // namespace SSMKIT_ISA

@@ -329,6 +329,126 @@ void cauchy_backward_t(const CauchyBackwardParams& p, cudaStream_t st) {
   }
 }
 
+// ---- dplr_untruncated_C: the CPU twin (csrc/cpu/cauchy.cpp) sets the semantics ----
+// Its two passes are Cauchy products (cauchy_forward_t) over scratch operands: pass 1
+// (points z_k = i zhat_k, nodes dt Lambda_n, the (1 + r) r rows dt C~ P and dt P^* P of
+// each channel), pass 2 (points dt Lambda_n, nodes z_k, the 1 + r rows of weights and
+// Woodbury terms). Small kernels around them build the operands, join pass 1's rows by
+// the Woodbury solve at each frequency, and finish each channel in a fixed order.
+
+// The operands of pass 1 (nodes w, rows v), the frequencies' points z (= i zhat_k) and
+// row 0 of each channel's pass-2 terms t: the weights (1 + zhat_k/2)/L, halved at k = 0.
+template <typename T>
+__global__ void untruncated_operands_kernel(DplrUntruncatedCParams p, int64_t F, Cx<T>* w, Cx<T>* v,
+                                            Cx<T>* z, Cx<T>* t) {
+  const int64_t H = p.H, N = p.N, r = p.r, rows1 = (1 + r) * r, rows2 = 1 + r;
+  const T* dt = static_cast<const T*>(p.dt);
+  for (int64_t i = grid_thread(); i < H * N; i += grid_stride())
+    w[i] = dt[i / N] * cx_load<T>(p.Lambda, i);
+  for (int64_t i = grid_thread(); i < H * rows1 * N; i += grid_stride()) {
+    const int64_t h = i / (rows1 * N), a = i / N % rows1 / r, b = i / N % r, n = i % N;
+    const Cx<T> left = a == 0 ? cx_load<T>(p.C, h * N + n) : conj(cx_load<T>(p.P, (h * r + a - 1) * N + n));
+    v[i] = dt[h] * (left * cx_load<T>(p.P, (h * r + b) * N + n));
+  }
+  for (int64_t i = grid_thread(); i < H * F; i += grid_stride()) {
+    const int64_t h = i / F, k = i % F;
+    const T zh = static_cast<T>(2 * tan(3.14159265358979323846 * static_cast<double>(k) / static_cast<double>(p.L)));
+    const T half = k == 0 ? T(2) : T(1);  // z = 1 is its own conjugate: once in the paired sum
+    if (h == 0) z[k] = {T(0), zh};
+    t[h * rows2 * F + k] = {T(1) / static_cast<T>(p.L) / half, zh / 2 / static_cast<T>(p.L) / half};
+  }
+}
+
+// Rows 1..r of t at (h, k): the solution ay of (I + k11)^T ay = weight k01, solved in
+// place in pass 1's output kp (rows k01[b] = kp[b], k11[a][b] = kp[(1 + a) r + b]).
+template <typename T>
+__global__ void untruncated_woodbury_kernel(int64_t H, int64_t r, int64_t F, Cx<T>* kp, Cx<T>* t) {
+  const int64_t rows1 = (1 + r) * r, rows2 = 1 + r;
+  for (int64_t i = grid_thread(); i < H * F; i += grid_stride()) {
+    const int64_t h = i / F, k = i % F;
+    Cx<T>* y = kp + h * rows1 * F + k;  // y[b] at y[b F]
+    Cx<T>* m = y + r * F;               // k11[a][b] at m[(a r + b) F]: M[b][a] = 1[a = b] + k11[a][b]
+    Cx<T>* tk = t + h * rows2 * F + k;
+    for (int64_t b = 0; b < r; ++b) {
+      y[b * F] = tk[0] * y[b * F];
+      m[b * (r + 1) * F].re += T(1);
+    }
+    solve_small(m, F, r * F, y, F, r);
+    for (int64_t b = 0; b < r; ++b) tk[(1 + b) * F] = y[b * F];
+  }
+}
+
+// out[h] from pass 2's sums tp (row j of channel h at tp[(h rows2 + j) N]): one thread
+// per channel, n in order (the CPU's order).
+template <typename T>
+__global__ void untruncated_finish_kernel(DplrUntruncatedCParams p, const Cx<T>* w, const Cx<T>* tp) {
+  const int64_t N = p.N, r = p.r, rows2 = 1 + r;
+  Cx<T>* out = static_cast<Cx<T>*>(p.out);
+  for (int64_t h = grid_thread(); h < p.H; h += grid_stride()) {
+    auto Tj = [&](int64_t j, int64_t n) { const Cx<T> s = tp[(h * rows2 + j) * N + n]; return Cx<T>{-s.re, -s.im}; };
+    auto P = [&](int64_t b, int64_t n) { return cx_load<T>(p.P, (h * r + b) * N + n); };
+    T s[64];  // r <= 64 (the binding checks)
+    for (int64_t b = 0; b < r; ++b) s[b] = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      const Cx<T> C = cx_load<T>(p.C, h * N + n);
+      Cx<T> pt{0, 0};
+      for (int64_t b = 0; b < r; ++b) pt = pt + conj(P(b, n)) * Tj(1 + b, n);
+      Cx<T> v = C * Tj(0, n) - pt;
+      if (p.L % 2 == 0) v = v + (T(1) / static_cast<T>(2 * p.L)) * C;
+      out[h * N + n] = v;
+      for (int64_t b = 0; b < r; ++b) s[b] += 2 * (v * P(b, n)).re;
+    }
+    const T dt = static_cast<const T*>(p.dt)[h];
+    for (int64_t n = 0; n < N; ++n) {
+      Cx<T> ps{0, 0};
+      for (int64_t b = 0; b < r; ++b) ps = ps + s[b] * conj(P(b, n));
+      out[h * N + n] = out[h * N + n] * (Cx<T>{1, 0} - T(0.5) * w[h * N + n]) + (dt / 2) * ps;
+    }
+  }
+}
+
+// A contiguous (H, rows, n) operand of a batched product over batch (H, rows); rows_stride
+// 0 broadcasts one row per channel, h_stride 0 one array for every channel.
+inline In operand(const void* data, int64_t h_stride, int64_t rows_stride) {
+  In a;
+  a.data = data;
+  a.batch_stride[0] = h_stride, a.batch_stride[1] = rows_stride;
+  return a;
+}
+
+template <typename T>
+void dplr_untruncated_C_t(const DplrUntruncatedCParams& p, cudaStream_t st) {
+  const char* op = "dplr_untruncated_C";
+  const int64_t H = p.H, N = p.N, r = p.r, F = (p.L + 1) / 2, rows1 = (1 + r) * r, rows2 = 1 + r;
+  if (H == 0 || N == 0) return;
+  const size_t c = sizeof(Cx<T>);
+  Scratch w(c * H * N, st, op), v(c * H * rows1 * N, st, op), z(c * F, st, op), t(c * H * rows2 * F, st, op);
+  Scratch kp(c * H * rows1 * F, st, op), tp(c * H * rows2 * N, st, op);
+  untruncated_operands_kernel<T><<<grid_for(H * (rows1 + 1) * N + H * F, 256), 256, 0, st>>>(
+      p, F, w.as<Cx<T>>(), v.as<Cx<T>>(), z.as<Cx<T>>(), t.as<Cx<T>>());
+  SSMKIT_CUDA_CHECK_LAUNCH(op);
+  CauchyParams c1;  // pass 1: (H, rows1) rows over N nodes at F points
+  c1.dtype = p.dtype, c1.conj_pairs = true;
+  c1.batch.ndim = 2, c1.batch.shape[0] = H, c1.batch.shape[1] = rows1;
+  c1.N = N, c1.L = F;
+  c1.v = operand(v.as<void>(), rows1 * N, N), c1.w = operand(w.as<void>(), N, 0), c1.z = operand(z.as<void>(), 0, 0);
+  c1.out = kp.as<void>();
+  cauchy_forward_t<T, true>(c1, st);
+  if (r > 0) {
+    untruncated_woodbury_kernel<T><<<grid_for(H * F, 256), 256, 0, st>>>(H, r, F, kp.as<Cx<T>>(), t.as<Cx<T>>());
+    SSMKIT_CUDA_CHECK_LAUNCH(op);
+  }
+  CauchyParams c2;  // pass 2: (H, rows2) rows over F nodes at N points
+  c2.dtype = p.dtype, c2.conj_pairs = true;
+  c2.batch.ndim = 2, c2.batch.shape[0] = H, c2.batch.shape[1] = rows2;
+  c2.N = F, c2.L = N;
+  c2.v = operand(t.as<void>(), rows2 * F, F), c2.w = operand(z.as<void>(), 0, 0), c2.z = operand(w.as<void>(), N, 0);
+  c2.out = tp.as<void>();
+  cauchy_forward_t<T, true>(c2, st);
+  untruncated_finish_kernel<T><<<grid_for(H, 128), 128, 0, st>>>(p, w.as<Cx<T>>(), tp.as<Cx<T>>());
+  SSMKIT_CUDA_CHECK_LAUNCH(op);
+}
+
 }  // namespace
 
 void cauchy_cuda(const CauchyParams& p, void* s) {
@@ -336,6 +456,9 @@ void cauchy_cuda(const CauchyParams& p, void* s) {
 }
 void cauchy_backward_cuda(const CauchyBackwardParams& p, void* s) {
   SSMKIT_DTYPE_SWITCH(p.dtype, T, SSMKIT_BOOL_SWITCH(p.conj_pairs, kConj, cauchy_backward_t<T, kConj>(p, as_stream(s))));
+}
+void dplr_untruncated_C_cuda(const DplrUntruncatedCParams& p, void* s) {
+  SSMKIT_DTYPE_SWITCH(p.dtype, T, dplr_untruncated_C_t<T>(p, as_stream(s)));
 }
 
 }  // namespace ssmkit

@@ -159,6 +159,15 @@ PYBIND11_MODULE(_C, m) {
       py::arg("Pd"), py::arg("Q"), py::arg("C"), py::arg("D"), py::arg("y"),
       py::arg("new_state"), py::arg("stream") = 0, "One bilinear DPLR step from dplr_setup's factors");
   m.def(
+      "dplr_untruncated_C",
+      [](py::handle dt, py::handle Lambda, py::handle P, py::handle C, int64_t L, py::handle out, int64_t stream) {
+        Options o;
+        o.L = L;
+        call<DplrUntruncatedCParams>({dt, Lambda, P, C, out}, o, stream);
+      },
+      py::arg("dt"), py::arg("Lambda"), py::arg("P"), py::arg("C"), py::arg("L"), py::arg("out"),
+      py::arg("stream") = 0, "C~ (I - dA^L)^{-1} of a DPLR system (the step's C) into the preallocated out");
+  m.def(
       "vandermonde",
       [](py::handle v, py::handle x, int64_t L, py::handle out, bool conj_pairs, int64_t stream) {
         Options o = conj(conj_pairs);

@@ -98,6 +98,20 @@ Discretization method_of(const std::string& m) {
   throw py::value_error("method: expected \"zoh\" or \"bilinear\", got \"" + m + "\"");
 }
 
+// dt (H,), already checked against the complex operand A: step sizes must be positive
+// and finite. CUDA data cannot be read here without a sync (the kernels turn dt <= 0 into
+// NaN instead); shapes checked without data (a JAX trace) have none to read.
+void check_step_sizes(const Array& dt, const Array& A) {
+  const bool readable = !A.is_cuda() && dt.data != nullptr;
+  for (int64_t h = 0; h < (readable ? dt.shape[0] : 0); ++h) {
+    const double v = A.kind == Kind::complex64 ? static_cast<const float*>(dt.data)[h]
+                                               : static_cast<const double*>(dt.data)[h];
+    if (!(v > 0) || std::isinf(v))
+      throw py::value_error("dt: expected positive, finite step sizes, got dt[" + std::to_string(h) +
+                            "] = " + std::to_string(v));
+  }
+}
+
 // dt, A, B of discretize and its backward. The complex operand A: (H, N) is checked
 // first; everything else follows it.
 Checked check_discretize(const Array& dt, const Array& A, const Array& B, const std::string& method,
@@ -113,17 +127,7 @@ Checked check_discretize(const Array& dt, const Array& A, const Array& B, const 
   p.dtype = dtype_of(A);
   p.H = A.shape[0], p.N = A.shape[1];
   p.dt = dt.data, p.A = A.data, p.B = B.data;
-  // dt is a step size: it must be positive and finite. CUDA data cannot be read here
-  // without a sync: the kernels turn dt <= 0 into NaN instead.
-  // Shapes checked without data (a JAX trace) have none to read.
-  const bool readable = !A.is_cuda() && dt.data != nullptr;
-  for (int64_t h = 0; h < (readable ? p.H : 0); ++h) {
-    const double v = A.kind == Kind::complex64 ? static_cast<const float*>(dt.data)[h]
-                                               : static_cast<const double*>(dt.data)[h];
-    if (!(v > 0) || std::isinf(v))
-      throw py::value_error("dt: expected positive, finite step sizes, got dt[" + std::to_string(h) +
-                            "] = " + std::to_string(v));
-  }
+  check_step_sizes(dt, A);
   return c;
 }
 
@@ -360,6 +364,30 @@ void OpArgs<DplrStepParams>::prepare(const Array* a, const Options&, DplrStepPar
   p.state = state.data, p.u = u.data, p.a = dA.data, p.b = a[3].data, p.Pd = Pd.data;
   p.Q = a[5].data, p.C = a[6].data, p.D = D.data, p.y = a[8].data;
   p.new_state = a[9].data;
+}
+
+SSMKIT_OP_ARGS(DplrUntruncatedCParams, 4, 1, {"dt", false, 'H'}, {"Lambda", false, 'H'}, {"P", false, 'H'},
+               {"C", false, 'H'}, {"out", false, 'H'})
+void OpArgs<DplrUntruncatedCParams>::prepare(const Array* a, const Options& o, DplrUntruncatedCParams& p) {
+  const Array &dt = a[0], &Lambda = a[1], &P = a[2];
+  require_cpu_or_cuda_build(Lambda, op);
+  require_complex(Lambda);
+  if (Lambda.ndim() != 2) throw py::value_error("Lambda: expected shape (H, N), got " + Lambda.shape_str());
+  const Checked c{&Lambda, op};
+  c.complex_(Lambda, Lambda.shape, "(H, N)");
+  const int64_t H = Lambda.shape[0], N = Lambda.shape[1];
+  if (P.ndim() != 3 || P.shape[0] != H || P.shape[2] != N)
+    throw py::value_error("P: expected shape (H, r, N) with H, N as in Lambda, got " + P.shape_str());
+  if (P.shape[1] > 64) throw py::value_error("P: ranks up to 64 are supported, got r = " + std::to_string(P.shape[1]));
+  c.complex_(P, P.shape, "(H, r, N)");
+  c.complex_(a[3], Lambda.shape, "(H, N) like Lambda");
+  c.real_(dt, {H}, "(H,) like Lambda's first dimension");
+  check_step_sizes(dt, Lambda);
+  if (o.L < 1) throw py::value_error("L: expected a kernel length of at least 1, got " + std::to_string(o.L));
+  c.out_(a[4], Lambda, Lambda.shape);
+  p.dtype = dtype_of(Lambda);
+  p.H = H, p.N = N, p.r = P.shape[1], p.L = o.L;
+  p.dt = dt.data, p.Lambda = Lambda.data, p.P = P.data, p.C = a[3].data, p.out = a[4].data;
 }
 
 SSMKIT_OP_ARGS(VandermondeParams, 2, 0, {"v", false}, {"x", false}, {"out", false})

@@ -153,6 +153,22 @@ struct DplrStepParams {
 };
 
 
+// The C that the DPLR step needs from the C~ that S4 learns for kernel length L:
+//   out = C (I - dA^L)^{-1} over the full state (stored half), dA the bilinear dA of
+//   A = diag(Lambda) - P P^* with step dt (python/ssmkit/ops/reference.py defines it densely).
+// Computed without matrices or powers (python/ssmkit/nn/ssm_kernel.py, dplr_untruncated_C,
+// derives it): per channel two Cauchy products over the (L + 1)/2 frequencies k < L/2,
+// joined by the Woodbury weights at each frequency. Arrays are contiguous.
+struct DplrUntruncatedCParams {
+  DType dtype = DType::complex128;
+  int64_t H = 0, N = 0, r = 0, L = 0;  // L >= 1
+  const void* dt = nullptr;        // dt: (H,) real
+  const void* Lambda = nullptr;    // Lambda: (H, N)
+  const void* P = nullptr;         // P: (H, r, N)
+  const void* C = nullptr;         // C: (H, N), the learned C~
+  void* out = nullptr;             // out: (H, N)
+};
+
 // Log-Vandermonde product (see python/ssmkit/ops/reference.py):
 //   out[r, l] = sum_n v[r,n] exp(x[r,n] l),  l = 0..L-1;  the real 2 Re(...) when conj_pairs.
 struct VandermondeParams : ProductShape {
@@ -233,6 +249,7 @@ struct FftConvBackwardParams : FftConvInputs {
   X(ssm_scan, ScanParams)                                               \
   X(ssm_scan_backward, ScanBackwardParams)                              \
   X(dplr_step, DplrStepParams)                                          \
+  X(dplr_untruncated_C, DplrUntruncatedCParams)                         \
   X(fft_conv, FftConvParams)                                            \
   X(fft_conv_backward, FftConvBackwardParams)
 

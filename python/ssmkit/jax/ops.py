@@ -29,7 +29,7 @@ import numpy as np
 from .. import _C
 from ..ops._spec import _REAL, Flag, Size
 from ..ops.cauchy import CAUCHY, CAUCHY_BACKWARD
-from ..ops.dplr import DPLR_STEP
+from ..ops.dplr import DPLR_STEP, DPLR_UNTRUNCATED_C
 from ..ops.fft_conv import FFT_CONV, FFT_CONV_BACKWARD
 from ..ops.step import DISCRETIZE, DISCRETIZE_BACKWARD, SSM_SCAN, SSM_SCAN_BACKWARD, SSM_STEP
 from ..ops.vandermonde import (
@@ -41,7 +41,8 @@ from ..ops.vandermonde import (
 from ._ffi import target
 
 __all__ = [
-    "cauchy", "vandermonde", "vandermonde_transpose", "discretize", "ssm_step", "ssm_scan", "dplr_step", "fft_conv",
+    "cauchy", "vandermonde", "vandermonde_transpose", "discretize", "ssm_step", "ssm_scan", "dplr_step",
+    "dplr_untruncated_C", "fft_conv",
 ]
 
 
@@ -270,25 +271,30 @@ def fft_conv(u, k):
     return _fft_conv(jnp.asarray(u), jnp.asarray(k))
 
 
-def _inference_only(name, train):
+def _inference_only(op, train, nondiff_argnums=()):
+    """The op as a function whose gradient raises, naming what to train with."""
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=nondiff_argnums)
+    def f(*args):
+        results = _run(op, args)
+        return results[0] if len(results) == 1 else tuple(results)
+
     def fwd(*args):
         return f(*args), None
 
-    def bwd(res, g):
-        raise RuntimeError(f"ssmkit.jax.{name} is inference only (no gradient); train with {train} "
-                           f"and use {name} to generate")  # fmt: skip
+    def bwd(*args):
+        raise RuntimeError(f"ssmkit.jax.{op.name} is inference only (no gradient); train with {train} "
+                           f"and use {op.name} to generate")  # fmt: skip
 
-    @jax.custom_vjp
-    def f(*args):
-        return tuple(_run(OPS[name], args))
-
-    OPS = {"ssm_step": SSM_STEP, "dplr_step": DPLR_STEP}
     f.defvjp(fwd, bwd)
     return f
 
 
-_ssm_step = _inference_only("ssm_step", "ssmkit.jax.ssm_scan")
-_dplr_step = _inference_only("dplr_step", "the convolution mode")
+_ssm_step = _inference_only(SSM_STEP, "ssmkit.jax.ssm_scan")
+_dplr_step = _inference_only(DPLR_STEP, "the convolution mode")
+_dplr_untruncated_C = _inference_only(
+    DPLR_UNTRUNCATED_C, "ssmkit.jax.reference.dplr_untruncated_C (the dense definition)", nondiff_argnums=(4,)
+)
 
 
 def ssm_step(state, u, dA, dB, dC, D=None):
@@ -302,3 +308,9 @@ def dplr_step(state, u, factors, C, D=None):
     :func:`ssmkit.ops.dplr_setup`: returns (y, new state), as :func:`ssmkit.ops.dplr_step`.
     Inference only."""
     return _dplr_step(*(None if t is None else jnp.asarray(t) for t in (state, u, *factors, C, D)))
+
+
+def dplr_untruncated_C(dt, Lambda, P, C, L):
+    """The C that :func:`dplr_step` needs from the C~ of kernel length L, as
+    :func:`ssmkit.ops.dplr_untruncated_C`: complex (H, N). Inference only."""
+    return _dplr_untruncated_C(*(jnp.asarray(t) for t in (dt, Lambda, P, C)), Size("L").normalize(L))

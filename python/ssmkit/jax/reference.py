@@ -140,6 +140,16 @@ def dplr_dense(dt, Lambda, P, B):
     return dA, dB
 
 
+def dplr_untruncated_C(dt, Lambda, P, C, L: int):
+    """C~ (I - dA^L)^{-1} over the full state, stored half (H, N), as
+    :func:`ssmkit.ops.reference.dplr_untruncated_C`: dense dA^L by repeated squaring, then a solve."""
+    dA, _ = dplr_dense(dt, Lambda, P, jnp.zeros_like(Lambda))  # B does not enter dA
+    eye = jnp.eye(dA.shape[-1], dtype=dA.dtype)
+    lhs = jnp.swapaxes(eye - jnp.linalg.matrix_power(dA, L), -1, -2)
+    full = jnp.concatenate([C, jnp.conj(C)], -1)[..., None]
+    return jnp.linalg.solve(lhs, full)[..., 0][..., : C.shape[-1]]
+
+
 def dplr_step(state, u, dt, Lambda, P, B, C, D=None):
     r"""One bilinear step of the DPLR system with dense matrices (:func:`dplr_dense`).
 

@@ -102,17 +102,9 @@ def _dense_step(state, u, dense, C, D):
     return 2 * (C * new).sum(-1).real + D * u, new
 
 
-def _dense_untruncated_C(dt, Lambda, P, C, L: int):
-    """C~ (I - dA^L)^{-1} as defined: dense dA^L by repeated squaring, then a solve."""
-    dA, _ = reference.dplr_dense(dt, Lambda, P, jnp.zeros_like(Lambda))  # B does not enter dA
-    eye = jnp.eye(dA.shape[-1], dtype=dA.dtype)
-    lhs = jnp.swapaxes(eye - jnp.linalg.matrix_power(dA, L), -1, -2)
-    return jnp.linalg.solve(lhs, _full(C)[..., None])[..., 0][..., : C.shape[-1]]
-
-
 REFERENCE = Primitives(reference.cauchy, reference.vandermonde, reference.discretize, reference.ssm_step,
                        reference.ssm_scan, reference.dplr_dense, _dense_step, reference.fft_conv,
-                       _dense_untruncated_C)  # fmt: skip
+                       reference.dplr_untruncated_C)  # fmt: skip
 
 
 def dplr_setup(dt, Lambda, P, B):
@@ -128,12 +120,8 @@ def primitives(backend: str) -> Primitives:
         return REFERENCE
     from . import ops  # the custom calls; imported here, once the package is initialised
 
-    def untruncated_C(dt, Lambda, P, C, L: int):
-        return dplr_untruncated_C(compiled, dt, Lambda, P, C, L)
-
-    compiled = Primitives(ops.cauchy, ops.vandermonde, ops.discretize, ops.ssm_step, ops.ssm_scan, dplr_setup,
-                          ops.dplr_step, ops.fft_conv, untruncated_C)  # fmt: skip
-    return compiled
+    return Primitives(ops.cauchy, ops.vandermonde, ops.discretize, ops.ssm_step, ops.ssm_scan, dplr_setup,
+                      ops.dplr_step, ops.fft_conv, ops.dplr_untruncated_C)  # fmt: skip
 
 
 # ---- parameters ----------------------------------------------------------------------
@@ -297,29 +285,6 @@ def dplr_state_sum(prims: Primitives, dt, Lambda, P, B, u):
     if L % 2 == 0:  # z = -1: F(-1) = dt B / 2
         S = S + dt[:, None] * B * a_all[..., L // 2, None] / 2
     return S
-
-
-def dplr_untruncated_C(prims: Primitives, dt, Lambda, P, C, L: int):
-    """C = C~ (I - dA^L)^{-1}, the DPLR step's C from the C~ of kernel length L, stored half
-    (H, N): four Cauchy products over the L-th roots of unity, no dense matrices
-    (:func:`ssmkit.nn.ssm_kernel.dplr_untruncated_C` derives it). Give complex128 inputs."""
-    H, r, N = P.shape
-    inner = L // 2 if L % 2 == 0 else L // 2 + 1  # k < L/2 (+ 1 for an odd L); conjugates pair up
-    zhat = _bilinear_points(np.arange(inner), L, Lambda.dtype)
-    dtw = dt[:, None] * Lambda
-    left = jnp.concatenate([C[:, None, :], jnp.conj(P)], -2)  # (H, 1 + r, N): C~ and P^*
-    v = (left[:, :, None, :] * P[:, None, :, :]).reshape(H, (1 + r) * r, N) * dt[:, None, None]
-    k = prims.cauchy(v, zhat[None, :], dtw[:, None, :]).reshape(H, 1 + r, r, inner)
-    weight = ((1 + zhat / 2) / L).at[0].multiply(0.5)  # z = 1 is its own conjugate
-    ay = _woodbury_inner(k[:, 0] * weight, jnp.swapaxes(k[:, 1:], -3, -2))  # the row a k01 (I + k11)^{-1}
-    # T0 and T1 in one call whose rows share the points and the nodes (computed once per channel)
-    terms = jnp.concatenate([jnp.broadcast_to(weight, (H, 1, inner)), ay], -2)  # (H, 1 + r, F)
-    T = -prims.cauchy(terms, dtw[:, None, :], zhat)  # (H, 1 + r, N)
-    V = C * T[:, 0] - (jnp.conj(P) * T[:, 1:]).sum(-2)
-    if L % 2 == 0:  # z = -1: (I + dA)^{-1} = (I - dt/2 A) / 2
-        V = V + C / (2 * L)
-    s = 2 * (V[:, None, :] * P).sum(-1).real  # V P over the full state: (H, r)
-    return V * (1 - dtw / 2) + (dt / 2)[:, None] * (s[..., None] * jnp.conj(P)).sum(-2)
 
 
 def diag_kernel(prims: Primitives, dt, Lambda, B, C, L: int, method: str):

@@ -46,17 +46,11 @@ def _dense_step(state, u, dense, C, D):
     return y, new
 
 
-def _dense_untruncated_C(dt, Lambda, P, C, L):
-    """C~ (I - dA^L)^{-1} as defined: dense dA^L by repeated squaring, then a solve."""
-    from .ssm_kernel import dplr_dense_power  # imported here: ssm_kernel imports this module
-
-    power = dplr_dense_power(dt, Lambda, P, L)
-    eye = torch.eye(power.shape[-1], dtype=power.dtype, device=power.device)
-    lhs = (eye - power).transpose(-1, -2)
-    return torch.linalg.solve(lhs, torch.cat([C, C.conj()], -1).unsqueeze(-1)).squeeze(-1)[..., : C.shape[-1]]
-
-
 def _compiled_untruncated_C(dt, Lambda, P, C, L):
+    """The kernel (inference only), or where a gradient is wanted the same two Cauchy
+    products composed with torch ops (differentiable)."""
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (dt, Lambda, P, C))):
+        return ops.dplr_untruncated_C(dt, Lambda, P, C, L)
     from .ssm_kernel import dplr_untruncated_C  # imported here: ssm_kernel imports this module
 
     return dplr_untruncated_C(COMPILED, dt, Lambda, P, C, L)
@@ -102,10 +96,11 @@ REFERENCE = Primitives(
     dplr_setup=_dense_setup,
     dplr_step=_dense_step,
     fft_conv=reference.fft_conv,
-    untruncated_C=_dense_untruncated_C,
+    untruncated_C=reference.dplr_untruncated_C,
 )
 
-PRIMITIVES = ("cauchy", "vandermonde", "discretize", "ssm_step", "ssm_scan", "dplr_setup", "dplr_step", "fft_conv")
+PRIMITIVES = ("cauchy", "vandermonde", "discretize", "ssm_step", "ssm_scan", "dplr_setup", "dplr_step", "fft_conv",
+              "untruncated_C")
 _chosen: dict[str, Primitives] = {}  # device -> the "auto" primitives there
 _warned: set[str] = set()  # devices already warned about
 
@@ -145,5 +140,4 @@ def _auto(key: str, compiled: tuple[str, ...]) -> Primitives:
     mixed = {name: getattr(REFERENCE if name in missing else COMPILED, name) for name in PRIMITIVES}
     if "dplr_setup" in missing or "dplr_step" in missing:  # the step's cache and step go together
         mixed["dplr_setup"], mixed["dplr_step"] = REFERENCE.dplr_setup, REFERENCE.dplr_step
-    mixed["untruncated_C"] = (REFERENCE if "cauchy" in missing else COMPILED).untruncated_C
     return Primitives("auto", **mixed)

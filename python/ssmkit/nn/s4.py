@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import hippo
+from ..ops.reference import dplr_dense_power
 from .._validate import S4_ACTIVATIONS, positive_int, s4_options
 from .backend import check_backend, primitives
-from .ssm_kernel import diag_kernel, dplr_dense_power, dplr_kernel, dplr_state_sum, full
+from .ssm_kernel import diag_kernel, dplr_kernel, dplr_state_sum, full
 
 ACTIVATIONS = dict(zip(S4_ACTIVATIONS, (nn.GELU, nn.ReLU, nn.SiLU, nn.Tanh, nn.Identity)))
 

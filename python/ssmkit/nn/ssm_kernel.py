@@ -30,7 +30,6 @@ import math
 
 import torch
 
-from ..ops import reference
 from .backend import Primitives
 
 
@@ -133,6 +132,9 @@ def dplr_untruncated_C(prims: Primitives, dt, Lambda, P, C, L: int) -> torch.Ten
     dense solve this is within a few float64 ulps (the dense complex128 power is off by up
     to 1e-13, the closed form by 1e-11). Give complex128 inputs for the step's accuracy.
 
+    :func:`ssmkit.ops.dplr_untruncated_C` computes the same sums in one kernel (inference
+    only, no (H, L) intermediates); this composition is the differentiable path.
+
     dt (H,), Lambda (H, N), P (H, r, N), C (H, N). Returns complex (H, N).
     """
     H, r, N = P.shape
@@ -158,12 +160,6 @@ def dplr_untruncated_C(prims: Primitives, dt, Lambda, P, C, L: int) -> torch.Ten
     # V (I - dt/2 A) over the full state, A = diag(Lambda) - P P^*
     s = 2 * (V.unsqueeze(-2) * P).sum(-1).real  # V P over the full state: (H, r)
     return V * (1 - dtw / 2) + (dt / 2).unsqueeze(-1) * (s.unsqueeze(-1) * P.conj()).sum(-2)
-
-
-def dplr_dense_power(dt, Lambda, P, L: int):
-    """Dense full-size (2N) bilinear dA^L (by repeated squaring); differentiable."""
-    dA, _ = reference.dplr_dense(dt, Lambda, P, torch.zeros_like(Lambda))  # B does not enter dA
-    return torch.linalg.matrix_power(dA, L)
 
 
 def full(x: torch.Tensor) -> torch.Tensor:

@@ -29,9 +29,9 @@ import numpy as np
 
 from .. import _C
 from ._common import Array, as_array, torch, use_torch
-from ._spec import COMPLEX, REAL, Op, Tensor
+from ._spec import COMPLEX, REAL, Op, Size, Tensor
 
-__all__ = ["DPLRFactors", "dplr_setup", "dplr_step"]  # what ssmkit.ops exports
+__all__ = ["DPLRFactors", "dplr_setup", "dplr_step", "dplr_untruncated_C"]  # what ssmkit.ops exports
 
 
 class DPLRFactors(NamedTuple):
@@ -58,6 +58,15 @@ DPLR_STEP = Op(
      Tensor("D", REAL, "H", optional=True)],
     [Tensor("y", REAL, "batch H"), Tensor("new_state", COMPLEX, "batch H N")],
     ref="dA", contiguous=True, out="new_state", in_place="state", train="the convolution mode", direct=True,
+)  # fmt: skip
+
+
+DPLR_UNTRUNCATED_C = Op(
+    "dplr_untruncated_C", _C.dplr_untruncated_C,
+    [Tensor("dt", REAL, "H"), Tensor("Lambda", COMPLEX, "H N"), Tensor("P", COMPLEX, "H r N"), Tensor("C", COMPLEX, "H N"),
+     Size("L")],
+    [Tensor("out", COMPLEX, "H N")],
+    ref="Lambda", contiguous=True, train="ssmkit.nn.ssm_kernel.dplr_untruncated_C (the same sums in differentiable torch ops)",
 )  # fmt: skip
 
 
@@ -120,5 +129,20 @@ def dplr_step(
     return DPLR_STEP(state, u, *factors, C, D, out=out)
 
 
+def dplr_untruncated_C(dt: Array, Lambda: Array, P: Array, C: Array, L: int) -> Array:
+    r"""The C that :func:`dplr_step` needs from the C~ that S4 learns for kernel length L:
+    C~ (I - dA^L)^{-1} over the full state, stored half, with dA the bilinear dA of
+    A = diag(Lambda) - P P^* (:func:`ssmkit.ops.reference.dplr_untruncated_C` defines it).
+
+    dt: real (H,), positive and finite; Lambda, C: complex (H, N); P: complex (H, r, N), r at
+    most 64; L >= 1. Returns complex (H, N). Without matrices or powers of dA: per channel,
+    two Cauchy products over the (L + 1)/2 frequencies (the sums of
+    :func:`ssmkit.nn.ssm_kernel.dplr_untruncated_C`), O(N L r^2). C~ T0 and P^* T1 can
+    nearly cancel, so give complex128 for the step's accuracy. Inference only.
+    """
+    return DPLR_UNTRUNCATED_C(dt, Lambda, P, C, L)
+
+
 if torch is not None:
     DPLR_STEP.register()
+    DPLR_UNTRUNCATED_C.register()

@@ -106,6 +106,22 @@ def dplr_dense(dt, Lambda, P, B):
     return dA, dB
 
 
+def dplr_dense_power(dt, Lambda, P, L: int):
+    """Dense full-size (2N) bilinear dA^L by repeated squaring (:func:`dplr_dense`)."""
+    dA, _ = dplr_dense(dt, Lambda, P, torch.zeros_like(Lambda))  # B does not enter dA
+    return torch.linalg.matrix_power(dA, L)
+
+
+def dplr_untruncated_C(dt, Lambda, P, C, L: int):
+    r"""C = C~ (I - dA^L)^{-1} over the full state, stored half (H, N): the C that the
+    bilinear DPLR step needs from the C~ that S4 learns for kernel length L. Dense dA^L
+    (:func:`dplr_dense_power`), then a solve."""
+    power = dplr_dense_power(dt, Lambda, P, L)
+    eye = torch.eye(power.shape[-1], dtype=power.dtype, device=power.device)
+    full = torch.cat([C, C.conj()], -1).unsqueeze(-1)
+    return torch.linalg.solve((eye - power).transpose(-1, -2), full).squeeze(-1)[..., : C.shape[-1]]
+
+
 def dplr_step(state, u, dt, Lambda, P, B, C, D=None):
     r"""One bilinear step of the DPLR system with dense matrices (:func:`dplr_dense`).
 
