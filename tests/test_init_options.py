@@ -70,3 +70,24 @@ def test_init_option_errors_name_the_argument():
         S4(2, 8, mode="diag", init="lin", b_clip=2.0)
     with pytest.raises(ValueError, match="b_clip: expected a positive bound or None, got -1"):
         hippo.legs_nplr(8, b_clip=-1)
+
+
+def test_hippo_linear_algebra_runs_on_one_blas_thread(monkeypatch):
+    """HiPPO's eigh runs inside ssmkit._blas.one_blas_thread (where BLAS, limited to one
+    thread, leaves no spinning workers behind to slow the kernels that follow)."""
+    from threadpoolctl import threadpool_info
+
+    from ssmkit._blas import one_blas_thread
+
+    with one_blas_thread():
+        assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+    seen = []
+
+    def eigh(*a, **k):
+        seen.append([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+        return real_eigh(*a, **k)
+
+    real_eigh = hippo.np.linalg.eigh
+    monkeypatch.setattr(hippo.np.linalg, "eigh", eigh)
+    hippo.legs_nplr(16)
+    assert seen and all(n == 1 for n in seen[0])

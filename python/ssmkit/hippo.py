@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from ._blas import one_blas_thread
+
 DIAG_INITS = ("legs", "lin", "inv")
 
 
@@ -52,7 +54,8 @@ def legs_nplr(d_state: int, b_clip: float | None = None) -> tuple[np.ndarray, np
     S = A + P[:, None] * P[None, :]
     # S = -I/2 + K with K real skew-symmetric: -iK is Hermitian and eigh is accurate for it.
     K = S - np.diag(np.diagonal(S))
-    freq, V = np.linalg.eigh(-1j * K)  # K = V diag(i freq) V^*
+    with one_blas_thread():
+        freq, V = np.linalg.eigh(-1j * K)  # K = V diag(i freq) V^*
     keep = freq > 0  # one of each pair (freq, -freq); eigh sorts ascending
     Vh = V[:, keep].conj().T
     Lambda = -0.5 + 1j * freq[keep]

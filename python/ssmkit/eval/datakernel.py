@@ -23,7 +23,6 @@ thinning a rank-one Poisson process).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh
 
+from .._blas import one_blas_thread
 from .._validate import positive_int
 
 METRICS = ("cosine", "euclidean")
@@ -182,22 +182,12 @@ def _first_elbow(v: np.ndarray) -> int:
 # ---------------------------------------------------------------------------- embeddings
 
 
-def _one_blas_thread():
-    # Eigensolvers at these sizes lose to BLAS thread hand-offs: on a loaded 2-core machine
-    # one BLAS thread cut eigsh's CPU time 16x, and a 200 x 200 eigh from 0.8 s to ~5 ms.
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
-
-
 def _top_eigenpairs(M, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k largest (algebraic) eigenvalues of symmetric M, decreasing, and their eigenvectors."""
     size = M.shape[0]
     if sp.issparse(M) and M.nnz == 0:  # no edges at all (ARPACK cannot start): all eigenvalues 0
         return np.zeros(k), np.eye(size, k)
-    with _one_blas_thread():
+    with one_blas_thread():
         if size <= _DENSE_SIZE or k >= size - 1:
             dense = M.toarray() if sp.issparse(M) else M @ np.eye(size)
             values, vectors = np.linalg.eigh(dense)
