@@ -229,5 +229,34 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
                     dplr_check(x[:1], u[:1]),
                     note="one sample per step, as generation runs it; at this size the Python call overhead "
                     "(~15 us) is most of the time", cost=step_cost(1, DPLR_PARAMS, DPLR_FLOPS)))
+    out.append(_untruncated_C_case(H, N, r, L, device))
     return out
+
+
+def _untruncated_C_case(H: int, N: int, r: int, L: int, device: str) -> Case:
+    """The step's C from the C~ of kernel length L (what a first generation computes per
+    DPLR layer), complex128 as the layers call it: the kernel against the same sums
+    composed of ssmkit's Cauchy product and torch ops (nn.ssm_kernel, the differentiable
+    path) and the dense definition (reference: dA^L by repeated squaring, then a solve).
+    Work: Cauchy terms as in the cauchy family (a conjugate pair counts two), per channel
+    (1 + r) r rows over N at the (L + 1)/2 frequencies, then 1 + r rows back. Not rated
+    against the roofline: it is float64 work with rows sharing denominators."""
+    from ..nn import backend, ssm_kernel  # imported here: ssmkit.nn needs torch's nn
+
+    dt, Lam, B, C, _ = (t.to(device) for t in _up(*_diag(1, H, N)))
+    P = torch.randn(H, r, N, dtype=torch.complex128, device=device) / N**0.5
+    terms = H * 2 * N * ((L + 1) // 2) * ((1 + r) * r + 1 + r)
+    impls = {
+        "ssmkit": Impl(lambda: ops.dplr_untruncated_C(dt, Lam, P, C, L), terms),
+        "ssmkit Cauchy + torch": Impl(lambda: ssm_kernel.dplr_untruncated_C(backend.COMPILED, dt, Lam, P, C, L), terms),
+        "dense reference": Impl(lambda: reference.dplr_untruncated_C(dt, Lam, P, C, L), terms),
+    }
+
+    def check():
+        return judge_all([("C", ops.dplr_untruncated_C(dt, Lam, P, C, L), reference.dplr_untruncated_C(dt, Lam, P, C, L),
+                           None)])  # fmt: skip
+
+    return Case("step", f"dplr_untruncated_C r={r}", f"H={H} N={N} L={L}", "G terms/s", impls, check,
+                note="complex128; checked against the dense definition, whose own error (up to ~1e-13) "
+                "is within the float64 floor")
 
