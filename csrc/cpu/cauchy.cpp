@@ -452,6 +452,7 @@ void cauchy_backward_sums(const CauchyBackwardParams& p) {
   else if (need_t)
     cauchy_backward_impl<T, kConj, false, true>(p);
 }
+
 // ---- dplr_untruncated_C: two Cauchy products per channel, joined at each frequency ----
 // The algorithm of python/ssmkit/nn/ssm_kernel.py's dplr_untruncated_C (which derives it
 // and composes it from ops.cauchy and torch): pass 1 sums over the state for each
