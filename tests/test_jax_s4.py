@@ -146,7 +146,7 @@ def test_steps_equal_the_convolution(layer_args, backend):
 
 @pytest.mark.parametrize("L_kernel", [7, 64, 2048])
 def test_untruncated_C_long_double(L_kernel):
-    """The step's C from C~ (s4.dplr_untruncated_C on the custom calls, and the dense
+    """The step's C from C~ (the custom call ssmkit.jax.dplr_untruncated_C, and the dense
     definition of the reference primitives) against a long-double dense solve."""
     rng = np.random.default_rng(0)
     Hs, N, r = 3, 8, 2
