@@ -253,8 +253,9 @@ def test_dplr_untruncated_C_numpy_threads_and_opcheck():
 
 def test_dplr_untruncated_C_bad_input():
     dt, Lam, P, C = untruncated_inputs(4, 5, 2, C64)
-    with pytest.raises(ValueError, match="^L: expected"):
-        ops.dplr_untruncated_C(dt, Lam, P, C, 0)
+    for L in (0, 2**32 + 1, 2**62):  # L sizes no array, so the core bounds it
+        with pytest.raises(ValueError, match="^L: expected a kernel length from 1 to 2\\^32"):
+            ops.dplr_untruncated_C(dt, Lam, P, C, L)
     with pytest.raises(ValueError, match=r"^dt: expected positive, finite step sizes, got dt\[0\]"):
         ops.dplr_untruncated_C(-dt, Lam, P, C, 8)
     with pytest.raises(ValueError, match="^P: expected shape"):

@@ -454,6 +454,9 @@ def test_bad_input_is_a_clear_error(data, N, L, numpy_api):
                       "dA": dA, "dB": dB, "dC": dC, "D": D}, lambda **a: ops.ssm_step(**a)),
         "ssm_scan": ({"u": torch.randn(batch, L, H, dtype=torch.float64), "dA": dA, "dB": dB, "dC": dC, "D": D,
                       "state": crandn(g, (batch, H, N))}, lambda **a: ops.ssm_scan(**a)),
+        "dplr_untruncated_C": ({"dt": torch.rand(H, dtype=torch.float64) + 0.1, "Lambda": poles(g, (H, N)),
+                                "P": crandn(g, (H, 1, N)), "C": crandn(g, (H, N))},
+                               lambda **a: ops.dplr_untruncated_C(**a, L=L)),
     }  # fmt: skip
     op = data.draw(st.sampled_from(sorted(valid)))
     inputs, call = valid[op]

@@ -500,8 +500,9 @@ void dplr_untruncated_C_impl(const DplrUntruncatedCParams& p) {
     weight_r[k] = T(1) / static_cast<T>(L), weight_i[k] = zh[k] / 2 / static_cast<T>(L);
   }
   weight_r[0] /= 2, weight_i[0] /= 2;  // z = 1 is its own conjugate: once in the paired sum
+  const double work = static_cast<double>(H) * static_cast<double>(F) * static_cast<double>(N) * (rows1 + rows2);
   parallel_tasks(
-      H, H * F * N * (rows1 + rows2),
+      H, work < 1e18 ? static_cast<int64_t>(work) : int64_t(1e18),
       [&] { return Scratch<T>(2 * (Np + rows1 * Np + rows2 * Fp + rows1 * W + rows2 * Np + r * r + r)); },
       [&](Scratch<T>& buf, int64_t h) {
         T *wr = buf.p, *wi = wr + Np, *vr = wi + Np, *vi = vr + rows1 * Np, *tr = vi + rows1 * Np;

@@ -16,6 +16,8 @@
 // grad staged in shared memory; its threads are (n, group) slots, each summing every
 // G-th l of the chunk for one n (no atomics); groups are added in a fixed order, chunks
 // by a second kernel in a fixed order, so results are deterministic.
+#include <new>
+
 #include "common.cuh"
 
 namespace ssmkit {
@@ -421,9 +423,15 @@ void dplr_untruncated_C_t(const DplrUntruncatedCParams& p, cudaStream_t st) {
   const char* op = "dplr_untruncated_C";
   const int64_t H = p.H, N = p.N, r = p.r, F = (p.L + 1) / 2, rows1 = (1 + r) * r, rows2 = 1 + r;
   if (H == 0 || N == 0) return;
-  const size_t c = sizeof(Cx<T>);
-  Scratch w(c * H * N, st, op), v(c * H * rows1 * N, st, op), z(c * F, st, op), t(c * H * rows2 * F, st, op);
-  Scratch kp(c * H * rows1 * F, st, op), tp(c * H * rows2 * N, st, op);
+  auto bytes = [](int64_t a, int64_t b, int64_t n) {  // a b n complex values; too many fail as out of memory
+    int64_t ab = 0, abn = 0, total = 0;
+    if (__builtin_mul_overflow(a, b, &ab) || __builtin_mul_overflow(ab, n, &abn) ||
+        __builtin_mul_overflow(abn, int64_t(sizeof(Cx<T>)), &total))
+      throw std::bad_alloc();
+    return static_cast<size_t>(total);
+  };
+  Scratch w(bytes(H, 1, N), st, op), v(bytes(H, rows1, N), st, op), z(bytes(1, 1, F), st, op);
+  Scratch t(bytes(H, rows2, F), st, op), kp(bytes(H, rows1, F), st, op), tp(bytes(H, rows2, N), st, op);
   untruncated_operands_kernel<T><<<grid_for(H * (rows1 + 1) * N + H * F, 256), 256, 0, st>>>(
       p, F, w.as<Cx<T>>(), v.as<Cx<T>>(), z.as<Cx<T>>(), t.as<Cx<T>>());
   SSMKIT_CUDA_CHECK_LAUNCH(op);

@@ -383,7 +383,10 @@ void OpArgs<DplrUntruncatedCParams>::prepare(const Array* a, const Options& o, D
   c.complex_(a[3], Lambda.shape, "(H, N) like Lambda");
   c.real_(dt, {H}, "(H,) like Lambda's first dimension");
   check_step_sizes(dt, Lambda);
-  if (o.L < 1) throw py::value_error("L: expected a kernel length of at least 1, got " + std::to_string(o.L));
+  // L is no array's length, so nothing else bounds it; 2^32 keeps every size the kernels
+  // derive from it far inside 64 bits (such a call fails to allocate, as it should).
+  if (o.L < 1 || o.L > (int64_t(1) << 32))
+    throw py::value_error("L: expected a kernel length from 1 to 2^32, got " + std::to_string(o.L));
   c.out_(a[4], Lambda, Lambda.shape);
   p.dtype = dtype_of(Lambda);
   p.H = H, p.N = N, p.r = P.shape[1], p.L = o.L;
