@@ -13,7 +13,6 @@
 // Rows that share z and w (S4's kernel: the rows of one channel; see RowGroups) are
 // computed together: the differences, denominators and reciprocals once for the group,
 // the rest per row exactly as for a row alone (the same bits).
-#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -24,6 +23,7 @@
 #include "simd.h"
 #include "ssmkit/cpu_kernels.h"
 #include "ssmkit/static_switch.h"
+#include "ssmkit/untruncated_math.h"
 
 namespace ssmkit {
 namespace SSMKIT_ISA {
@@ -35,7 +35,6 @@ constexpr int64_t kBwdLChunk = 4096;   // l values per backward task (fixed: res
 constexpr int64_t kSumBlock = 16;      // terms per inner accumulation block
 constexpr int kMaxGroup = 4;           // rows per forward pass that share z and w
 constexpr int kBwdGroup = 4;           // the same for the backward (at most kMaxGroup)
-constexpr double kPi = 3.14159265358979323846;
 
 // Rows that share z and w: the batch dimensions along which both are broadcast (stride 0)
 // are moved last, so that the rows of a group (`size` of them) are consecutive in
@@ -460,7 +459,8 @@ void cauchy_backward_sums(const CauchyBackwardParams& p) {
 // join its rows at each k, and pass 2 sums those weights over the frequencies for each
 // state index (points dt Lambda_n, nodes zhat_k). Both passes are cauchy_lanes, so they
 // keep the Cauchy product's accuracy; one task per channel keeps every intermediate in
-// that task's scratch (no array of size H x L is formed).
+// that task's scratch (no array of size H x L is formed). The per-channel math shared
+// with the GPU is in ssmkit/untruncated_math.h.
 
 // Runs cauchy_lanes over `rows` rows (row k's v at vr + k * vs), kMaxGroup at a time,
 // storing W lanes of row k's sum at (out_r, out_i) + k * W.
@@ -495,11 +495,10 @@ void dplr_untruncated_C_impl(const DplrUntruncatedCParams& p) {
   if (!shared.ok()) throw std::bad_alloc();
   T *zh = shared.p, *zeros = zh + Fp, *weight_r = zeros + Fp, *weight_i = weight_r + Fp;
   for (int64_t k = 0; k < Fp; ++k) {
-    zh[k] = static_cast<T>(2 * std::tan(kPi * static_cast<double>(imin(k, F - 1)) / static_cast<double>(L)));
-    zeros[k] = 0;
-    weight_r[k] = T(1) / static_cast<T>(L), weight_i[k] = zh[k] / 2 / static_cast<T>(L);
+    zh[k] = untruncated_point<T>(imin(k, F - 1), L);
+    const Cx<T> weight = untruncated_weight(zh[k], imin(k, F - 1), L);
+    zeros[k] = 0, weight_r[k] = weight.re, weight_i[k] = weight.im;
   }
-  weight_r[0] /= 2, weight_i[0] /= 2;  // z = 1 is its own conjugate: once in the paired sum
   const double work = static_cast<double>(H) * static_cast<double>(F) * static_cast<double>(N) * (rows1 + rows2);
   parallel_tasks(
       H, work < 1e18 ? static_cast<int64_t>(work) : int64_t(1e18),
@@ -559,23 +558,8 @@ void dplr_untruncated_C_impl(const DplrUntruncatedCParams& p) {
           const int64_t at = (n / W * W) * rows2 + j * W + n % W;
           return Cx<T>{-Tr[at], -Ti[at]};
         };
-        // V = C~ T0 - P^* T1 (+ C~/(2L) for z = -1), then C = V (I - dt/2 A) over the full state
-        Cx<T>* out = static_cast<Cx<T>*>(p.out) + h * N;
-        T* s = reinterpret_cast<T*>(m);  // r values
-        for (int64_t b = 0; b < r; ++b) s[b] = 0;
-        for (int64_t n = 0; n < N; ++n) {
-          Cx<T> pt{0, 0};
-          for (int64_t b = 0; b < r; ++b) pt = pt + conj(P(b, n)) * Tj(1 + b, n);
-          Cx<T> v = C(n) * Tj(0, n) - pt;
-          if (L % 2 == 0) v = v + (T(1) / static_cast<T>(2 * L)) * C(n);
-          out[n] = v;
-          for (int64_t b = 0; b < r; ++b) s[b] += 2 * (v * P(b, n)).re;
-        }
-        for (int64_t n = 0; n < N; ++n) {
-          Cx<T> ps{0, 0};
-          for (int64_t b = 0; b < r; ++b) ps = ps + s[b] * conj(P(b, n));
-          out[n] = out[n] * (Cx<T>{1, 0} - T(0.5) * Cx<T>{wr[n], wi[n]}) + (dt / 2) * ps;
-        }
+        untruncated_finish<T>(N, r, L, dt, Tj, P, C, [&](int64_t n) { return Cx<T>{wr[n], wi[n]}; },
+                              static_cast<Cx<T>*>(p.out) + h * N, reinterpret_cast<T*>(m));
       });
 }
 }  // namespace

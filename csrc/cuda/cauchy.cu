@@ -19,6 +19,7 @@
 #include <new>
 
 #include "common.cuh"
+#include "ssmkit/untruncated_math.h"
 
 namespace ssmkit {
 namespace {
@@ -336,7 +337,8 @@ void cauchy_backward_t(const CauchyBackwardParams& p, cudaStream_t st) {
 // (points z_k = i zhat_k, nodes dt Lambda_n, the (1 + r) r rows dt C~ P and dt P^* P of
 // each channel), pass 2 (points dt Lambda_n, nodes z_k, the 1 + r rows of weights and
 // Woodbury terms). Small kernels around them build the operands, join pass 1's rows by
-// the Woodbury solve at each frequency, and finish each channel in a fixed order.
+// the Woodbury solve at each frequency, and finish each channel in a fixed order (the
+// per-channel math is the CPU's, from ssmkit/untruncated_math.h).
 
 // The operands of pass 1 (nodes w, rows v), the frequencies' points z (= i zhat_k) and
 // row 0 of each channel's pass-2 terms t: the weights (1 + zhat_k/2)/L, halved at k = 0.
@@ -346,18 +348,17 @@ __global__ void untruncated_operands_kernel(DplrUntruncatedCParams p, int64_t F,
   const int64_t H = p.H, N = p.N, r = p.r, rows1 = (1 + r) * r, rows2 = 1 + r;
   const T* dt = static_cast<const T*>(p.dt);
   for (int64_t i = grid_thread(); i < H * N; i += grid_stride())
-    w[i] = dt[i / N] * cx_load<T>(p.Lambda, i);
+    w[i] = step_size(dt, i / N) * cx_load<T>(p.Lambda, i);
   for (int64_t i = grid_thread(); i < H * rows1 * N; i += grid_stride()) {
     const int64_t h = i / (rows1 * N), a = i / N % rows1 / r, b = i / N % r, n = i % N;
     const Cx<T> left = a == 0 ? cx_load<T>(p.C, h * N + n) : conj(cx_load<T>(p.P, (h * r + a - 1) * N + n));
-    v[i] = dt[h] * (left * cx_load<T>(p.P, (h * r + b) * N + n));
+    v[i] = step_size(dt, h) * (left * cx_load<T>(p.P, (h * r + b) * N + n));
   }
   for (int64_t i = grid_thread(); i < H * F; i += grid_stride()) {
     const int64_t h = i / F, k = i % F;
-    const T zh = static_cast<T>(2 * tan(3.14159265358979323846 * static_cast<double>(k) / static_cast<double>(p.L)));
-    const T half = k == 0 ? T(2) : T(1);  // z = 1 is its own conjugate: once in the paired sum
+    const T zh = untruncated_point<T>(k, p.L);
     if (h == 0) z[k] = {T(0), zh};
-    t[h * rows2 * F + k] = {T(1) / static_cast<T>(p.L) / half, zh / 2 / static_cast<T>(p.L) / half};
+    t[h * rows2 * F + k] = untruncated_weight(zh, k, p.L);
   }
 }
 
@@ -385,27 +386,13 @@ __global__ void untruncated_woodbury_kernel(int64_t H, int64_t r, int64_t F, Cx<
 template <typename T>
 __global__ void untruncated_finish_kernel(DplrUntruncatedCParams p, const Cx<T>* w, const Cx<T>* tp) {
   const int64_t N = p.N, r = p.r, rows2 = 1 + r;
-  Cx<T>* out = static_cast<Cx<T>*>(p.out);
   for (int64_t h = grid_thread(); h < p.H; h += grid_stride()) {
     auto Tj = [&](int64_t j, int64_t n) { const Cx<T> s = tp[(h * rows2 + j) * N + n]; return Cx<T>{-s.re, -s.im}; };
     auto P = [&](int64_t b, int64_t n) { return cx_load<T>(p.P, (h * r + b) * N + n); };
+    auto Ct = [&](int64_t n) { return cx_load<T>(p.C, h * N + n); };
     T s[64];  // r <= 64 (the binding checks)
-    for (int64_t b = 0; b < r; ++b) s[b] = 0;
-    for (int64_t n = 0; n < N; ++n) {
-      const Cx<T> C = cx_load<T>(p.C, h * N + n);
-      Cx<T> pt{0, 0};
-      for (int64_t b = 0; b < r; ++b) pt = pt + conj(P(b, n)) * Tj(1 + b, n);
-      Cx<T> v = C * Tj(0, n) - pt;
-      if (p.L % 2 == 0) v = v + (T(1) / static_cast<T>(2 * p.L)) * C;
-      out[h * N + n] = v;
-      for (int64_t b = 0; b < r; ++b) s[b] += 2 * (v * P(b, n)).re;
-    }
-    const T dt = static_cast<const T*>(p.dt)[h];
-    for (int64_t n = 0; n < N; ++n) {
-      Cx<T> ps{0, 0};
-      for (int64_t b = 0; b < r; ++b) ps = ps + s[b] * conj(P(b, n));
-      out[h * N + n] = out[h * N + n] * (Cx<T>{1, 0} - T(0.5) * w[h * N + n]) + (dt / 2) * ps;
-    }
+    untruncated_finish<T>(N, r, p.L, step_size(static_cast<const T*>(p.dt), h), Tj, P, Ct,
+                          [&](int64_t n) { return w[h * N + n]; }, static_cast<Cx<T>*>(p.out) + h * N, s);
   }
 }
 

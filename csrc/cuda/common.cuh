@@ -72,6 +72,14 @@ __device__ inline void add_chunks(const T* partial, int64_t chunks, int64_t N, i
     for (int k = 0; k < 4; ++k) s[k] += partial[((r * chunks + c) * N + n) * 4 + k];
 }
 
+// The step size of channel h. dt <= 0 cannot be refused without reading dt on the host
+// (a sync), so the kernels give such channels NaN (a NaN dt already gives NaN on the CPU).
+template <typename T>
+__device__ inline T step_size(const T* dt, int64_t h) {
+  const T s = dt[h];
+  return s > 0 ? s : T(NAN);
+}
+
 // Stream-ordered scratch memory: allocated on the stream, freed on it after the work
 // enqueued before the free (CUDA graph capture records both as memory nodes).
 class Scratch {

@@ -32,12 +32,6 @@ namespace {
 using namespace cuda;
 
 template <typename T>
-__device__ inline T step_size(const T* dt, int64_t h) {
-  const T s = dt[h];
-  return s > 0 ? s : T(NAN);  // see the note at the top
-}
-
-template <typename T>
 __global__ void discretize_kernel(DiscretizeParams p) {
   const T* dt = static_cast<const T*>(p.dt);
   for (int64_t i = grid_thread(); i < p.H * p.N; i += grid_stride()) {

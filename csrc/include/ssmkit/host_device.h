@@ -66,40 +66,6 @@ SSMKIT_HD inline void cx_store(void* p, int64_t i, Cx<T> v) {
   q[1] = v.im;
 }
 
-// Solves M x = y in place by Gaussian elimination with partial pivoting (M: r x r,
-// destroyed, M[i][j] at m[i * rs + j * cs]; y[i] at y[i * ys]): the Woodbury solve of
-// one frequency in dplr_untruncated_C (csrc/cpu/cauchy.cpp; csrc/cuda/cauchy.cu solves
-// in its scratch, transposed, through the strides).
-template <typename T>
-SSMKIT_HD inline void solve_small(Cx<T>* m, int64_t rs, int64_t cs, Cx<T>* y, int64_t ys, int64_t r) {
-  auto at = [&](int64_t i, int64_t j) -> Cx<T>& { return m[i * rs + j * cs]; };
-  auto size = [](Cx<T> a) { return std::fabs(a.re) + std::fabs(a.im); };
-  for (int64_t c = 0; c < r; ++c) {
-    int64_t piv = c;
-    for (int64_t i = c + 1; i < r; ++i)
-      if (size(at(i, c)) > size(at(piv, c))) piv = i;
-    if (piv != c) {
-      for (int64_t j = 0; j < r; ++j) {
-        const Cx<T> t = at(c, j);
-        at(c, j) = at(piv, j), at(piv, j) = t;
-      }
-      const Cx<T> t = y[c * ys];
-      y[c * ys] = y[piv * ys], y[piv * ys] = t;
-    }
-    const Cx<T> inv = cx_inv(at(c, c));
-    for (int64_t i = c + 1; i < r; ++i) {
-      const Cx<T> f = at(i, c) * inv;
-      for (int64_t j = c + 1; j < r; ++j) at(i, j) = at(i, j) - f * at(c, j);
-      y[i * ys] = y[i * ys] - f * y[c * ys];
-    }
-  }
-  for (int64_t c = r - 1; c >= 0; --c) {
-    Cx<T> acc = y[c * ys];
-    for (int64_t j = c + 1; j < r; ++j) acc = acc - at(c, j) * y[j * ys];
-    y[c * ys] = acc * cx_inv(at(c, c));
-  }
-}
-
 // Offset, in complex elements, of row r of operand a, where r is the row-major index
 // over the broadcast batch shape.
 SSMKIT_HD inline int64_t row_offset(const Batch& b, const In& a, int64_t r) {

@@ -241,7 +241,7 @@ def _untruncated_C_case(H: int, N: int, r: int, L: int, device: str) -> Case:
     Work: Cauchy terms as in the cauchy family (a conjugate pair counts two), per channel
     (1 + r) r rows over N at the (L + 1)/2 frequencies, then 1 + r rows back. Not rated
     against the roofline: it is float64 work with rows sharing denominators."""
-    from ..nn import backend, ssm_kernel  # imported here: ssmkit.nn needs torch's nn
+    from ..nn import backend, ssm_kernel  # imported here, as in layer.py: only this case needs ssmkit.nn
 
     dt, Lam, B, C, _ = (t.to(device) for t in _up(*_diag(1, H, N)))
     P = torch.randn(H, r, N, dtype=torch.complex128, device=device) / N**0.5
