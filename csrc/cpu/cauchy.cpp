@@ -258,9 +258,9 @@ void cauchy_backward_impl(const CauchyBackwardParams& p) {
   Scratch<T> partial(rows * chunks * N * 4);
   if (!partial.ok()) throw std::bad_alloc();
 
-  // Per row: v, 2 v (4 Np), g, 2 g (4 Lp), T of the current n-block and over all n
-  // (2 kVecBlock W each), S over the chunk (4 N W); shared: w (2 Np), z (2 Lp).
-  const int64_t per_row = 4 * Np + 4 * Lp + 4 * kVecBlock * W + 4 * N * W;
+  // Per row: v (2 Np), g (2 Lp), T of the current n-block and over all n (2 kVecBlock W
+  // each), S over the chunk (4 N W); shared: w (2 Np), z (2 Lp).
+  const int64_t per_row = 2 * Np + 2 * Lp + 4 * kVecBlock * W + 4 * N * W;
   const int64_t per_thread = 2 * Np + 2 * Lp + kBwdGroup * per_row;
   parallel_tasks(
       rows / g.size * parts * chunks, rows * L * N, [&] { return Scratch<T>(per_thread); },
@@ -277,23 +277,17 @@ void cauchy_backward_impl(const CauchyBackwardParams& p) {
         with_group_size(m, [&](auto group) {
           constexpr int G = decltype(group)::value;
           int64_t orow[G];  // the rows' indices in the output
-          const T *vr[G], *vi[G], *vr2[G], *vi2[G], *gr[G], *gi[G], *g2r_[G], *g2i_[G];
-          T *tblk[G], *ttot[G], *sacc[G];
+          T *vr[G], *vi[G], *gr[G], *gi[G], *tblk[G], *ttot[G], *sacc[G];
           for (int k = 0; k < G; ++k) {
-            T* b = zi + Lp + k * per_row;
-            T *vr_ = b, *vi_ = vr_ + Np, *vr2_ = vi_ + Np, *vi2_ = vr2_ + Np;  // v, 2 v
-            T *gr_ = vi2_ + Np, *gi_ = gr_ + Lp, *g2r = gi_ + Lp, *g2i = g2r + Lp;  // g, 2 g
-            tblk[k] = g2i + Lp;                       // T of the current n-block: (kVecBlock, 2, W)
+            vr[k] = zi + Lp + k * per_row, vi[k] = vr[k] + Np;
+            gr[k] = vi[k] + Np, gi[k] = gr[k] + Lp;
+            tblk[k] = gi[k] + Lp;                     // T of the current n-block: (kVecBlock, 2, W)
             ttot[k] = tblk[k] + 2 * kVecBlock * W;    // T over all n: (kVecBlock, 2, W)
             sacc[k] = ttot[k] + 2 * kVecBlock * W;    // S over the chunk: (N, 4, W)
             orow[k] = row_offset(g.batch, g.row, r0 + k);
-            split_row(p.v, row_offset(g.batch, g.v, r0 + k), 0, N, Np, vr_, vi_);
-            split_row(p.grad, row_offset(g.batch, g.grad, r0 + k), l0, nl, nlp, gr_, gi_);
-            for (int64_t n = 0; n < N; ++n) vr2_[n] = 2 * vr_[n], vi2_[n] = 2 * vi_[n];
-            for (int64_t l = 0; l < nlp; ++l) g2r[l] = 2 * gr_[l], g2i[l] = 2 * gi_[l];
+            split_row(p.v, row_offset(g.batch, g.v, r0 + k), 0, N, Np, vr[k], vi[k]);
+            split_row(p.grad, row_offset(g.batch, g.grad, r0 + k), l0, nl, nlp, gr[k], gi[k]);
             if constexpr (kNeedS) std::memset(sacc[k], 0, sizeof(T) * 4 * N * W);
-            vr[k] = vr_, vi[k] = vi_, vr2[k] = vr2_, vi2[k] = vi2_;
-            gr[k] = gr_, gi[k] = gi_, g2r_[k] = g2r, g2i_[k] = g2i;
           }
           const V one = S::splat(1);
 
@@ -311,65 +305,52 @@ void cauchy_backward_impl(const CauchyBackwardParams& p) {
                 // Broadcast once: the stores into tblk below could alias these arrays, so
                 // the compiler would otherwise reload them every iteration.
                 const V wrn = S::splat(wr[n]), win = S::splat(wi[n]);
-                V vrn[G], vin[G], vr2n[G], vi2n[G];
-                for (int k = 0; k < G; ++k) {
-                  vrn[k] = S::splat(vr[k][n]), vin[k] = S::splat(vi[k][n]);
-                  vr2n[k] = S::splat(vr2[k][n]), vi2n[k] = S::splat(vi2[k][n]);
-                }
+                V vrn[G], vin[G];
+                for (int k = 0; k < G; ++k) vrn[k] = S::splat(vr[k][n]), vin[k] = S::splat(vi[k][n]);
                 for (int64_t j = j0; j < j1; ++j) {
                   const V zrv = S::load(zr + j * W), ziv = S::load(zi + j * W);
                   const V dr = zrv - wrn;
                   const V di1 = ziv - win;
                   const V dr2 = dr * dr;
-                  // 1/(z - w) = (a1, b1), 1/(z - conj(w)) = (a2, b2); squares (x, y)
-                  V a1, b1, a2 = S::zero(), b2 = S::zero();
+                  // 1/(z - w) = (a1, -e1) and 1/(z - conj(w)) = (a2, -e2): a = dr r, e = di r
+                  V r1 = one / (di1 * di1 + dr2), r2 = S::zero(), di2 = S::zero();
                   if constexpr (kConj) {
-                    const V di2 = ziv + win;
-                    const V r1 = one / (di1 * di1 + dr2), r2 = one / (di2 * di2 + dr2);
-                    a1 = dr * r1, b1 = -di1 * r1;
-                    a2 = dr * r2, b2 = -di2 * r2;
-                  } else {
-                    const V r1 = one / (di1 * di1 + dr2);
-                    a1 = dr * r1, b1 = -di1 * r1;
+                    di2 = ziv + win;
+                    r2 = one / (di2 * di2 + dr2);
                   }
-                  if (j == nvec - 1 && tail < W) {  // lanes past L contribute nothing
-                    a1 = S::keep_first(a1, tail), b1 = S::keep_first(b1, tail);
-                    a2 = S::keep_first(a2, tail), b2 = S::keep_first(b2, tail);
+                  if (j == nvec - 1 && tail < W)  // lanes past L contribute nothing
+                    r1 = S::keep_first(r1, tail), r2 = S::keep_first(r2, tail);
+                  // 1/d^2 = (x, -p): x = (a - e)(a + e), p = 2 a e
+                  const V a1 = dr * r1, e1 = di1 * r1;
+                  const V x1 = (a1 - e1) * (a1 + e1), p1 = (a1 + a1) * e1;
+                  // Every sum is sum(u_r K - u_i K') for u = g or v and coefficients K that
+                  // the rows share (the conjugate pair's two terms already combined).
+                  V k1 = a1, k2 = e1, k3 = -e1, k4 = a1, k5 = x1, k6 = p1, k7 = -p1, k8 = x1;
+                  if constexpr (kConj) {
+                    const V a2 = dr * r2, e2 = di2 * r2;
+                    const V x2 = (a2 - e2) * (a2 + e2), p2 = (a2 + a2) * e2;
+                    k1 = a1 + a2, k2 = e1 + e2, k3 = e2 - e1, k4 = a1 - a2;
+                    k5 = x1 + x2, k6 = p1 + p2, k7 = p2 - p1, k8 = x1 - x2;
                   }
-                  // 1/d^2 = (x, 2 y): x = (a - b)(a + b), y = a b; the factor 2 of the
-                  // imaginary parts is folded into g2 = 2 g and into 2 v (fewer multiplies).
-                  const V x1 = (a1 - b1) * (a1 + b1), y1 = a1 * b1;
-                  const V x2 = (a2 - b2) * (a2 + b2), y2 = a2 * b2;
-                  // What the rows share of S and T
-                  const V a12 = a1 + a2, b12 = b1 + b2, b1_2 = b1 - b2, a2_1 = a2 - a1;
-                  const V x12 = x1 + x2, y12 = y1 + y2, y1_2 = y1 - y2, x2_1 = x2 - x1;
-                  const V y2_1 = y2 - y1, x1_2 = x1 - x2;
                   for (int k = 0; k < G; ++k) {
-                    if constexpr (kNeedS) {
+                    if constexpr (kNeedS) {  // one FMA per product: one rounding each
                       const V grv = S::load(gr[k] + j * W), giv = S::load(gi[k] + j * W);
-                      const V g2r = S::load(g2r_[k] + j * W), g2i = S::load(g2i_[k] + j * W);
-                      if constexpr (kConj) {
-                        s1r[k] += grv * a12 + giv * b12;
-                        s1i[k] += grv * b1_2 + giv * a2_1;
-                        s2r[k] += grv * x12 + g2i * y12;
-                        s2i[k] += g2r * y1_2 + giv * x2_1;
-                      } else {
-                        s1r[k] += grv * a1 + giv * b1;
-                        s1i[k] += grv * b1 - giv * a1;
-                        s2r[k] += grv * x1 + g2i * y1;
-                        s2i[k] += g2r * y1 - giv * x1;
-                      }
+                      s1r[k] += grv * k1;
+                      s1r[k] -= giv * k2;
+                      s1i[k] += grv * k3;
+                      s1i[k] -= giv * k4;
+                      s2r[k] += grv * k5;
+                      s2r[k] -= giv * k6;
+                      s2i[k] += grv * k7;
+                      s2i[k] -= giv * k8;
                     }
                     if constexpr (kNeedT) {
                       T* tb = tblk[k] + (j - j0) * 2 * W;
                       V tr = S::load(tb), ti = S::load(tb + W);
-                      if constexpr (kConj) {
-                        tr += vrn[k] * x12 + vi2n[k] * y2_1;
-                        ti += vr2n[k] * y12 + vin[k] * x1_2;
-                      } else {
-                        tr += vrn[k] * x1 - vi2n[k] * y1;
-                        ti += vr2n[k] * y1 + vin[k] * x1;
-                      }
+                      tr += vrn[k] * k5;
+                      tr -= vin[k] * k7;
+                      ti += vin[k] * k8;
+                      ti -= vrn[k] * k6;
                       S::store(tb, tr);
                       S::store(tb + W, ti);
                     }
