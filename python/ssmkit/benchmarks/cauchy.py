@@ -119,9 +119,9 @@ def _reference_rows(rows: int, N: int, L: int, direction: str, dtype=torch.compl
 
 # FP32 operations per term of ssmkit's kernels (csrc/cpu/cauchy.cpp, csrc/cuda/cauchy.cu),
 # an FMA counting 2 and a division 1: the forward's fused conjugate-pair form does 25 per
-# pair; the backward 56 per pair (the differences 4, two reciprocals 10, the four real
-# and imaginary parts 4, the squares 8, the S1 and S2 sums 24, the T sum 10; its
-# combinations of reciprocals and squares are shared between the sums).
+# pair; the backward 56 per pair (the differences 3, two reciprocals 7, the four real
+# and imaginary parts 4, the squares 10, the pair's combined coefficients 8, the S1 and S2
+# sums 16, the T sum 8; the coefficients are shared between the sums).
 FLOPS_PER_TERM = {"forward": 12.5, "backward": 28}
 
 
