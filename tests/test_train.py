@@ -168,8 +168,15 @@ def test_ddp_two_processes_match_one(tmp_path):
     for name, tensor in one["model"].items():
         if not torch.is_tensor(tensor):
             continue  # the layers' extra state
-        torch.testing.assert_close(two["model"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
-        moved += not torch.allclose(tensor, start[name])
+        # Measured against how far training moved the tensor: the two runs round their
+        # gradient sums differently and AdamW's g / sqrt(v) amplifies that where a gradient
+        # nearly cancels between steps (up to 1.3e-4 of the move seen on an AVX2 CPU),
+        # while a process that trained on its own shard alone (no gradient averaging)
+        # lands 0.3 to 1.5 moves away.
+        move = (tensor - start[name]).abs().max().item()
+        gap = (two["model"][name] - tensor).abs().max().item()
+        assert gap <= 1e-3 * move, f"{name}: the runs differ by {gap:.2e}, {gap / move:.1e} of the move {move:.2e}"
+        moved += move > 0
     assert moved > 0  # the runs trained: some parameters left their initial values
     h1, h2 = one["history"][0], two["history"][0]
     assert h1["train_loss"] == pytest.approx(h2["train_loss"], rel=1e-5)
