@@ -233,7 +233,48 @@ def _step_cases(quick):
               ref.dplr_step,
               (j["x"], j["u"], j["dt"], j["A"], j["P"], j["B"], j["C"], j["D"])),
        note="the jnp baseline steps with the dense (H, 2N, 2N) matrices of reference.dplr_dense"))  # fmt: skip
+    out.append(_untruncated_C_case(H, N, 1, L))
     return out
+
+
+def _untruncated_C_case(H, N, r, L):
+    """dplr_untruncated_C in complex128 (x64), as the layers call it, against the jnp dense
+    definition (dA^L by repeated squaring, then a solve) and the torch path; checked against
+    the torch dense definition, as the torch case is."""
+    import torch
+
+    from .. import jax as sj, ops
+    from .._accuracy import judge_all
+    from ..jax import reference as ref
+    from ..ops import reference as torch_ref
+
+    inputs = torch_step.untruncated_C_inputs(H, N, r)
+    terms = torch_step.untruncated_C_terms(H, N, r, L)
+
+    def x64(fn):
+        """fn(dt, Lambda, P, C, L) jitted on the inputs, run with x64 on (complex128 stays)."""
+        with jax.enable_x64(True):
+            args = [jnp.asarray(_np(t)) for t in inputs]
+            jitted = jax.jit(functools.partial(fn, L=L))
+
+        def run():
+            with jax.enable_x64(True):
+                return jax.block_until_ready(jitted(*args))
+
+        return run
+
+    kernel = x64(sj.dplr_untruncated_C)
+
+    def check():
+        truth = torch_ref.dplr_untruncated_C(*inputs, L)
+        return judge_all([("C", torch.from_numpy(np.array(kernel())), truth, None)])
+
+    return Case("step", f"dplr_untruncated_C r={r}", f"H={H} N={N} L={L}", "G terms/s", {
+        "ssmkit.jax": Impl(kernel, terms),
+        "jnp dense reference": Impl(x64(ref.dplr_untruncated_C), terms),
+        "torch ssmkit": Impl(lambda: ops.dplr_untruncated_C(*inputs, L), terms),
+    }, check, note="complex128 (x64); checked against the torch dense definition, whose own error (up to ~1e-13) "
+       "is within the float64 floor")  # fmt: skip
 
 
 def _layer_cases(quick):

@@ -233,6 +233,18 @@ def cases(quick: bool, device: str = "cpu") -> list[Case]:
     return out
 
 
+def untruncated_C_inputs(H: int, N: int, r: int) -> list[torch.Tensor]:
+    """dt, Lambda, P (H, r, N), C~ in double precision for dplr_untruncated_C (benchmarks.jax
+    times the same)."""
+    dt, Lam, _, C, _ = _up(*_diag(1, H, N))
+    return [dt, Lam, torch.randn(H, r, N, dtype=torch.complex128) / N**0.5, C]
+
+
+def untruncated_C_terms(H: int, N: int, r: int, L: int) -> int:
+    """dplr_untruncated_C's work in Cauchy terms (see _untruncated_C_case)."""
+    return H * 2 * N * ((L + 1) // 2) * ((1 + r) * r + 1 + r)
+
+
 def _untruncated_C_case(H: int, N: int, r: int, L: int, device: str) -> Case:
     """The step's C from the C~ of kernel length L (what a first generation computes per
     DPLR layer), complex128 as the layers call it: the kernel against the same sums
@@ -243,9 +255,8 @@ def _untruncated_C_case(H: int, N: int, r: int, L: int, device: str) -> Case:
     against the roofline: it is float64 work with rows sharing denominators."""
     from ..nn import backend, ssm_kernel  # imported here, as in layer.py: only this case needs ssmkit.nn
 
-    dt, Lam, B, C, _ = (t.to(device) for t in _up(*_diag(1, H, N)))
-    P = torch.randn(H, r, N, dtype=torch.complex128, device=device) / N**0.5
-    terms = H * 2 * N * ((L + 1) // 2) * ((1 + r) * r + 1 + r)
+    dt, Lam, P, C = (t.to(device) for t in untruncated_C_inputs(H, N, r))
+    terms = untruncated_C_terms(H, N, r, L)
     impls = {
         "ssmkit": Impl(lambda: ops.dplr_untruncated_C(dt, Lam, P, C, L), terms),
         "ssmkit Cauchy + torch": Impl(lambda: ssm_kernel.dplr_untruncated_C(backend.COMPILED, dt, Lam, P, C, L), terms),
